@@ -1,0 +1,116 @@
+package keyplane
+
+import (
+	"encoding/json"
+	"net/netip"
+	"time"
+)
+
+// Environment separates production keys from test keys; it is part of the key text.
+type Environment string
+
+const (
+	EnvLive Environment = "live"
+	EnvTest Environment = "test"
+)
+
+// Valid reports whether e is a known environment.
+func (e Environment) Valid() bool { return e == EnvLive || e == EnvTest }
+
+// KeyStatus is derived from a key's fields and the current time; it is never stored.
+type KeyStatus string
+
+const (
+	KeyActive   KeyStatus = "active"
+	KeyDisabled KeyStatus = "disabled"
+	KeyRolling  KeyStatus = "rolling" // rolled, still valid until its overlap ends
+	KeyExpired  KeyStatus = "expired"
+	KeyRevoked  KeyStatus = "revoked"
+)
+
+// Valid reports whether s is a known status.
+func (s KeyStatus) Valid() bool {
+	switch s {
+	case KeyActive, KeyDisabled, KeyRolling, KeyExpired, KeyRevoked:
+		return true
+	}
+	return false
+}
+
+// Key is an API key. Its plaintext is never stored: only its SHA-256 and a hint.
+type Key struct {
+	ID           string
+	AccountID    string
+	Name         string
+	Environment  Environment
+	Hash         [32]byte
+	Hint         string
+	Scopes       []string
+	AllowedCIDRs []netip.Prefix    // empty means any address
+	RateLimits   []RateLimitPolicy // nil means the plan's
+	Quota        *Quota            // nil means the plan's
+	Metadata     json.RawMessage   // a JSON object, returned by verify
+	Enabled      bool
+	CreatedAt    time.Time
+	UpdatedAt    time.Time
+	ExpiresAt    *time.Time
+	RevokedAt    *time.Time
+	LastUsedAt   *time.Time
+	RolledFromID string // the key this one replaced
+	RolledToID   string // the key that replaced this one
+}
+
+// Status derives the key's status at now. The order matters: a revoked key is
+// revoked whatever else is true of it.
+func (k *Key) Status(now time.Time) KeyStatus {
+	switch {
+	case k.RevokedAt != nil:
+		return KeyRevoked
+	case k.ExpiresAt != nil && !now.Before(*k.ExpiresAt):
+		return KeyExpired
+	case !k.Enabled:
+		return KeyDisabled
+	case k.RolledToID != "":
+		return KeyRolling
+	}
+	return KeyActive
+}
+
+// CountsTowardCap reports whether the key uses one of its account's active-key
+// slots: not revoked, not expired and not already replaced by a roll.
+func (k *Key) CountsTowardCap(now time.Time) bool {
+	s := k.Status(now)
+	return s != KeyRevoked && s != KeyExpired && k.RolledToID == ""
+}
+
+// Algorithm is a rate-limiting algorithm.
+type Algorithm string
+
+const (
+	TokenBucket   Algorithm = "token_bucket"
+	SlidingWindow Algorithm = "sliding_window"
+)
+
+// RateLimitPolicy is one named limit on a key; all of a key's policies apply.
+type RateLimitPolicy struct {
+	Name          string    `json:"name"`
+	Limit         *int64    `json:"limit"` // nil means unlimited
+	WindowSeconds int64     `json:"window_seconds"`
+	Burst         int64     `json:"burst,omitempty"`
+	Algorithm     Algorithm `json:"algorithm"`
+}
+
+// QuotaPeriod is how often a quota resets.
+type QuotaPeriod string
+
+const (
+	QuotaDay   QuotaPeriod = "day"
+	QuotaMonth QuotaPeriod = "month"
+)
+
+// Quota caps requests (or cost units) per period.
+type Quota struct {
+	Limit  int64       `json:"limit"`
+	Period QuotaPeriod `json:"period"`
+	Shared bool        `json:"shared,omitempty"` // counted across the account's keys
+}

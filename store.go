@@ -1,0 +1,81 @@
+package keyplane
+
+import (
+	"context"
+	"encoding/base64"
+	"time"
+	"unicode/utf8"
+)
+
+// Store is the source of truth. SQLite and PostgreSQL implement it, and the
+// storetest suite holds both to the same behaviour.
+//
+// Implementations return *Error with ENOTFOUND for missing rows, ECONFLICT for
+// uniqueness violations and EUNAVAILABLE when the database cannot be reached.
+// Update callbacks run inside the store's transaction with the row locked, so a
+// read-modify-write is atomic; an error from the callback aborts it.
+type Store interface {
+	CreateAccount(ctx context.Context, a *Account) error
+	Account(ctx context.Context, id string) (*Account, error)
+	ListAccounts(ctx context.Context, page Page) ([]*Account, string, error)
+	UpdateAccount(ctx context.Context, id string, update func(*Account) error) (*Account, error)
+
+	// CreateKey inserts k unless its account already has maxActive keys that
+	// count toward the cap at now (ELIMIT), checked atomically with the insert.
+	CreateKey(ctx context.Context, k *Key, maxActive int, now time.Time) error
+	Key(ctx context.Context, id string) (*Key, error)
+	ListKeys(ctx context.Context, filter KeyFilter) ([]*Key, string, error)
+	UpdateKey(ctx context.Context, id string, update func(*Key) error) (*Key, error)
+	// RollKey locks the old key, lets roll change it and build its successor,
+	// and writes both in one transaction: there is no moment where neither works.
+	RollKey(ctx context.Context, oldID string, roll func(old *Key) (*Key, error)) (old, successor *Key, err error)
+	// VerifyRecord returns what verification needs about the key with this hash.
+	VerifyRecord(ctx context.Context, hash [32]byte) (*VerifyRecord, error)
+
+	CreateToken(ctx context.Context, t *Token) error
+	TokenByHash(ctx context.Context, hash [32]byte) (*Token, error)
+	CountTokens(ctx context.Context) (int, error)
+
+	// Ping reports whether the database answers.
+	Ping(ctx context.Context) error
+	Close() error
+}
+
+// Page asks for up to Limit items after the cursor returned by the previous page.
+type Page struct {
+	Limit  int
+	Cursor string
+}
+
+// KeyFilter selects an account's keys; Status, when set, is evaluated at Now.
+type KeyFilter struct {
+	AccountID string
+	Status    KeyStatus
+	Now       time.Time
+	Page
+}
+
+// VerifyRecord is a key with the account facts that verification checks. It is
+// what caches hold.
+type VerifyRecord struct {
+	Key                  Key
+	AccountStatus        AccountStatus
+	AccountAllowedScopes []string
+}
+
+// EncodeCursor makes an opaque pagination cursor from the last id of a page.
+func EncodeCursor(lastID string) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(lastID))
+}
+
+// DecodeCursor returns the id a cursor stands for; "" for an empty cursor.
+func DecodeCursor(cursor string) (string, error) {
+	if cursor == "" {
+		return "", nil
+	}
+	b, err := base64.RawURLEncoding.DecodeString(cursor)
+	if err != nil || len(b) == 0 || len(b) > 64 || !utf8.Valid(b) {
+		return "", Invalid("cursor", "is not a cursor returned by this API")
+	}
+	return string(b), nil
+}

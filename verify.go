@@ -1,0 +1,83 @@
+package keyplane
+
+import (
+	"context"
+	"encoding/json"
+	"net/netip"
+	"time"
+)
+
+// VerifyCode is the outcome of a verification; the first failed check wins.
+type VerifyCode string
+
+const (
+	VerifyValid             VerifyCode = "VALID"
+	VerifyNotFound          VerifyCode = "NOT_FOUND"
+	VerifyRevoked           VerifyCode = "REVOKED"
+	VerifyExpired           VerifyCode = "EXPIRED"
+	VerifyDisabled          VerifyCode = "DISABLED"
+	VerifyForbidden         VerifyCode = "FORBIDDEN"
+	VerifyInsufficientScope VerifyCode = "INSUFFICIENT_SCOPE"
+	VerifyRateLimited       VerifyCode = "RATE_LIMITED"
+	VerifyQuotaExceeded     VerifyCode = "QUOTA_EXCEEDED"
+)
+
+// VerifyRequest asks whether a key may be used. Scope and IP are optional; a
+// zero IP means the caller did not say.
+type VerifyRequest struct {
+	Key      string
+	Scope    string
+	IP       netip.Addr
+	Endpoint string
+	Cost     int64
+}
+
+// VerifyResult answers a VerifyRequest. For NOT_FOUND only Valid and Code are set.
+type VerifyResult struct {
+	Valid      bool
+	Code       VerifyCode
+	Key        *Key // nil for NOT_FOUND; shared with the cache, never modify
+	RateLimit  *RateLimitState
+	Quota      *QuotaState
+	RetryAfter time.Duration
+}
+
+// RateLimitState is the tightest policy's state after a check.
+type RateLimitState struct {
+	Policy    string
+	Limit     int64
+	Remaining int64
+	Reset     time.Duration
+}
+
+// QuotaState is the quota's state after a check.
+type QuotaState struct {
+	Limit     int64
+	Remaining int64
+	ResetsAt  time.Time
+}
+
+// Limiter enforces rate limits and quotas. Verification calls it last, only
+// when every other check passed, so a refused request charges nothing else.
+type Limiter interface {
+	Check(ctx context.Context, rec *VerifyRecord, cost int64, now time.Time) (LimitDecision, error)
+}
+
+// LimitDecision is a Limiter's answer; Code is VALID, RATE_LIMITED or QUOTA_EXCEEDED.
+type LimitDecision struct {
+	Code       VerifyCode
+	RateLimit  *RateLimitState
+	Quota      *QuotaState
+	RetryAfter time.Duration
+}
+
+// metadataOrEmpty keeps verify responses well-formed for keys without metadata.
+func metadataOrEmpty(m json.RawMessage) json.RawMessage {
+	if len(m) == 0 {
+		return json.RawMessage("{}")
+	}
+	return m
+}
+
+// MetadataJSON returns the key's metadata, "{}" when it has none.
+func (k *Key) MetadataJSON() json.RawMessage { return metadataOrEmpty(k.Metadata) }
