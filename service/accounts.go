@@ -1,0 +1,128 @@
+package service
+
+import (
+	"context"
+
+	"github.com/keyplane/keyplane"
+)
+
+// DefaultPlan is the plan of accounts created without one.
+const DefaultPlan = "default"
+
+// AccountInput creates an account.
+type AccountInput struct {
+	Name          string
+	Plan          string
+	AllowedScopes []string
+	Status        keyplane.AccountStatus
+}
+
+// AccountUpdate changes the fields that are not nil.
+type AccountUpdate struct {
+	Name          *string
+	Plan          *string
+	AllowedScopes *[]string
+	Status        *keyplane.AccountStatus
+}
+
+func validPlan(v *keyplane.Validation, plan string) {
+	if !planPattern.MatchString(plan) {
+		v.Add("plan", "%q: want 1 to 63 lowercase letters, digits, - or _", plan)
+	}
+}
+
+func validAccountStatus(v *keyplane.Validation, st keyplane.AccountStatus) {
+	if !st.Valid() {
+		v.Add("status", "%q: want active or suspended", st)
+	}
+}
+
+// CreateAccount creates an account. Operators only.
+func (s *Service) CreateAccount(ctx context.Context, in AccountInput) (*keyplane.Account, error) {
+	if err := requireOperator(ctx); err != nil {
+		return nil, err
+	}
+	if in.Plan == "" {
+		in.Plan = DefaultPlan
+	}
+	if in.Status == "" {
+		in.Status = keyplane.AccountActive
+	}
+	var v keyplane.Validation
+	name := validName(&v, "name", in.Name)
+	validPlan(&v, in.Plan)
+	scopes := validScopes(&v, "allowed_scopes", in.AllowedScopes, nil)
+	validAccountStatus(&v, in.Status)
+	if err := v.Err(); err != nil {
+		return nil, err
+	}
+	now := s.now()
+	a := &keyplane.Account{ID: newID("acc"), Name: name, Plan: in.Plan, AllowedScopes: scopes, Status: in.Status, CreatedAt: now, UpdatedAt: now}
+	if err := s.store.CreateAccount(ctx, a); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// Account returns an account the caller may see.
+func (s *Service) Account(ctx context.Context, id string) (*keyplane.Account, error) {
+	if err := authorizeAccount(ctx, id); err != nil {
+		return nil, err
+	}
+	return s.store.Account(ctx, id)
+}
+
+// ListAccounts lists accounts, newest first. Operators only.
+func (s *Service) ListAccounts(ctx context.Context, page keyplane.Page) ([]*keyplane.Account, string, error) {
+	if err := requireOperator(ctx); err != nil {
+		return nil, "", err
+	}
+	limit, err := pageLimit(page.Limit)
+	if err != nil {
+		return nil, "", err
+	}
+	page.Limit = limit
+	return s.store.ListAccounts(ctx, page)
+}
+
+// UpdateAccount changes an account; suspending it stops all its keys at once.
+// Operators only.
+func (s *Service) UpdateAccount(ctx context.Context, id string, up AccountUpdate) (*keyplane.Account, error) {
+	if err := requireOperator(ctx); err != nil {
+		return nil, err
+	}
+	var v keyplane.Validation
+	var name string
+	var scopes []string
+	if up.Name != nil {
+		name = validName(&v, "name", *up.Name)
+	}
+	if up.Plan != nil {
+		validPlan(&v, *up.Plan)
+	}
+	if up.AllowedScopes != nil {
+		scopes = validScopes(&v, "allowed_scopes", *up.AllowedScopes, nil)
+	}
+	if up.Status != nil {
+		validAccountStatus(&v, *up.Status)
+	}
+	if err := v.Err(); err != nil {
+		return nil, err
+	}
+	return s.store.UpdateAccount(ctx, id, func(a *keyplane.Account) error {
+		if up.Name != nil {
+			a.Name = name
+		}
+		if up.Plan != nil {
+			a.Plan = *up.Plan
+		}
+		if up.AllowedScopes != nil {
+			a.AllowedScopes = scopes
+		}
+		if up.Status != nil {
+			a.Status = *up.Status
+		}
+		a.UpdatedAt = s.now()
+		return nil
+	})
+}

@@ -1,0 +1,264 @@
+package service
+
+import (
+	"context"
+	"encoding/json"
+	"net/netip"
+	"time"
+
+	"github.com/keyplane/keyplane"
+	"github.com/keyplane/keyplane/apikey"
+)
+
+// Optional is a field of an update that may be absent, or set (possibly to a
+// zero value, such as null to clear an expiry).
+type Optional[T any] struct {
+	Set   bool
+	Value T
+}
+
+// KeyInput creates a key. Nil RateLimits and Quota mean the plan's.
+type KeyInput struct {
+	Name         string
+	Scopes       []string
+	Environment  keyplane.Environment
+	ExpiresAt    *time.Time
+	AllowedCIDRs []string
+	RateLimits   []keyplane.RateLimitPolicy
+	Quota        *keyplane.Quota
+	Metadata     json.RawMessage
+	Enabled      *bool // default true
+}
+
+// KeyUpdate changes the fields that are set.
+type KeyUpdate struct {
+	Name         Optional[string]
+	Scopes       Optional[[]string]
+	AllowedCIDRs Optional[[]string]
+	RateLimits   Optional[[]keyplane.RateLimitPolicy]
+	Quota        Optional[*keyplane.Quota]
+	ExpiresAt    Optional[*time.Time]
+	Metadata     Optional[json.RawMessage]
+	Enabled      Optional[bool]
+}
+
+// CreatedKey is a new key with its plaintext, which exists only here.
+type CreatedKey struct {
+	*keyplane.Key
+	Plaintext string
+}
+
+// CreateKey issues a key for an account, within its allowed scopes and its cap
+// on active keys.
+func (s *Service) CreateKey(ctx context.Context, accountID string, in KeyInput) (*CreatedKey, error) {
+	account, err := s.Account(ctx, accountID)
+	if err != nil {
+		return nil, err
+	}
+	if in.Environment == "" {
+		in.Environment = keyplane.EnvLive
+	}
+	now := s.now()
+	var v keyplane.Validation
+	k := &keyplane.Key{
+		ID:           newID("key"),
+		AccountID:    account.ID,
+		Name:         validName(&v, "name", in.Name),
+		Environment:  in.Environment,
+		Scopes:       validScopes(&v, "scopes", in.Scopes, account.AllowedScopes),
+		AllowedCIDRs: validCIDRs(&v, in.AllowedCIDRs),
+		RateLimits:   validPolicies(&v, in.RateLimits),
+		Quota:        in.Quota,
+		Metadata:     validMetadata(&v, in.Metadata),
+		ExpiresAt:    validExpiry(&v, in.ExpiresAt, now),
+		Enabled:      in.Enabled == nil || *in.Enabled,
+		CreatedAt:    now,
+		UpdatedAt:    now,
+	}
+	validQuota(&v, in.Quota)
+	if !in.Environment.Valid() {
+		v.Add("environment", "%q: want live or test", in.Environment)
+	}
+	if err := v.Err(); err != nil {
+		return nil, err
+	}
+	plaintext := apikey.New(s.prefix, string(k.Environment))
+	k.Hash, k.Hint = apikey.Hash(plaintext), apikey.Hint(plaintext)
+	if err := s.store.CreateKey(ctx, k, s.maxKeys, now); err != nil {
+		return nil, err
+	}
+	return &CreatedKey{Key: k, Plaintext: plaintext}, nil
+}
+
+// Key returns a key the caller may see.
+func (s *Service) Key(ctx context.Context, id string) (*keyplane.Key, error) {
+	a, err := actor(ctx)
+	if err != nil {
+		return nil, err
+	}
+	k, err := s.store.Key(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if !a.CanSee(k.AccountID) {
+		return nil, keyplane.Errorf(keyplane.ENOTFOUND, "key %q not found", id)
+	}
+	return k, nil
+}
+
+// ListKeys lists an account's keys, newest first, optionally of one status.
+func (s *Service) ListKeys(ctx context.Context, accountID string, status keyplane.KeyStatus, page keyplane.Page) ([]*keyplane.Key, string, error) {
+	if _, err := s.Account(ctx, accountID); err != nil {
+		return nil, "", err
+	}
+	limit, err := pageLimit(page.Limit)
+	if err != nil {
+		return nil, "", err
+	}
+	if status != "" && !status.Valid() {
+		return nil, "", keyplane.Invalid("status", "%q: want active, disabled, rolling, expired or revoked", status)
+	}
+	page.Limit = limit
+	return s.store.ListKeys(ctx, keyplane.KeyFilter{AccountID: accountID, Status: status, Now: s.now(), Page: page})
+}
+
+// UpdateKey changes a key. Revoked and expired keys are final; a rolling key's
+// expiry is the end of its overlap and cannot be moved.
+func (s *Service) UpdateKey(ctx context.Context, id string, up KeyUpdate) (*keyplane.Key, error) {
+	current, err := s.Key(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	account, err := s.store.Account(ctx, current.AccountID)
+	if err != nil {
+		return nil, err
+	}
+	now := s.now()
+	var v keyplane.Validation
+	var name string
+	var scopes []string
+	var cidrs []netip.Prefix
+	var metadata json.RawMessage
+	var expires *time.Time
+	if up.Name.Set {
+		name = validName(&v, "name", up.Name.Value)
+	}
+	if up.Scopes.Set {
+		scopes = validScopes(&v, "scopes", up.Scopes.Value, account.AllowedScopes)
+	}
+	if up.AllowedCIDRs.Set {
+		cidrs = validCIDRs(&v, up.AllowedCIDRs.Value)
+	}
+	if up.RateLimits.Set {
+		validPolicies(&v, up.RateLimits.Value)
+	}
+	if up.Quota.Set {
+		validQuota(&v, up.Quota.Value)
+	}
+	if up.Metadata.Set {
+		metadata = validMetadata(&v, up.Metadata.Value)
+	}
+	if up.ExpiresAt.Set {
+		expires = validExpiry(&v, up.ExpiresAt.Value, now)
+	}
+	if err := v.Err(); err != nil {
+		return nil, err
+	}
+	return s.store.UpdateKey(ctx, id, func(k *keyplane.Key) error {
+		switch k.Status(now) {
+		case keyplane.KeyRevoked:
+			return keyplane.Errorf(keyplane.ECONFLICT, "key %q is revoked; revocation is final", id)
+		case keyplane.KeyExpired:
+			return keyplane.Errorf(keyplane.ECONFLICT, "key %q has expired", id)
+		}
+		if up.ExpiresAt.Set && k.RolledToID != "" {
+			return keyplane.Errorf(keyplane.ECONFLICT, "key %q was rolled; its expiry is the end of the overlap window", id)
+		}
+		if up.Name.Set {
+			k.Name = name
+		}
+		if up.Scopes.Set {
+			k.Scopes = scopes
+		}
+		if up.AllowedCIDRs.Set {
+			k.AllowedCIDRs = cidrs
+		}
+		if up.RateLimits.Set {
+			k.RateLimits = up.RateLimits.Value
+		}
+		if up.Quota.Set {
+			k.Quota = up.Quota.Value
+		}
+		if up.Metadata.Set {
+			k.Metadata = metadata
+		}
+		if up.ExpiresAt.Set {
+			k.ExpiresAt = expires
+		}
+		if up.Enabled.Set {
+			k.Enabled = up.Enabled.Value
+		}
+		k.UpdatedAt = now
+		return nil
+	})
+}
+
+// RevokeKey revokes a key now, for good. Revoking a revoked key changes nothing.
+func (s *Service) RevokeKey(ctx context.Context, id string) (*keyplane.Key, error) {
+	if _, err := s.Key(ctx, id); err != nil {
+		return nil, err
+	}
+	now := s.now()
+	return s.store.UpdateKey(ctx, id, func(k *keyplane.Key) error {
+		if k.RevokedAt == nil {
+			k.RevokedAt, k.UpdatedAt = &now, now
+		}
+		return nil
+	})
+}
+
+// RolledKey is the result of a roll: the successor with its plaintext, and
+// the previous key as it now is.
+type RolledKey struct {
+	Key      *CreatedKey
+	Previous *keyplane.Key
+}
+
+// RollKey replaces a key with a new one of the same configuration. The old key
+// keeps working for overlap (0 revokes it now, at most 7 days), then expires.
+func (s *Service) RollKey(ctx context.Context, id string, overlap time.Duration) (*RolledKey, error) {
+	if overlap < 0 || overlap > MaxRollOverlap {
+		return nil, keyplane.Invalid("overlap_seconds", "must be between 0 and %d (7 days)", int(MaxRollOverlap/time.Second))
+	}
+	if _, err := s.Key(ctx, id); err != nil {
+		return nil, err
+	}
+	now := s.now()
+	var plaintext string
+	old, next, err := s.store.RollKey(ctx, id, func(old *keyplane.Key) (*keyplane.Key, error) {
+		switch st := old.Status(now); st {
+		case keyplane.KeyRevoked, keyplane.KeyExpired:
+			return nil, keyplane.Errorf(keyplane.ECONFLICT, "key %q is %s and cannot be rolled", id, st)
+		}
+		if old.RolledToID != "" {
+			return nil, keyplane.Errorf(keyplane.ECONFLICT, "key %q was already rolled to %q; roll that key instead", id, old.RolledToID)
+		}
+		plaintext = apikey.New(s.prefix, string(old.Environment))
+		next := *old
+		next.ID, next.Hash, next.Hint = newID("key"), apikey.Hash(plaintext), apikey.Hint(plaintext)
+		next.CreatedAt, next.UpdatedAt, next.LastUsedAt = now, now, nil
+		next.RolledFromID, next.RolledToID = old.ID, ""
+
+		old.RolledToID, old.UpdatedAt = next.ID, now
+		if overlap == 0 {
+			old.RevokedAt = &now
+		} else if end := now.Add(overlap); old.ExpiresAt == nil || end.Before(*old.ExpiresAt) {
+			old.ExpiresAt = &end
+		}
+		return &next, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &RolledKey{Key: &CreatedKey{Key: next, Plaintext: plaintext}, Previous: old}, nil
+}

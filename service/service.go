@@ -1,0 +1,117 @@
+// Package service holds keyplane's behaviour: the rules of the key lifecycle,
+// input validation, tenant isolation and verification. It works on a
+// keyplane.Store and knows nothing of HTTP or of which database is behind it.
+package service
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/keyplane/keyplane"
+	"github.com/keyplane/keyplane/apikey"
+	"github.com/oklog/ulid/v2"
+)
+
+// DefaultMaxActiveKeys is the cap on an account's active keys when its plan sets none.
+const DefaultMaxActiveKeys = 25
+
+// MaxRollOverlap is the longest a rolled key may keep working beside its successor.
+const MaxRollOverlap = 7 * 24 * time.Hour
+
+// Config tunes a Service; zero values take the defaults.
+type Config struct {
+	KeyPrefix     string           // deployment prefix of keys, default "kp"
+	MaxActiveKeys int              // per account, default 25
+	Now           func() time.Time // the clock; tests inject their own
+	Limiter       keyplane.Limiter // rate limits and quotas; nil allows all
+}
+
+// Service implements keyplane's operations on a store.
+type Service struct {
+	store   keyplane.Store
+	prefix  string
+	maxKeys int
+	clock   func() time.Time
+	limiter keyplane.Limiter
+
+	tokens sync.Map // [32]byte hash -> cachedToken
+}
+
+// New returns a Service on store.
+func New(store keyplane.Store, cfg Config) (*Service, error) {
+	s := &Service{store: store, prefix: cfg.KeyPrefix, maxKeys: cfg.MaxActiveKeys, clock: cfg.Now, limiter: cfg.Limiter}
+	if s.prefix == "" {
+		s.prefix = apikey.DefaultPrefix
+	}
+	if !apikey.ValidPrefix(s.prefix) {
+		return nil, fmt.Errorf("key prefix %q: want 2 to 10 lowercase letters and digits, starting with a letter", s.prefix)
+	}
+	if s.prefix == apikey.TokenPrefix {
+		return nil, fmt.Errorf("key prefix %q is reserved for operator tokens", s.prefix)
+	}
+	if s.maxKeys <= 0 {
+		s.maxKeys = DefaultMaxActiveKeys
+	}
+	if s.clock == nil {
+		s.clock = time.Now
+	}
+	return s, nil
+}
+
+// KeyPrefix returns the deployment's key prefix.
+func (s *Service) KeyPrefix() string { return s.prefix }
+
+// now is the clock in UTC at the precision both stores keep, so what a call
+// returns equals what a later read returns.
+func (s *Service) now() time.Time { return s.clock().UTC().Truncate(time.Microsecond) }
+
+// newID returns a time-ordered id such as "key_01J9Z…": lists sort by it.
+func newID(kind string) string { return kind + "_" + strings.ToLower(ulid.Make().String()) }
+
+// actor returns the caller; a context without one is refused, so a missing
+// authentication step can never grant access.
+func actor(ctx context.Context) (keyplane.Actor, error) {
+	a, ok := keyplane.ActorFromContext(ctx)
+	if !ok {
+		return a, keyplane.Errorf(keyplane.EUNAUTHORIZED, "authentication required")
+	}
+	return a, nil
+}
+
+// requireOperator refuses members: only operator tokens manage accounts and tokens.
+func requireOperator(ctx context.Context) error {
+	a, err := actor(ctx)
+	if err != nil {
+		return err
+	}
+	if a.Kind != "token" && a.Kind != "system" || a.AccountID != "" {
+		return keyplane.Errorf(keyplane.EFORBIDDEN, "only operators may do this")
+	}
+	return nil
+}
+
+// authorizeAccount returns ENOTFOUND for an account the caller may not see.
+func authorizeAccount(ctx context.Context, accountID string) error {
+	a, err := actor(ctx)
+	if err != nil {
+		return err
+	}
+	if !a.CanSee(accountID) {
+		return keyplane.Errorf(keyplane.ENOTFOUND, "account %q not found", accountID)
+	}
+	return nil
+}
+
+// pageLimit applies the default and bounds of list page sizes.
+func pageLimit(limit int) (int, error) {
+	switch {
+	case limit == 0:
+		return 20, nil
+	case limit < 1 || limit > 100:
+		return 0, keyplane.Invalid("limit", "must be between 1 and 100")
+	}
+	return limit, nil
+}

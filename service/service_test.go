@@ -1,0 +1,433 @@
+package service_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/netip"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/keyplane/keyplane"
+	"github.com/keyplane/keyplane/service"
+	"github.com/keyplane/keyplane/sqlite"
+)
+
+// clock is a settable time source.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time      { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) Add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
+
+type env struct {
+	svc   *service.Service
+	store keyplane.Store
+	clock *clock
+	ctx   context.Context // as an admin operator
+}
+
+func newEnv(t testing.TB) *env {
+	t.Helper()
+	store, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "keyplane.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	c := &clock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
+	svc, err := service.New(store, service.Config{Now: c.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := keyplane.NewContextWithActor(context.Background(), keyplane.Actor{Kind: "token", ID: "tok_test", Role: keyplane.RoleAdmin})
+	return &env{svc: svc, store: store, clock: c, ctx: ctx}
+}
+
+func (e *env) account(t testing.TB, scopes ...string) *keyplane.Account {
+	t.Helper()
+	a, err := e.svc.CreateAccount(e.ctx, service.AccountInput{Name: "Acme", AllowedScopes: scopes})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+func (e *env) key(t testing.TB, accountID string, in service.KeyInput) *service.CreatedKey {
+	t.Helper()
+	if in.Name == "" {
+		in.Name = "test key"
+	}
+	k, err := e.svc.CreateKey(e.ctx, accountID, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func (e *env) verify(t testing.TB, req keyplane.VerifyRequest) keyplane.VerifyCode {
+	t.Helper()
+	res, err := e.svc.Verify(e.ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Valid != (res.Code == keyplane.VerifyValid) {
+		t.Fatalf("Valid=%v with code %s", res.Valid, res.Code)
+	}
+	return res.Code
+}
+
+func wantCode(t *testing.T, err error, code string) {
+	t.Helper()
+	if got := keyplane.ErrorCode(err); got != code {
+		t.Fatalf("error code %q (%v), want %q", got, err, code)
+	}
+}
+
+func TestVerifyCodes(t *testing.T) {
+	e := newEnv(t)
+	acc := e.account(t, "data:*", "billing:read")
+	valid := e.key(t, acc.ID, service.KeyInput{Scopes: []string{"data:read", "billing:read"}, Metadata: json.RawMessage(`{"plan":"gold"}`)})
+	wild := e.key(t, acc.ID, service.KeyInput{Scopes: []string{"data:*"}})
+	cidr := e.key(t, acc.ID, service.KeyInput{AllowedCIDRs: []string{"203.0.113.0/24", "2001:db8::/32", "198.51.100.7"}})
+	revoked := e.key(t, acc.ID, service.KeyInput{})
+	if _, err := e.svc.RevokeKey(e.ctx, revoked.ID); err != nil {
+		t.Fatal(err)
+	}
+	expiring := e.key(t, acc.ID, service.KeyInput{ExpiresAt: ptr(e.clock.Now().Add(time.Minute))})
+	disabled := e.key(t, acc.ID, service.KeyInput{Enabled: ptr(false)})
+	other := e.account(t, "data:read")
+	suspended := e.key(t, other.ID, service.KeyInput{})
+	if _, err := e.svc.UpdateAccount(e.ctx, other.ID, service.AccountUpdate{Status: ptr(keyplane.AccountSuspended)}); err != nil {
+		t.Fatal(err)
+	}
+	e.clock.Add(2 * time.Minute) // past expiring's expiry
+
+	badChecksum := valid.Plaintext[:len(valid.Plaintext)-1] + flip(valid.Plaintext[len(valid.Plaintext)-1])
+	ip := netip.MustParseAddr
+	for _, tc := range []struct {
+		name string
+		req  keyplane.VerifyRequest
+		want keyplane.VerifyCode
+	}{
+		{"valid", keyplane.VerifyRequest{Key: valid.Plaintext}, keyplane.VerifyValid},
+		{"valid with scope", keyplane.VerifyRequest{Key: valid.Plaintext, Scope: "data:read"}, keyplane.VerifyValid},
+		{"wildcard grant", keyplane.VerifyRequest{Key: wild.Plaintext, Scope: "data:write"}, keyplane.VerifyValid},
+		{"scope not granted", keyplane.VerifyRequest{Key: valid.Plaintext, Scope: "data:write"}, keyplane.VerifyInsufficientScope},
+		{"scope of another resource", keyplane.VerifyRequest{Key: wild.Plaintext, Scope: "billing:read"}, keyplane.VerifyInsufficientScope},
+		{"prefix is not a wildcard", keyplane.VerifyRequest{Key: wild.Plaintext, Scope: "database:read"}, keyplane.VerifyInsufficientScope},
+		{"malformed", keyplane.VerifyRequest{Key: "hello"}, keyplane.VerifyNotFound},
+		{"empty", keyplane.VerifyRequest{Key: ""}, keyplane.VerifyNotFound},
+		{"bad checksum", keyplane.VerifyRequest{Key: badChecksum}, keyplane.VerifyNotFound},
+		{"unknown", keyplane.VerifyRequest{Key: "kp_live_zQWBuTSOoRi4A9spHcVY5ncnsDkxkJ0mLq17"}, keyplane.VerifyNotFound},
+		{"other prefix", keyplane.VerifyRequest{Key: "xy" + valid.Plaintext[2:]}, keyplane.VerifyNotFound},
+		{"revoked", keyplane.VerifyRequest{Key: revoked.Plaintext}, keyplane.VerifyRevoked},
+		{"expired", keyplane.VerifyRequest{Key: expiring.Plaintext}, keyplane.VerifyExpired},
+		{"disabled", keyplane.VerifyRequest{Key: disabled.Plaintext}, keyplane.VerifyDisabled},
+		{"account suspended", keyplane.VerifyRequest{Key: suspended.Plaintext}, keyplane.VerifyDisabled},
+		{"ipv4 inside", keyplane.VerifyRequest{Key: cidr.Plaintext, IP: ip("203.0.113.9")}, keyplane.VerifyValid},
+		{"ipv4 single address", keyplane.VerifyRequest{Key: cidr.Plaintext, IP: ip("198.51.100.7")}, keyplane.VerifyValid},
+		{"ipv4 mapped in ipv6", keyplane.VerifyRequest{Key: cidr.Plaintext, IP: ip("::ffff:203.0.113.9")}, keyplane.VerifyValid},
+		{"ipv6 inside", keyplane.VerifyRequest{Key: cidr.Plaintext, IP: ip("2001:db8:1::5")}, keyplane.VerifyValid},
+		{"ipv4 outside", keyplane.VerifyRequest{Key: cidr.Plaintext, IP: ip("198.51.100.8")}, keyplane.VerifyForbidden},
+		{"ipv6 outside", keyplane.VerifyRequest{Key: cidr.Plaintext, IP: ip("2001:db9::1")}, keyplane.VerifyForbidden},
+		{"no ip for a restricted key", keyplane.VerifyRequest{Key: cidr.Plaintext}, keyplane.VerifyForbidden},
+		{"forbidden before scope", keyplane.VerifyRequest{Key: cidr.Plaintext, Scope: "nope:read", IP: ip("10.0.0.1")}, keyplane.VerifyForbidden},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := e.verify(t, tc.req); got != tc.want {
+				t.Fatalf("code %s, want %s", got, tc.want)
+			}
+		})
+	}
+
+	res, _ := e.svc.Verify(e.ctx, keyplane.VerifyRequest{Key: valid.Plaintext})
+	if res.Key == nil || res.Key.ID != valid.ID || res.Key.AccountID != acc.ID || string(res.Key.MetadataJSON()) != `{"plan":"gold"}` {
+		t.Fatalf("valid result lacks the key's identity: %+v", res)
+	}
+	if res, _ := e.svc.Verify(e.ctx, keyplane.VerifyRequest{Key: "nope"}); res.Key != nil {
+		t.Fatal("NOT_FOUND result carries a key")
+	}
+}
+
+// Narrowing an account's allowed scopes restricts keys already issued.
+func TestVerifyHonoursNarrowedAccountScopes(t *testing.T) {
+	e := newEnv(t)
+	acc := e.account(t, "data:*")
+	k := e.key(t, acc.ID, service.KeyInput{Scopes: []string{"data:*"}})
+	if got := e.verify(t, keyplane.VerifyRequest{Key: k.Plaintext, Scope: "data:write"}); got != keyplane.VerifyValid {
+		t.Fatalf("before: %s", got)
+	}
+	if _, err := e.svc.UpdateAccount(e.ctx, acc.ID, service.AccountUpdate{AllowedScopes: &[]string{"data:read"}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.verify(t, keyplane.VerifyRequest{Key: k.Plaintext, Scope: "data:write"}); got != keyplane.VerifyInsufficientScope {
+		t.Fatalf("after narrowing: %s", got)
+	}
+	if got := e.verify(t, keyplane.VerifyRequest{Key: k.Plaintext, Scope: "data:read"}); got != keyplane.VerifyValid {
+		t.Fatalf("still allowed scope: %s", got)
+	}
+}
+
+func TestLifecycle(t *testing.T) {
+	e := newEnv(t)
+	acc := e.account(t, "*")
+	k := e.key(t, acc.ID, service.KeyInput{Name: "prod", Scopes: []string{"a:b"}})
+	if !strings.HasPrefix(k.Plaintext, "kp_live_") || k.Status(e.clock.Now()) != keyplane.KeyActive || k.Hint != k.Plaintext[:12]+"…"+k.Plaintext[len(k.Plaintext)-4:] {
+		t.Fatalf("new key: %+v %q", k.Key, k.Plaintext)
+	}
+
+	// disable → enable
+	got, err := e.svc.UpdateKey(e.ctx, k.ID, service.KeyUpdate{Enabled: service.Optional[bool]{Set: true, Value: false}})
+	if err != nil || got.Status(e.clock.Now()) != keyplane.KeyDisabled {
+		t.Fatalf("disable: %v %v", err, got)
+	}
+	if c := e.verify(t, keyplane.VerifyRequest{Key: k.Plaintext}); c != keyplane.VerifyDisabled {
+		t.Fatalf("disabled key verifies %s", c)
+	}
+	got, err = e.svc.UpdateKey(e.ctx, k.ID, service.KeyUpdate{Enabled: service.Optional[bool]{Set: true, Value: true}, Name: service.Optional[string]{Set: true, Value: " renamed "}})
+	if err != nil || got.Status(e.clock.Now()) != keyplane.KeyActive || got.Name != "renamed" {
+		t.Fatalf("enable: %v %+v", err, got)
+	}
+
+	// roll with a 1 h overlap: both work, the old one is rolling, then expires.
+	rolled, err := e.svc.RollKey(e.ctx, k.ID, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := rolled.Key
+	if next.Name != "renamed" || next.RolledFromID != k.ID || rolled.Previous.RolledToID != next.ID || next.Plaintext == k.Plaintext {
+		t.Fatalf("roll: %+v / %+v", next.Key, rolled.Previous)
+	}
+	if st := rolled.Previous.Status(e.clock.Now()); st != keyplane.KeyRolling {
+		t.Fatalf("old key status %s, want rolling", st)
+	}
+	for _, p := range []string{k.Plaintext, next.Plaintext} {
+		if c := e.verify(t, keyplane.VerifyRequest{Key: p, Scope: "a:b"}); c != keyplane.VerifyValid {
+			t.Fatalf("during overlap: %s", c)
+		}
+	}
+	_, err = e.svc.RollKey(e.ctx, k.ID, time.Hour)
+	wantCode(t, err, keyplane.ECONFLICT) // already rolled
+	_, err = e.svc.UpdateKey(e.ctx, k.ID, service.KeyUpdate{ExpiresAt: service.Optional[*time.Time]{Set: true, Value: ptr(e.clock.Now().Add(48 * time.Hour))}})
+	wantCode(t, err, keyplane.ECONFLICT) // overlap cannot be stretched
+
+	e.clock.Add(time.Hour)
+	if c := e.verify(t, keyplane.VerifyRequest{Key: k.Plaintext}); c != keyplane.VerifyExpired {
+		t.Fatalf("after overlap: old key %s, want EXPIRED", c)
+	}
+	if c := e.verify(t, keyplane.VerifyRequest{Key: next.Plaintext}); c != keyplane.VerifyValid {
+		t.Fatalf("after overlap: new key %s", c)
+	}
+	old, _ := e.svc.Key(e.ctx, k.ID)
+	if old.Status(e.clock.Now()) != keyplane.KeyExpired {
+		t.Fatalf("old key status %s", old.Status(e.clock.Now()))
+	}
+	_, err = e.svc.UpdateKey(e.ctx, k.ID, service.KeyUpdate{Name: service.Optional[string]{Set: true, Value: "x"}})
+	wantCode(t, err, keyplane.ECONFLICT)
+
+	// roll with overlap 0 revokes the old key at once.
+	r2, err := e.svc.RollKey(e.ctx, next.ID, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := e.verify(t, keyplane.VerifyRequest{Key: next.Plaintext}); c != keyplane.VerifyRevoked {
+		t.Fatalf("zero-overlap roll: old key %s", c)
+	}
+
+	// revoke is final and idempotent.
+	rv, err := e.svc.RevokeKey(e.ctx, r2.Key.ID)
+	if err != nil || rv.Status(e.clock.Now()) != keyplane.KeyRevoked {
+		t.Fatalf("revoke: %v %+v", err, rv)
+	}
+	e.clock.Add(time.Second)
+	rv2, err := e.svc.RevokeKey(e.ctx, r2.Key.ID)
+	if err != nil || !rv2.RevokedAt.Equal(*rv.RevokedAt) {
+		t.Fatalf("second revoke changed the key: %v %+v", err, rv2)
+	}
+	_, err = e.svc.UpdateKey(e.ctx, r2.Key.ID, service.KeyUpdate{Enabled: service.Optional[bool]{Set: true, Value: true}})
+	wantCode(t, err, keyplane.ECONFLICT)
+	_, err = e.svc.RollKey(e.ctx, r2.Key.ID, time.Hour)
+	wantCode(t, err, keyplane.ECONFLICT)
+	if c := e.verify(t, keyplane.VerifyRequest{Key: r2.Key.Plaintext}); c != keyplane.VerifyRevoked {
+		t.Fatalf("revoked key verifies %s", c)
+	}
+}
+
+// A roll keeps the old key's earlier expiry rather than extending it.
+func TestRollKeepsEarlierExpiry(t *testing.T) {
+	e := newEnv(t)
+	acc := e.account(t)
+	end := e.clock.Now().Add(10 * time.Minute)
+	k := e.key(t, acc.ID, service.KeyInput{ExpiresAt: &end})
+	r, err := e.svc.RollKey(e.ctx, k.ID, 24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r.Previous.ExpiresAt.Equal(end) || !r.Key.ExpiresAt.Equal(end) {
+		t.Fatalf("expiries: old %v new %v, want %v", r.Previous.ExpiresAt, r.Key.ExpiresAt, end)
+	}
+}
+
+func TestKeyCap(t *testing.T) {
+	e := newEnv(t)
+	acc := e.account(t)
+	var last *service.CreatedKey
+	for range service.DefaultMaxActiveKeys {
+		last = e.key(t, acc.ID, service.KeyInput{})
+	}
+	_, err := e.svc.CreateKey(e.ctx, acc.ID, service.KeyInput{Name: "one too many"})
+	wantCode(t, err, keyplane.ELIMIT)
+	// Rolling does not need a free slot; revoking frees one.
+	if _, err := e.svc.RollKey(e.ctx, last.ID, time.Hour); err != nil {
+		t.Fatalf("roll at the cap: %v", err)
+	}
+	if _, err := e.svc.RevokeKey(e.ctx, last.ID); err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.svc.CreateKey(e.ctx, acc.ID, service.KeyInput{Name: "still too many"})
+	wantCode(t, err, keyplane.ELIMIT) // the rolled key's successor holds the slot
+	ks, _, _ := e.svc.ListKeys(e.ctx, acc.ID, keyplane.KeyActive, keyplane.Page{Limit: 1})
+	if _, err := e.svc.RevokeKey(e.ctx, ks[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.CreateKey(e.ctx, acc.ID, service.KeyInput{Name: "fits"}); err != nil {
+		t.Fatalf("after revoking: %v", err)
+	}
+}
+
+func TestBadInput(t *testing.T) {
+	e := newEnv(t)
+	acc := e.account(t, "data:*")
+	long := strings.Repeat("n", 101)
+	bigMeta, _ := json.Marshal(map[string]string{"x": strings.Repeat("a", 4100)})
+	for _, tc := range []struct {
+		name  string
+		in    service.KeyInput
+		field string
+	}{
+		{"empty name", service.KeyInput{Name: "  "}, "name"},
+		{"long name", service.KeyInput{Name: long}, "name"},
+		{"control char", service.KeyInput{Name: "a\x00b"}, "name"},
+		{"scope outside allowed", service.KeyInput{Name: "k", Scopes: []string{"billing:read"}}, "scopes[0]"},
+		{"malformed scope", service.KeyInput{Name: "k", Scopes: []string{"data:read", "DATA"}}, "scopes[1]"},
+		{"bad cidr", service.KeyInput{Name: "k", AllowedCIDRs: []string{"10.0.0.0/33"}}, "allowed_cidrs[0]"},
+		{"hostname cidr", service.KeyInput{Name: "k", AllowedCIDRs: []string{"example.com"}}, "allowed_cidrs[0]"},
+		{"bad env", service.KeyInput{Name: "k", Environment: "prod"}, "environment"},
+		{"past expiry", service.KeyInput{Name: "k", ExpiresAt: ptr(e.clock.Now().Add(-time.Second))}, "expires_at"},
+		{"metadata too big", service.KeyInput{Name: "k", Metadata: bigMeta}, "metadata"},
+		{"metadata not object", service.KeyInput{Name: "k", Metadata: json.RawMessage(`[1]`)}, "metadata"},
+		{"negative limit", service.KeyInput{Name: "k", RateLimits: []keyplane.RateLimitPolicy{{Name: "d", Limit: ptr[int64](-1), WindowSeconds: 60, Algorithm: keyplane.TokenBucket}}}, "rate_limits[0].limit"},
+		{"zero window", service.KeyInput{Name: "k", RateLimits: []keyplane.RateLimitPolicy{{Name: "d", WindowSeconds: 0, Algorithm: keyplane.TokenBucket}}}, "rate_limits[0].window_seconds"},
+		{"unknown algorithm", service.KeyInput{Name: "k", RateLimits: []keyplane.RateLimitPolicy{{Name: "d", WindowSeconds: 1, Algorithm: "leaky"}}}, "rate_limits[0].algorithm"},
+		{"eleven policies", service.KeyInput{Name: "k", RateLimits: make([]keyplane.RateLimitPolicy, 11)}, "rate_limits"},
+		{"negative quota", service.KeyInput{Name: "k", Quota: &keyplane.Quota{Limit: -5, Period: keyplane.QuotaDay}}, "quota.limit"},
+		{"bad quota period", service.KeyInput{Name: "k", Quota: &keyplane.Quota{Limit: 5, Period: "week"}}, "quota.period"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := e.svc.CreateKey(e.ctx, acc.ID, tc.in)
+			var ke *keyplane.Error
+			if !asError(err, &ke) || ke.Code != keyplane.EINVALID || len(ke.Fields) == 0 || ke.Fields[0].Field != tc.field {
+				t.Fatalf("err = %v, want EINVALID on %s", err, tc.field)
+			}
+		})
+	}
+	ks, _, _ := e.svc.ListKeys(e.ctx, acc.ID, "", keyplane.Page{})
+	if len(ks) != 0 {
+		t.Fatalf("bad input created %d keys", len(ks))
+	}
+	k := e.key(t, acc.ID, service.KeyInput{})
+	for _, d := range []time.Duration{-time.Second, service.MaxRollOverlap + time.Second} {
+		_, err := e.svc.RollKey(e.ctx, k.ID, d)
+		wantCode(t, err, keyplane.EINVALID)
+	}
+	_, err := e.svc.CreateAccount(e.ctx, service.AccountInput{Name: ""})
+	wantCode(t, err, keyplane.EINVALID)
+	_, err = e.svc.CreateAccount(e.ctx, service.AccountInput{Name: "x", Status: "zombie"})
+	wantCode(t, err, keyplane.EINVALID)
+	_, _, err = e.svc.ListKeys(e.ctx, acc.ID, "sleeping", keyplane.Page{})
+	wantCode(t, err, keyplane.EINVALID)
+	_, _, err = e.svc.ListKeys(e.ctx, acc.ID, "", keyplane.Page{Limit: 101})
+	wantCode(t, err, keyplane.EINVALID)
+	_, err = e.svc.Key(e.ctx, "key_nope")
+	wantCode(t, err, keyplane.ENOTFOUND)
+}
+
+// A member of one account sees another account's ids as missing.
+func TestTenantIsolation(t *testing.T) {
+	e := newEnv(t)
+	mine, theirs := e.account(t, "*"), e.account(t, "*")
+	myKey := e.key(t, mine.ID, service.KeyInput{})
+	theirKey := e.key(t, theirs.ID, service.KeyInput{})
+	member := keyplane.NewContextWithActor(context.Background(), keyplane.Actor{Kind: "member", ID: "mem_1", AccountID: mine.ID})
+
+	if _, err := e.svc.Key(member, myKey.ID); err != nil {
+		t.Fatalf("own key: %v", err)
+	}
+	calls := map[string]func() error{
+		"Account":   func() error { _, err := e.svc.Account(member, theirs.ID); return err },
+		"Key":       func() error { _, err := e.svc.Key(member, theirKey.ID); return err },
+		"ListKeys":  func() error { _, _, err := e.svc.ListKeys(member, theirs.ID, "", keyplane.Page{}); return err },
+		"CreateKey": func() error { _, err := e.svc.CreateKey(member, theirs.ID, service.KeyInput{Name: "x"}); return err },
+		"UpdateKey": func() error { _, err := e.svc.UpdateKey(member, theirKey.ID, service.KeyUpdate{}); return err },
+		"RevokeKey": func() error { _, err := e.svc.RevokeKey(member, theirKey.ID); return err },
+		"RollKey":   func() error { _, err := e.svc.RollKey(member, theirKey.ID, 0); return err },
+	}
+	for name, call := range calls {
+		if err := call(); keyplane.ErrorCode(err) != keyplane.ENOTFOUND {
+			t.Errorf("%s on another account: %v, want not found", name, err)
+		}
+	}
+	if c := e.verify(t, keyplane.VerifyRequest{Key: theirKey.Plaintext}); c != keyplane.VerifyValid {
+		t.Fatalf("the other account's key was changed: %s", c)
+	}
+	_, err := e.svc.CreateAccount(member, service.AccountInput{Name: "x"})
+	wantCode(t, err, keyplane.EFORBIDDEN)
+	_, err = e.svc.Key(context.Background(), myKey.ID)
+	wantCode(t, err, keyplane.EUNAUTHORIZED)
+}
+
+func TestTokens(t *testing.T) {
+	e := newEnv(t)
+	first, err := e.svc.EnsureFirstToken(context.Background())
+	if err != nil || first == nil || first.Role != keyplane.RoleAdmin {
+		t.Fatalf("first token: %v %+v", err, first)
+	}
+	again, err := e.svc.EnsureFirstToken(context.Background())
+	if err != nil || again != nil {
+		t.Fatalf("second EnsureFirstToken made a token: %v %+v", err, again)
+	}
+	a, err := e.svc.Authenticate(context.Background(), first.Plaintext)
+	if err != nil || a.Role != keyplane.RoleAdmin || a.ID != first.ID {
+		t.Fatalf("authenticate: %v %+v", err, a)
+	}
+	for _, bad := range []string{"", "kpt_", first.Plaintext + "x", strings.Replace(first.Plaintext, "kpt_", "kpx_", 1), "kpt_zQWBuTSOoRi4A9spHcVY5ncnsDkxkJ0mLq17"} {
+		_, err := e.svc.Authenticate(context.Background(), bad)
+		wantCode(t, err, keyplane.EUNAUTHORIZED)
+	}
+	verifyCtx := keyplane.NewContextWithActor(context.Background(), keyplane.Actor{Kind: "token", Role: keyplane.RoleVerify})
+	_, err = e.svc.CreateToken(verifyCtx, "x", keyplane.RoleAdmin)
+	wantCode(t, err, keyplane.EFORBIDDEN)
+	_, err = e.svc.CreateToken(e.ctx, "x", "root")
+	wantCode(t, err, keyplane.EINVALID)
+}
+
+func TestPrefix(t *testing.T) {
+	for _, p := range []string{"K", "kpt", "a", "toolongprefix"} {
+		if _, err := service.New(nil, service.Config{KeyPrefix: p}); err == nil {
+			t.Errorf("prefix %q accepted", p)
+		}
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func flip(c byte) string {
+	if c == 'a' {
+		return "b"
+	}
+	return "a"
+}

@@ -1,0 +1,85 @@
+package service
+
+import (
+	"context"
+
+	"github.com/keyplane/keyplane"
+	"github.com/keyplane/keyplane/apikey"
+)
+
+// Verify answers whether a key may make a request. Checks run in the order of
+// the product contract and the first failure wins; an error means the answer
+// could not be known (the store is down), never that the key is bad.
+func (s *Service) Verify(ctx context.Context, req keyplane.VerifyRequest) (keyplane.VerifyResult, error) {
+	// A malformed key or a bad checksum never reaches the store.
+	if _, ok := apikey.Parse(req.Key, s.prefix); !ok {
+		return keyplane.VerifyResult{Code: keyplane.VerifyNotFound}, nil
+	}
+	rec, err := s.store.VerifyRecord(ctx, apikey.Hash(req.Key))
+	if keyplane.ErrorCode(err) == keyplane.ENOTFOUND {
+		return keyplane.VerifyResult{Code: keyplane.VerifyNotFound}, nil
+	} else if err != nil {
+		return keyplane.VerifyResult{}, err
+	}
+	return s.check(ctx, rec, req)
+}
+
+func (s *Service) check(ctx context.Context, rec *keyplane.VerifyRecord, req keyplane.VerifyRequest) (keyplane.VerifyResult, error) {
+	k := &rec.Key
+	res := keyplane.VerifyResult{Key: k}
+	now := s.now()
+	switch k.Status(now) {
+	case keyplane.KeyRevoked:
+		res.Code = keyplane.VerifyRevoked
+		return res, nil
+	case keyplane.KeyExpired:
+		res.Code = keyplane.VerifyExpired
+		return res, nil
+	case keyplane.KeyDisabled:
+		res.Code = keyplane.VerifyDisabled
+		return res, nil
+	}
+	if rec.AccountStatus != keyplane.AccountActive {
+		res.Code = keyplane.VerifyDisabled
+		return res, nil
+	}
+	if len(k.AllowedCIDRs) > 0 && !ipAllowed(k, req) {
+		res.Code = keyplane.VerifyForbidden
+		return res, nil
+	}
+	// The account's allowed scopes bound its keys: narrowing them takes effect
+	// on keys already issued.
+	if req.Scope != "" && (!granted(k.Scopes, req.Scope) || !granted(rec.AccountAllowedScopes, req.Scope)) {
+		res.Code = keyplane.VerifyInsufficientScope
+		return res, nil
+	}
+	if s.limiter != nil {
+		d, err := s.limiter.Check(ctx, rec, req.Cost, now)
+		if err != nil || d.Code != keyplane.VerifyValid {
+			res.Code, res.RateLimit, res.Quota, res.RetryAfter = d.Code, d.RateLimit, d.Quota, d.RetryAfter
+			if err != nil {
+				res.Code = keyplane.VerifyRateLimited // a limiter that cannot answer refuses
+			}
+			return res, nil
+		}
+		res.RateLimit, res.Quota = d.RateLimit, d.Quota
+	}
+	res.Valid, res.Code = true, keyplane.VerifyValid
+	return res, nil
+}
+
+// ipAllowed reports whether the request's address lies in one of the key's
+// ranges. A request that does not say its address is refused: the key is
+// restricted, and "unknown" is not inside any range.
+func ipAllowed(k *keyplane.Key, req keyplane.VerifyRequest) bool {
+	if !req.IP.IsValid() {
+		return false
+	}
+	ip := req.IP.Unmap()
+	for _, p := range k.AllowedCIDRs {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
