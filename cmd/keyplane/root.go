@@ -1,0 +1,94 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"runtime/debug"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = ""
+
+func versionString() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "dev"
+}
+
+// envNames maps flags to their environment variables; a flag given on the
+// command line wins over its variable.
+var envNames = map[string]string{
+	"addr":             "KEYPLANE_ADDR",
+	"database":         "KEYPLANE_DATABASE_URL",
+	"key-prefix":       "KEYPLANE_KEY_PREFIX",
+	"log-level":        "KEYPLANE_LOG_LEVEL",
+	"log-format":       "KEYPLANE_LOG_FORMAT",
+	"shutdown-timeout": "KEYPLANE_SHUTDOWN_TIMEOUT",
+}
+
+func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
+	root := &cobra.Command{
+		Use:           "keyplane",
+		Short:         "Self-hosted API key management: scoped keys, verification, audit",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			return applyEnv(cmd.Flags())
+		},
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.AddCommand(newServeCommand(), newMigrateCommand(), newTokenCommand(), &cobra.Command{
+		Use:   "version",
+		Short: "Print the version",
+		Args:  cobra.NoArgs,
+		Run:   func(cmd *cobra.Command, _ []string) { fmt.Fprintln(cmd.OutOrStdout(), "keyplane", versionString()) },
+	})
+	return root
+}
+
+// applyEnv fills flags not given on the command line from their variables.
+func applyEnv(flags *pflag.FlagSet) error {
+	var err error
+	flags.VisitAll(func(f *pflag.Flag) {
+		name, ok := envNames[f.Name]
+		if !ok || f.Changed || err != nil {
+			return
+		}
+		if v, set := os.LookupEnv(name); set {
+			if serr := f.Value.Set(v); serr != nil {
+				err = fmt.Errorf("%s=%q: %w", name, v, serr)
+			}
+		}
+	})
+	return err
+}
+
+func addDatabaseFlag(cmd *cobra.Command, dst *string) {
+	cmd.Flags().StringVar(dst, "database", "keyplane.db", "a SQLite file path, or a postgres:// URL for PostgreSQL ($KEYPLANE_DATABASE_URL)")
+}
+
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("log level %q: want debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: l}
+	switch strings.ToLower(format) {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("log format %q: want text or json", format)
+}

@@ -1,0 +1,23 @@
+package main
+
+import (
+	"context"
+	"strings"
+
+	"github.com/keyplane/keyplane"
+	"github.com/keyplane/keyplane/postgres"
+	"github.com/keyplane/keyplane/sqlite"
+)
+
+// isPostgres reports whether the --database value selects PostgreSQL.
+func isPostgres(database string) bool {
+	return strings.HasPrefix(database, "postgres://") || strings.HasPrefix(database, "postgresql://")
+}
+
+// openStore opens and migrates the store the --database value names.
+func openStore(ctx context.Context, database string) (keyplane.Store, error) {
+	if isPostgres(database) {
+		return postgres.Open(ctx, database)
+	}
+	return sqlite.Open(ctx, strings.TrimPrefix(database, "sqlite://"))
+}

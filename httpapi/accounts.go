@@ -1,0 +1,90 @@
+package httpapi
+
+import (
+	"context"
+	"net/http"
+
+	"github.com/danielgtaylor/huma/v2"
+	"github.com/keyplane/keyplane"
+	"github.com/keyplane/keyplane/service"
+)
+
+type accountOutput struct {
+	Body AccountBody
+}
+
+type AccountPath struct {
+	ID string `path:"id" maxLength:"64" doc:"Account id"`
+}
+
+type createAccountInput struct {
+	Body struct {
+		Name          string   `json:"name" maxLength:"400" doc:"1 to 100 characters"`
+		Plan          string   `json:"plan,omitempty" doc:"Plan name; default \"default\""`
+		AllowedScopes []string `json:"allowed_scopes,omitempty" doc:"Scopes the account's keys may be granted; wildcards resource:* and * allowed"`
+		Status        string   `json:"status,omitempty" enum:"active,suspended" doc:"Default active"`
+	}
+}
+
+type updateAccountInput struct {
+	AccountPath
+	Body struct {
+		Name          *string   `json:"name,omitempty" maxLength:"400"`
+		Plan          *string   `json:"plan,omitempty"`
+		AllowedScopes *[]string `json:"allowed_scopes,omitempty" doc:"Narrowing takes effect on existing keys at their next verification"`
+		Status        *string   `json:"status,omitempty" enum:"active,suspended" doc:"suspended stops every key of the account"`
+	}
+}
+
+type listAccountsInput struct {
+	PageQuery
+}
+
+type listAccountsOutput struct {
+	Body List[AccountBody]
+}
+
+func (s *Server) accountRoutes() {
+	tags := []string{"Accounts"}
+	register(s, keyplane.RoleAdmin, huma.Operation{OperationID: "createAccount", Method: http.MethodPost, Path: "/v1/accounts", Summary: "Create an account", Tags: tags, DefaultStatus: http.StatusCreated},
+		func(ctx context.Context, in *createAccountInput) (*accountOutput, error) {
+			a, err := s.svc.CreateAccount(ctx, service.AccountInput{Name: in.Body.Name, Plan: in.Body.Plan, AllowedScopes: in.Body.AllowedScopes, Status: keyplane.AccountStatus(in.Body.Status)})
+			if err != nil {
+				return nil, err
+			}
+			return &accountOutput{Body: accountBody(a)}, nil
+		})
+	register(s, keyplane.RoleAdmin, huma.Operation{OperationID: "listAccounts", Method: http.MethodGet, Path: "/v1/accounts", Summary: "List accounts, newest first", Tags: tags},
+		func(ctx context.Context, in *listAccountsInput) (*listAccountsOutput, error) {
+			accounts, next, err := s.svc.ListAccounts(ctx, in.page())
+			if err != nil {
+				return nil, err
+			}
+			out := &listAccountsOutput{Body: List[AccountBody]{Data: make([]AccountBody, len(accounts)), NextCursor: next}}
+			for i, a := range accounts {
+				out.Body.Data[i] = accountBody(a)
+			}
+			return out, nil
+		})
+	register(s, keyplane.RoleAdmin, huma.Operation{OperationID: "getAccount", Method: http.MethodGet, Path: "/v1/accounts/{id}", Summary: "Get an account", Tags: tags, Errors: []int{http.StatusNotFound}},
+		func(ctx context.Context, in *AccountPath) (*accountOutput, error) {
+			a, err := s.svc.Account(ctx, in.ID)
+			if err != nil {
+				return nil, err
+			}
+			return &accountOutput{Body: accountBody(a)}, nil
+		})
+	register(s, keyplane.RoleAdmin, huma.Operation{OperationID: "updateAccount", Method: http.MethodPatch, Path: "/v1/accounts/{id}", Summary: "Update an account; suspend or reactivate it", Tags: tags, Errors: []int{http.StatusNotFound}},
+		func(ctx context.Context, in *updateAccountInput) (*accountOutput, error) {
+			up := service.AccountUpdate{Name: in.Body.Name, Plan: in.Body.Plan, AllowedScopes: in.Body.AllowedScopes}
+			if in.Body.Status != nil {
+				st := keyplane.AccountStatus(*in.Body.Status)
+				up.Status = &st
+			}
+			a, err := s.svc.UpdateAccount(ctx, in.ID, up)
+			if err != nil {
+				return nil, err
+			}
+			return &accountOutput{Body: accountBody(a)}, nil
+		})
+}

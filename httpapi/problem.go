@@ -1,0 +1,127 @@
+package httpapi
+
+import (
+	"net/http"
+	"strings"
+
+	"github.com/danielgtaylor/huma/v2"
+	"github.com/keyplane/keyplane"
+)
+
+// Problem is an RFC 9457 problem details body, with keyplane's error code and,
+// for validation errors, what was wrong with each field.
+type Problem struct {
+	Type   string         `json:"type" doc:"A URI naming the kind of problem"`
+	Title  string         `json:"title"`
+	Status int            `json:"status"`
+	Detail string         `json:"detail,omitempty"`
+	Code   string         `json:"code" doc:"Stable machine-readable error code: invalid, not_found, conflict, limit, unauthorized, forbidden, unavailable, internal, request_entity_too_large, …"`
+	Errors []FieldProblem `json:"errors,omitempty"`
+
+	header http.Header // extra response headers, such as WWW-Authenticate
+}
+
+// FieldProblem says what is wrong with one input.
+type FieldProblem struct {
+	Field   string `json:"field" doc:"Where, e.g. name, scopes[2], query.limit"`
+	Message string `json:"message"`
+}
+
+func (p *Problem) Error() string             { return p.Detail }
+func (p *Problem) GetStatus() int            { return p.Status }
+func (p *Problem) ContentType(string) string { return "application/problem+json" }
+func (p *Problem) GetHeaders() http.Header   { return p.header }
+
+// statusOf maps domain error codes to HTTP statuses; it is the only place that does.
+var statusOf = map[string]int{
+	keyplane.EINVALID:      http.StatusBadRequest,
+	keyplane.ENOTFOUND:     http.StatusNotFound,
+	keyplane.ECONFLICT:     http.StatusConflict,
+	keyplane.ELIMIT:        http.StatusConflict,
+	keyplane.EUNAUTHORIZED: http.StatusUnauthorized,
+	keyplane.EFORBIDDEN:    http.StatusForbidden,
+	keyplane.EUNAVAILABLE:  http.StatusServiceUnavailable,
+	keyplane.EINTERNAL:     http.StatusInternalServerError,
+}
+
+// codeOf is the reverse, for problems huma raises itself (bad JSON, too
+// large): the mapped code, else the status text in snake case.
+func codeOf(status int) string {
+	switch status {
+	case http.StatusBadRequest, http.StatusUnprocessableEntity:
+		return keyplane.EINVALID
+	case http.StatusConflict:
+		return keyplane.ECONFLICT
+	}
+	for code, s := range statusOf {
+		if s == status {
+			return code
+		}
+	}
+	if text := http.StatusText(status); text != "" {
+		return strings.ReplaceAll(strings.ToLower(text), " ", "_")
+	}
+	return keyplane.EINTERNAL
+}
+
+func newProblem(status int, code, detail string, fields []FieldProblem) *Problem {
+	p := &Problem{Type: "urn:keyplane:problem:" + code, Title: http.StatusText(status), Status: status, Detail: detail, Code: code, Errors: fields}
+	if status == http.StatusUnauthorized {
+		p.header = http.Header{"WWW-Authenticate": {`Bearer realm="keyplane"`}}
+	}
+	return p
+}
+
+// problemFromError turns an application error into a problem. Errors that
+// are not *keyplane.Error show only "internal error".
+func problemFromError(err error) *Problem {
+	code := keyplane.ErrorCode(err)
+	var fields []FieldProblem
+	if e, ok := err.(*keyplane.Error); ok {
+		for _, f := range e.Fields {
+			fields = append(fields, FieldProblem{Field: f.Field, Message: f.Message})
+		}
+	}
+	return newProblem(statusOf[code], code, keyplane.ErrorMessage(err), fields)
+}
+
+// hugoError replaces huma's error constructor so the problems huma raises
+// (malformed JSON, unknown fields, wrong types, bodies over 1 MiB) have our
+// shape. Huma reports validation failures as 422; the API contract says 400.
+func humaError(status int, msg string, errs ...error) huma.StatusError {
+	if status == http.StatusUnprocessableEntity {
+		status = http.StatusBadRequest
+	}
+	var fields []FieldProblem
+	for _, err := range errs {
+		if err == nil {
+			continue
+		}
+		if d, ok := err.(huma.ErrorDetailer); ok {
+			detail := d.ErrorDetail()
+			fields = append(fields, FieldProblem{Field: fieldName(detail.Location), Message: detail.Message})
+		} else {
+			fields = append(fields, FieldProblem{Message: err.Error()})
+		}
+	}
+	if len(fields) > 0 && fields[0].Field != "" {
+		msg = fields[0].Field + ": " + fields[0].Message
+	}
+	return newProblem(status, codeOf(status), msg, fields)
+}
+
+// fieldName turns huma's "body.scopes[0]" into "scopes[0]"; query and path
+// locations keep their prefix so a caller knows where to look.
+func fieldName(location string) string {
+	if rest, ok := strings.CutPrefix(location, "body."); ok {
+		return rest
+	}
+	if location == "body" {
+		return "(body)"
+	}
+	return location
+}
+
+func init() {
+	huma.NewError = humaError
+}

@@ -1,0 +1,127 @@
+// Package httpapi serves keyplane's HTTP API (DESIGN.md section 4) on
+// net/http, with huma for input validation, RFC 9457 problems and the
+// OpenAPI 3.1 document, which is generated from the handlers themselves.
+package httpapi
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/danielgtaylor/huma/v2"
+	"github.com/danielgtaylor/huma/v2/adapters/humago"
+	"github.com/keyplane/keyplane"
+	"github.com/keyplane/keyplane/service"
+)
+
+// Server is the HTTP API.
+type Server struct {
+	svc     *service.Service
+	store   interface{ Ping(context.Context) error }
+	log     *slog.Logger
+	now     func() time.Time
+	api     huma.API
+	handler http.Handler
+}
+
+// Config wires a Server.
+type Config struct {
+	Service *service.Service
+	Store   keyplane.Store // for readiness
+	Logger  *slog.Logger
+	Version string
+	Now     func() time.Time // for derived statuses; defaults to time.Now
+}
+
+// New returns the API's handler.
+func New(cfg Config) *Server {
+	s := &Server{svc: cfg.Service, store: cfg.Store, log: cfg.Logger, now: cfg.Now}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	mux := http.NewServeMux()
+	hc := huma.DefaultConfig("keyplane", cfg.Version)
+	hc.CreateHooks = nil // no $schema links in bodies: responses stay lean
+	hc.OpenAPIPath = "/openapi"
+	hc.RejectUnknownQueryParameters = true
+	hc.Info.Description = "Self-hosted API key management: accounts, scoped keys, verification."
+	hc.Components.SecuritySchemes = map[string]*huma.SecurityScheme{
+		"bearer": {Type: "http", Scheme: "bearer", Description: "An operator token (kpt_…): role admin for everything, verify for /v1/verify only."},
+	}
+	s.api = humago.New(mux, hc)
+	s.routes()
+	s.handler = s.requestLog(jsonByDefault(problemForUnmatched(mux)))
+	return s
+}
+
+// ServeHTTP serves the API.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
+
+// OpenAPI returns the generated OpenAPI document.
+func (s *Server) OpenAPI() *huma.OpenAPI { return s.api.OpenAPI() }
+
+func (s *Server) routes() {
+	s.healthRoutes()
+	s.accountRoutes()
+	s.keyRoutes()
+	s.verifyRoutes()
+}
+
+// register adds an operation that needs an operator token of role (admin
+// routes accept only admin; the verify route accepts both).
+func register[I, O any](s *Server, role keyplane.Role, op huma.Operation, h func(context.Context, *I) (*O, error)) {
+	op.Security = []map[string][]string{{"bearer": {}}}
+	op.Middlewares = append(op.Middlewares, s.authenticate(role))
+	op.Errors = append(op.Errors, http.StatusUnauthorized, http.StatusForbidden, http.StatusServiceUnavailable)
+	huma.Register(s.api, op, func(ctx context.Context, in *I) (*O, error) {
+		out, err := h(ctx, in)
+		if err != nil {
+			return nil, s.problem(ctx, err)
+		}
+		return out, nil
+	})
+}
+
+// problem converts err and logs those a caller cannot act on.
+func (s *Server) problem(ctx context.Context, err error) error {
+	p := problemFromError(err)
+	if p.Status >= 500 {
+		s.log.ErrorContext(ctx, "request failed", "error", err, "request_id", requestIDFrom(ctx))
+	}
+	return p
+}
+
+// authenticate checks the bearer token before the body is read, so an
+// unauthenticated caller learns nothing about what input would be accepted.
+func (s *Server) authenticate(role keyplane.Role) func(huma.Context, func(huma.Context)) {
+	return func(ctx huma.Context, next func(huma.Context)) {
+		token, ok := strings.CutPrefix(ctx.Header("Authorization"), "Bearer ")
+		if !ok || token == "" {
+			s.denyAuth(ctx, http.StatusUnauthorized, "missing bearer token: send Authorization: Bearer <operator token>")
+			return
+		}
+		actor, err := s.svc.Authenticate(ctx.Context(), strings.TrimSpace(token))
+		if err != nil {
+			p := s.problem(ctx.Context(), err).(*Problem)
+			s.denyAuth(ctx, p.Status, p.Detail)
+			return
+		}
+		if role == keyplane.RoleAdmin && actor.Role != keyplane.RoleAdmin {
+			s.denyAuth(ctx, http.StatusForbidden, "this token has role "+string(actor.Role)+"; it may only call /v1/verify")
+			return
+		}
+		next(huma.WithContext(ctx, keyplane.NewContextWithActor(ctx.Context(), actor)))
+	}
+}
+
+func (s *Server) denyAuth(ctx huma.Context, status int, detail string) {
+	if status == http.StatusUnauthorized {
+		ctx.SetHeader("WWW-Authenticate", `Bearer realm="keyplane"`)
+	}
+	huma.WriteErr(s.api, ctx, status, detail)
+}
