@@ -29,10 +29,10 @@ type createAccountInput struct {
 type updateAccountInput struct {
 	AccountPath
 	Body struct {
-		Name          *string   `json:"name,omitempty" maxLength:"400"`
-		Plan          *string   `json:"plan,omitempty"`
-		AllowedScopes *[]string `json:"allowed_scopes,omitempty" doc:"Narrowing takes effect on existing keys at their next verification"`
-		Status        *string   `json:"status,omitempty" enum:"active,suspended" doc:"suspended stops every key of the account"`
+		Name          Optional[string]   `json:"name,omitempty" maxLength:"400"`
+		Plan          Optional[string]   `json:"plan,omitempty"`
+		AllowedScopes Optional[[]string] `json:"allowed_scopes,omitempty" doc:"Narrowing takes effect on existing keys at their next verification"`
+		Status        Optional[string]   `json:"status,omitempty" enum:"active,suspended" doc:"suspended stops every key of the account"`
 	}
 }
 
@@ -76,9 +76,10 @@ func (s *Server) accountRoutes() {
 		})
 	register(s, keyplane.RoleAdmin, huma.Operation{OperationID: "updateAccount", Method: http.MethodPatch, Path: "/v1/accounts/{id}", Summary: "Update an account; suspend or reactivate it", Tags: tags, Errors: []int{http.StatusNotFound}},
 		func(ctx context.Context, in *updateAccountInput) (*accountOutput, error) {
-			up := service.AccountUpdate{Name: in.Body.Name, Plan: in.Body.Plan, AllowedScopes: in.Body.AllowedScopes}
-			if in.Body.Status != nil {
-				st := keyplane.AccountStatus(*in.Body.Status)
+			b := in.Body
+			up := service.AccountUpdate{Name: ptrIf(b.Name), Plan: ptrIf(b.Plan), AllowedScopes: ptrIf(b.AllowedScopes)}
+			if b.Status.Set {
+				st := keyplane.AccountStatus(b.Status.Value)
 				up.Status = &st
 			}
 			a, err := s.svc.UpdateAccount(ctx, in.ID, up)
@@ -87,4 +88,12 @@ func (s *Server) accountRoutes() {
 			}
 			return &accountOutput{Body: accountBody(a)}, nil
 		})
+}
+
+// ptrIf returns a pointer to the value of a field that was sent, else nil.
+func ptrIf[T any](o Optional[T]) *T {
+	if !o.Set {
+		return nil
+	}
+	return &o.Value
 }

@@ -37,14 +37,14 @@ type createKeyInput struct {
 type updateKeyInput struct {
 	KeyPath
 	Body struct {
-		Name         *string                         `json:"name,omitempty" maxLength:"400"`
-		Scopes       *[]string                       `json:"scopes,omitempty"`
-		AllowedCIDRs *[]string                       `json:"allowed_cidrs,omitempty"`
+		Name         Optional[string]                `json:"name,omitempty" maxLength:"400"`
+		Scopes       Optional[[]string]              `json:"scopes,omitempty"`
+		AllowedCIDRs Optional[[]string]              `json:"allowed_cidrs,omitempty"`
 		RateLimits   Nullable[[]RateLimitPolicyBody] `json:"rate_limits,omitempty" doc:"null returns to the plan's"`
 		Quota        Nullable[QuotaBody]             `json:"quota,omitempty" doc:"null returns to the plan's"`
 		ExpiresAt    Nullable[time.Time]             `json:"expires_at,omitempty" doc:"null removes the expiry"`
-		Metadata     *JSONObject                     `json:"metadata,omitempty" doc:"Replaces the metadata"`
-		Enabled      *bool                           `json:"enabled,omitempty" doc:"false disables the key; true enables it again"`
+		Metadata     Optional[JSONObject]            `json:"metadata,omitempty" doc:"Replaces the metadata"`
+		Enabled      Optional[bool]                  `json:"enabled,omitempty" doc:"false disables the key; true enables it again"`
 	}
 }
 
@@ -156,15 +156,12 @@ func (s *Server) keyRoutes() {
 // where it means something (back to the plan's, no expiry).
 func keyUpdate(in *updateKeyInput) (service.KeyUpdate, error) {
 	b := in.Body
-	var up service.KeyUpdate
-	if b.Name != nil {
-		up.Name = service.Optional[string]{Set: true, Value: *b.Name}
-	}
-	if b.Scopes != nil {
-		up.Scopes = service.Optional[[]string]{Set: true, Value: *b.Scopes}
-	}
-	if b.AllowedCIDRs != nil {
-		up.AllowedCIDRs = service.Optional[[]string]{Set: true, Value: *b.AllowedCIDRs}
+	up := service.KeyUpdate{
+		Name:         service.Optional[string](b.Name),
+		Scopes:       service.Optional[[]string](b.Scopes),
+		AllowedCIDRs: service.Optional[[]string](b.AllowedCIDRs),
+		Metadata:     service.Optional[json.RawMessage]{Set: b.Metadata.Set, Value: json.RawMessage(b.Metadata.Value)},
+		Enabled:      service.Optional[bool](b.Enabled),
 	}
 	if b.RateLimits.Set {
 		up.RateLimits.Set = true
@@ -186,12 +183,6 @@ func keyUpdate(in *updateKeyInput) (service.KeyUpdate, error) {
 		if !b.ExpiresAt.Null {
 			up.ExpiresAt.Value = &b.ExpiresAt.Value
 		}
-	}
-	if b.Metadata != nil {
-		up.Metadata = service.Optional[json.RawMessage]{Set: true, Value: json.RawMessage(*b.Metadata)}
-	}
-	if b.Enabled != nil {
-		up.Enabled = service.Optional[bool]{Set: true, Value: *b.Enabled}
 	}
 	return up, nil
 }

@@ -55,6 +55,28 @@ func (n Nullable[T]) Schema(r huma.Registry) *huma.Schema {
 	return &s
 }
 
+// Optional is a PATCH field that may be absent (unchanged) or a value; null
+// is refused, because it would mean nothing.
+type Optional[T any] struct {
+	Set   bool
+	Value T
+}
+
+func (o *Optional[T]) UnmarshalJSON(b []byte) error {
+	if bytes.Equal(bytes.TrimSpace(b), []byte("null")) {
+		// This error type makes encoding/json add the field's name.
+		return &json.UnmarshalTypeError{Value: "null", Type: reflect.TypeOf(o.Value)}
+	}
+	o.Set = true
+	return json.Unmarshal(b, &o.Value)
+}
+
+// Schema is the value's schema, inlined, without null.
+func (o Optional[T]) Schema(r huma.Registry) *huma.Schema {
+	s := *r.Schema(reflect.TypeOf(o.Value), false, "")
+	return &s
+}
+
 // AccountBody is an account as the API shows it.
 type AccountBody struct {
 	ID            string    `json:"id" example:"acc_01jd2x5y6z7a8b9c0d1e2f3g4h"`

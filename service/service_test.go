@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"net/netip"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -12,7 +11,7 @@ import (
 
 	"github.com/keyplane/keyplane"
 	"github.com/keyplane/keyplane/service"
-	"github.com/keyplane/keyplane/sqlite"
+	"github.com/keyplane/keyplane/teststore"
 )
 
 // clock is a settable time source.
@@ -33,11 +32,7 @@ type env struct {
 
 func newEnv(t testing.TB) *env {
 	t.Helper()
-	store, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "keyplane.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
+	store := teststore.New(t)
 	c := &clock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
 	svc, err := service.New(store, service.Config{Now: c.Now})
 	if err != nil {

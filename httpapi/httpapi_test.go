@@ -1,0 +1,454 @@
+package httpapi_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/keyplane/keyplane"
+	"github.com/keyplane/keyplane/httpapi"
+	"github.com/keyplane/keyplane/service"
+	"github.com/keyplane/keyplane/teststore"
+)
+
+type harness struct {
+	t      *testing.T
+	url    string
+	admin  string // admin token
+	verify string // verify-role token
+	store  keyplane.Store
+}
+
+func newHarness(t *testing.T) *harness {
+	return newHarnessOn(t, teststore.New(t))
+}
+
+func newHarnessOn(t *testing.T, store keyplane.Store) *harness {
+	t.Helper()
+	svc, err := service.New(store, service.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(httpapi.New(httpapi.Config{Service: svc, Store: store, Version: "test", Logger: slog.New(slog.DiscardHandler)}))
+	t.Cleanup(srv.Close)
+	sys := keyplane.NewContextWithActor(context.Background(), service.SystemActor)
+	admin, err := svc.CreateToken(sys, "admin", keyplane.RoleAdmin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	verify, err := svc.CreateToken(sys, "gateway", keyplane.RoleVerify)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &harness{t: t, url: srv.URL, admin: admin.Plaintext, verify: verify.Plaintext, store: store}
+}
+
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func (r response) json(t *testing.T) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(r.body, &m); err != nil {
+		t.Fatalf("body %q: %v", r.body, err)
+	}
+	return m
+}
+
+func (h *harness) do(token, method, path string, body any) response {
+	h.t.Helper()
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		rd = strings.NewReader(b)
+	case []byte:
+		rd = bytes.NewReader(b)
+	default:
+		j, err := json.Marshal(b)
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		rd = bytes.NewReader(j)
+	}
+	req, err := http.NewRequest(method, h.url+path, rd)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	if rd != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return response{status: resp.StatusCode, header: resp.Header, body: b}
+}
+
+func (h *harness) admin_(method, path string, body any) response {
+	return h.do(h.admin, method, path, body)
+}
+
+func (h *harness) want(r response, status int) map[string]any {
+	h.t.Helper()
+	if r.status != status {
+		h.t.Fatalf("status %d, want %d: %s", r.status, status, r.body)
+	}
+	return r.json(h.t)
+}
+
+func (h *harness) account(scopes ...string) string {
+	h.t.Helper()
+	if scopes == nil {
+		scopes = []string{}
+	}
+	return h.want(h.admin_("POST", "/v1/accounts", map[string]any{"name": "Acme", "allowed_scopes": scopes}), 201)["id"].(string)
+}
+
+func (h *harness) key(accountID string, body map[string]any) map[string]any {
+	h.t.Helper()
+	if body == nil {
+		body = map[string]any{}
+	}
+	if body["name"] == nil {
+		body["name"] = "test"
+	}
+	return h.want(h.admin_("POST", "/v1/accounts/"+accountID+"/keys", body), 201)
+}
+
+func (h *harness) verifyKey(key string, extra map[string]any) map[string]any {
+	h.t.Helper()
+	body := map[string]any{"key": key}
+	for k, v := range extra {
+		body[k] = v
+	}
+	return h.want(h.do(h.verify, "POST", "/v1/verify", body), 200)
+}
+
+// The README's walk-through, over real HTTP.
+func TestWalkthrough(t *testing.T) {
+	h := newHarness(t)
+	acc := h.account("enrichment:*")
+	created := h.key(acc, map[string]any{"name": "production", "scopes": []string{"enrichment:read"}, "metadata": map[string]any{"customer": 42}})
+	plaintext := created["key"].(string)
+	if !strings.HasPrefix(plaintext, "kp_live_") || created["status"] != "active" || !strings.Contains(created["hint"].(string), "…") {
+		t.Fatalf("created: %v", created)
+	}
+	got := h.want(h.admin_("GET", "/v1/keys/"+created["id"].(string), nil), 200)
+	if _, has := got["key"]; has {
+		t.Fatal("GET returned the plaintext key")
+	}
+	if strings.Contains(string(h.admin_("GET", "/v1/accounts/"+acc+"/keys", nil).body), plaintext) {
+		t.Fatal("list returned the plaintext key")
+	}
+
+	v := h.verifyKey(plaintext, map[string]any{"scope": "enrichment:read", "ip": "203.0.113.7"})
+	if v["valid"] != true || v["code"] != "VALID" || v["key_id"] != created["id"] || v["account_id"] != acc || v["metadata"].(map[string]any)["customer"] != 42.0 {
+		t.Fatalf("verify: %v", v)
+	}
+	if v := h.verifyKey(plaintext, map[string]any{"scope": "enrichment:write"}); v["valid"] != false || v["code"] != "INSUFFICIENT_SCOPE" {
+		t.Fatalf("wrong scope: %v", v)
+	}
+
+	rolled := h.want(h.admin_("POST", "/v1/keys/"+created["id"].(string)+"/roll", map[string]any{"overlap_seconds": 3600}), 201)
+	newKey := rolled["key"].(map[string]any)
+	prev := rolled["previous"].(map[string]any)
+	if prev["id"] != created["id"] || prev["status"] != "rolling" || prev["expires_at"] == nil || newKey["key"] == plaintext || newKey["rolled_from_id"] != created["id"] {
+		t.Fatalf("roll: %s", h.admin_("GET", "/v1/keys/"+created["id"].(string), nil).body)
+	}
+	for _, k := range []string{plaintext, newKey["key"].(string)} {
+		if v := h.verifyKey(k, nil); v["code"] != "VALID" {
+			t.Fatalf("during overlap: %v", v)
+		}
+	}
+
+	revoked := h.want(h.admin_("POST", "/v1/keys/"+newKey["id"].(string)+"/revoke", nil), 200)
+	if revoked["status"] != "revoked" || revoked["revoked_at"] == nil {
+		t.Fatalf("revoke: %v", revoked)
+	}
+	if v := h.verifyKey(newKey["key"].(string), nil); v["valid"] != false || v["code"] != "REVOKED" {
+		t.Fatalf("revoked key: %v", v)
+	}
+	if v := h.verifyKey("kp_live_nonsense", nil); v["valid"] != false || v["code"] != "NOT_FOUND" || len(v) != 2 {
+		t.Fatalf("unknown key: %v", v)
+	}
+
+	// Suspending the account stops its keys; reactivating restores them.
+	h.want(h.admin_("PATCH", "/v1/accounts/"+acc, map[string]any{"status": "suspended"}), 200)
+	if v := h.verifyKey(plaintext, nil); v["code"] != "DISABLED" {
+		t.Fatalf("suspended account: %v", v)
+	}
+	h.want(h.admin_("PATCH", "/v1/accounts/"+acc, map[string]any{"status": "active"}), 200)
+	if v := h.verifyKey(plaintext, nil); v["code"] != "VALID" {
+		t.Fatalf("reactivated account: %v", v)
+	}
+}
+
+func TestAuth(t *testing.T) {
+	h := newHarness(t)
+	for name, tc := range map[string]struct {
+		token, method, path string
+		status              int
+	}{
+		"no token":                  {"", "GET", "/v1/accounts", 401},
+		"garbage token":             {"hello", "GET", "/v1/accounts", 401},
+		"well-formed unknown token": {"kpt_zQWBuTSOoRi4A9spHcVY5ncnsDkxkJ0mLq17", "GET", "/v1/accounts", 401},
+		"verify token on admin":     {h.verify, "GET", "/v1/accounts", 403},
+		"verify token creating":     {h.verify, "POST", "/v1/accounts", 403},
+		"no token on verify":        {"", "POST", "/v1/verify", 401},
+		"admin token on verify":     {h.admin, "POST", "/v1/verify", 200},
+		"verify token on verify":    {h.verify, "POST", "/v1/verify", 200},
+		"health needs no token":     {"", "GET", "/healthz", 200},
+		"openapi needs no token":    {"", "GET", "/openapi.json", 200},
+		"an api key is not a token": {"kp_live_zQWBuTSOoRi4A9spHcVY5ncnsDkxkJ0mLq17", "GET", "/v1/accounts", 401},
+	} {
+		t.Run(name, func(t *testing.T) {
+			var body any
+			if tc.path == "/v1/verify" {
+				body = map[string]any{"key": "kp_live_x"}
+			} else if tc.method == "POST" {
+				body = map[string]any{"name": "x"}
+			}
+			r := h.do(tc.token, tc.method, tc.path, body)
+			if r.status != tc.status {
+				t.Fatalf("status %d, want %d: %s", r.status, tc.status, r.body)
+			}
+			if tc.status >= 400 {
+				assertProblem(t, r)
+			}
+			if tc.status == 401 && r.header.Get("WWW-Authenticate") == "" {
+				t.Fatal("401 without WWW-Authenticate")
+			}
+		})
+	}
+	if n := len(h.want(h.admin_("GET", "/v1/accounts", nil), 200)["data"].([]any)); n != 0 {
+		t.Fatalf("refused requests created %d accounts", n)
+	}
+}
+
+func assertProblem(t *testing.T, r response) map[string]any {
+	t.Helper()
+	if ct := r.header.Get("Content-Type"); ct != "application/problem+json" {
+		t.Fatalf("content type %q, want application/problem+json: %s", ct, r.body)
+	}
+	p := r.json(t)
+	if p["status"] != float64(r.status) || p["title"] == "" || p["type"] == "" || p["code"] == "" || p["detail"] == "" {
+		t.Fatalf("not a full problem: %s", r.body)
+	}
+	return p
+}
+
+// Each bad input gets the right 4xx, a problem that names what was wrong, and
+// changes nothing.
+func TestBadInput(t *testing.T) {
+	h := newHarness(t)
+	acc := h.account("data:*")
+	k := h.key(acc, map[string]any{"name": "keep", "scopes": []string{"data:read"}})
+	keyPath := "/v1/keys/" + k["id"].(string)
+	huge := `{"name":"` + strings.Repeat("a", 1<<20) + `"}`
+	for _, tc := range []struct {
+		name, method, path string
+		body               any
+		status             int
+		field              string // expected in errors[].field or detail
+	}{
+		{"malformed json", "POST", "/v1/accounts/" + acc + "/keys", `{"name": "x",`, 400, ""},
+		{"not an object", "POST", "/v1/accounts/" + acc + "/keys", `[1,2]`, 400, ""},
+		{"wrong type", "POST", "/v1/accounts/" + acc + "/keys", `{"name": 12}`, 400, "name"},
+		{"wrong type in list", "POST", "/v1/accounts/" + acc + "/keys", `{"name": "x", "scopes": [1]}`, 400, "scopes[0]"},
+		{"unknown field", "POST", "/v1/accounts/" + acc + "/keys", `{"name": "x", "colour": "red"}`, 400, "colour"},
+		{"unknown nested field", "POST", "/v1/accounts/" + acc + "/keys", `{"name": "x", "quota": {"limit": 1, "period": "day", "x": 1}}`, 400, "quota.x"},
+		{"missing name", "POST", "/v1/accounts/" + acc + "/keys", `{}`, 400, "name"},
+		{"empty name", "POST", "/v1/accounts/" + acc + "/keys", map[string]any{"name": ""}, 400, "name"},
+		{"name over 100", "POST", "/v1/accounts/" + acc + "/keys", map[string]any{"name": strings.Repeat("é", 101)}, 400, "name"},
+		{"scope outside allowed", "POST", "/v1/accounts/" + acc + "/keys", map[string]any{"name": "x", "scopes": []string{"billing:read"}}, 400, "scopes[0]"},
+		{"invalid cidr", "POST", "/v1/accounts/" + acc + "/keys", map[string]any{"name": "x", "allowed_cidrs": []string{"10.0.0.0/8", "300.1.1.1/24"}}, 400, "allowed_cidrs[1]"},
+		{"metadata over 4 KiB", "POST", "/v1/accounts/" + acc + "/keys", map[string]any{"name": "x", "metadata": map[string]string{"a": strings.Repeat("x", 4097)}}, 400, "metadata"},
+		{"metadata not an object", "POST", "/v1/accounts/" + acc + "/keys", `{"name": "x", "metadata": "hi"}`, 400, "metadata"},
+		{"negative limit", "POST", "/v1/accounts/" + acc + "/keys", map[string]any{"name": "x", "rate_limits": []map[string]any{{"name": "d", "limit": -1, "window_seconds": 60, "algorithm": "token_bucket"}}}, 400, "rate_limits[0].limit"},
+		{"zero window", "POST", "/v1/accounts/" + acc + "/keys", map[string]any{"name": "x", "rate_limits": []map[string]any{{"name": "d", "limit": 5, "window_seconds": 0, "algorithm": "token_bucket"}}}, 400, "rate_limits[0].window_seconds"},
+		{"burst below 1", "POST", "/v1/accounts/" + acc + "/keys", map[string]any{"name": "x", "rate_limits": []map[string]any{{"name": "d", "limit": 5, "window_seconds": 1, "burst": 0, "algorithm": "token_bucket"}}}, 400, "rate_limits[0].burst"},
+		{"unknown algorithm", "POST", "/v1/accounts/" + acc + "/keys", map[string]any{"name": "x", "rate_limits": []map[string]any{{"name": "d", "limit": 5, "window_seconds": 1, "algorithm": "leaky"}}}, 400, "rate_limits[0].algorithm"},
+		{"past expiry", "POST", "/v1/accounts/" + acc + "/keys", map[string]any{"name": "x", "expires_at": "2001-01-01T00:00:00Z"}, 400, "expires_at"},
+		{"bad time", "POST", "/v1/accounts/" + acc + "/keys", map[string]any{"name": "x", "expires_at": "tomorrow"}, 400, "expires_at"},
+		{"bad environment", "POST", "/v1/accounts/" + acc + "/keys", map[string]any{"name": "x", "environment": "prod"}, 400, "environment"},
+		{"body over 1 MiB", "POST", "/v1/accounts/" + acc + "/keys", huge, 413, ""},
+		{"unknown account", "POST", "/v1/accounts/acc_nope/keys", map[string]any{"name": "x"}, 404, ""},
+		{"overlap over 7 days", "POST", keyPath + "/roll", map[string]any{"overlap_seconds": 604801}, 400, "overlap_seconds"},
+		{"negative overlap", "POST", keyPath + "/roll", map[string]any{"overlap_seconds": -1}, 400, "overlap_seconds"},
+		{"roll unknown key", "POST", "/v1/keys/key_nope/roll", map[string]any{"overlap_seconds": 0}, 404, ""},
+		{"revoke unknown key", "POST", "/v1/keys/key_nope/revoke", nil, 404, ""},
+		{"get unknown key", "GET", "/v1/keys/key_nope", nil, 404, ""},
+		{"patch unknown key", "PATCH", "/v1/keys/key_nope", map[string]any{"name": "x"}, 404, ""},
+		{"patch bad scope", "PATCH", keyPath, map[string]any{"scopes": []string{"other:read"}}, 400, "scopes[0]"},
+		{"patch null scopes", "PATCH", keyPath, `{"scopes": null}`, 400, "scopes"},
+		{"patch unknown field", "PATCH", keyPath, map[string]any{"hash": "x"}, 400, "hash"},
+		{"get unknown account", "GET", "/v1/accounts/acc_nope", nil, 404, ""},
+		{"bad account status", "PATCH", "/v1/accounts/" + acc, map[string]any{"status": "deleted"}, 400, "status"},
+		{"bad status filter", "GET", "/v1/accounts/" + acc + "/keys?status=sleeping", nil, 400, "status"},
+		{"limit over 100", "GET", "/v1/accounts/" + acc + "/keys?limit=101", nil, 400, "limit"},
+		{"bad cursor", "GET", "/v1/accounts/" + acc + "/keys?cursor=***", nil, 400, "cursor"},
+		{"verify without key", "POST", "/v1/verify", `{}`, 400, "key"},
+		{"verify bad ip", "POST", "/v1/verify", map[string]any{"key": "kp_live_x", "ip": "999.1.1.1"}, 400, "ip"},
+		{"verify negative cost", "POST", "/v1/verify", map[string]any{"key": "kp_live_x", "cost": -1}, 400, "cost"},
+		{"unknown route", "GET", "/v1/nothing", nil, 404, ""},
+		{"wrong method", "DELETE", keyPath, nil, 405, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := h.admin_(tc.method, tc.path, tc.body)
+			if r.status != tc.status {
+				t.Fatalf("status %d, want %d: %s", r.status, tc.status, r.body)
+			}
+			p := assertProblem(t, r)
+			if tc.field != "" && !strings.Contains(fmt.Sprint(p["errors"])+fmt.Sprint(p["detail"]), tc.field) {
+				t.Fatalf("problem does not name %q: %s", tc.field, r.body)
+			}
+		})
+	}
+	// Nothing changed: one key, as it was.
+	list := h.want(h.admin_("GET", "/v1/accounts/"+acc+"/keys", nil), 200)["data"].([]any)
+	if len(list) != 1 {
+		t.Fatalf("%d keys after bad input, want 1", len(list))
+	}
+	after := list[0].(map[string]any)
+	if after["name"] != "keep" || after["status"] != "active" || after["updated_at"] != k["updated_at"] {
+		t.Fatalf("the key changed: %v", after)
+	}
+}
+
+func TestKeyCapOverHTTP(t *testing.T) {
+	h := newHarness(t)
+	acc := h.account()
+	for range service.DefaultMaxActiveKeys {
+		h.key(acc, nil)
+	}
+	r := h.admin_("POST", "/v1/accounts/"+acc+"/keys", map[string]any{"name": "26th"})
+	if r.status != 409 || assertProblem(t, r)["code"] != "limit" {
+		t.Fatalf("26th key: %d %s", r.status, r.body)
+	}
+}
+
+func TestPaginationAndFilter(t *testing.T) {
+	h := newHarness(t)
+	acc := h.account()
+	var ids []string
+	for range 7 {
+		ids = append([]string{h.key(acc, nil)["id"].(string)}, ids...)
+	}
+	h.want(h.admin_("PATCH", "/v1/keys/"+ids[2], map[string]any{"enabled": false}), 200)
+	var got []string
+	cursor := ""
+	for {
+		page := h.want(h.admin_("GET", "/v1/accounts/"+acc+"/keys?limit=3&cursor="+cursor, nil), 200)
+		for _, k := range page["data"].([]any) {
+			got = append(got, k.(map[string]any)["id"].(string))
+		}
+		if cursor = page["next_cursor"].(string); cursor == "" {
+			break
+		}
+	}
+	if strings.Join(got, ",") != strings.Join(ids, ",") {
+		t.Fatalf("pages %v, want %v", got, ids)
+	}
+	disabled := h.want(h.admin_("GET", "/v1/accounts/"+acc+"/keys?status=disabled", nil), 200)["data"].([]any)
+	if len(disabled) != 1 || disabled[0].(map[string]any)["id"] != ids[2] {
+		t.Fatalf("disabled filter: %v", disabled)
+	}
+}
+
+// PATCH distinguishes absent (unchanged) from null (cleared).
+func TestPatchSemantics(t *testing.T) {
+	h := newHarness(t)
+	acc := h.account("*")
+	k := h.key(acc, map[string]any{"expires_at": "2099-01-01T00:00:00Z", "quota": map[string]any{"limit": 10, "period": "day"}, "scopes": []string{"a:b"}})
+	path := "/v1/keys/" + k["id"].(string)
+	got := h.want(h.admin_("PATCH", path, map[string]any{"name": "renamed"}), 200)
+	if got["expires_at"] != "2099-01-01T00:00:00Z" || got["quota"] == nil || got["name"] != "renamed" {
+		t.Fatalf("absent fields changed: %v", got)
+	}
+	got = h.want(h.admin_("PATCH", path, `{"expires_at": null, "quota": null, "rate_limits": [{"name": "burst", "limit": 10, "window_seconds": 1, "algorithm": "token_bucket"}]}`), 200)
+	if _, has := got["expires_at"]; has || got["quota"] != nil || got["rate_limits"] == nil || got["scopes"].([]any)[0] != "a:b" {
+		t.Fatalf("null did not clear: %v", got)
+	}
+	got = h.want(h.admin_("PATCH", path, `{"rate_limits": null, "enabled": false}`), 200)
+	if got["rate_limits"] != nil || got["status"] != "disabled" {
+		t.Fatalf("rate_limits null / disable: %v", got)
+	}
+}
+
+func TestOpenAPIMatchesRoutes(t *testing.T) {
+	h := newHarness(t)
+	doc := h.want(h.do("", "GET", "/openapi.json", nil), 200)
+	if doc["openapi"] != "3.1.0" {
+		t.Fatalf("openapi version %v", doc["openapi"])
+	}
+	paths := doc["paths"].(map[string]any)
+	want := map[string][]string{
+		"/v1/accounts":           {"get", "post"},
+		"/v1/accounts/{id}":      {"get", "patch"},
+		"/v1/accounts/{id}/keys": {"get", "post"},
+		"/v1/keys/{id}":          {"get", "patch"},
+		"/v1/keys/{id}/revoke":   {"post"},
+		"/v1/keys/{id}/roll":     {"post"},
+		"/v1/verify":             {"post"},
+		"/healthz":               {"get"},
+		"/readyz":                {"get"},
+	}
+	for path, methods := range want {
+		ops, ok := paths[path].(map[string]any)
+		if !ok {
+			t.Errorf("document lacks %s", path)
+			continue
+		}
+		for _, m := range methods {
+			if ops[m] == nil {
+				t.Errorf("document lacks %s %s", m, path)
+			}
+		}
+	}
+	// And every documented operation is served (no 404/405 from the router).
+	for path, ops := range paths {
+		for method := range ops.(map[string]any) {
+			concrete := strings.ReplaceAll(path, "{id}", "x")
+			r := h.admin_(strings.ToUpper(method), concrete, nil)
+			if r.status == 405 || (r.status == 404 && strings.Contains(string(r.body), "no endpoint")) {
+				t.Errorf("%s %s is documented but not served: %d", method, path, r.status)
+			}
+		}
+	}
+	if len(paths) != len(want) {
+		t.Errorf("document has %d paths, test knows %d: update the test with the new route", len(paths), len(want))
+	}
+}
+
+func TestReadiness(t *testing.T) {
+	store := teststore.New(t)
+	h := newHarnessOn(t, store)
+	if r := h.do("", "GET", "/readyz", nil); r.status != 200 {
+		t.Fatalf("readyz %d", r.status)
+	}
+	store.Close()
+	r := h.do("", "GET", "/readyz", nil)
+	if r.status != 503 {
+		t.Fatalf("readyz with the store closed: %d %s", r.status, r.body)
+	}
+	assertProblem(t, r)
+	if r := h.do("", "GET", "/healthz", nil); r.status != 200 {
+		t.Fatalf("healthz %d", r.status)
+	}
+}
