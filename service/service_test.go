@@ -420,6 +420,8 @@ func TestPrefix(t *testing.T) {
 
 func ptr[T any](v T) *T { return &v }
 
+func mustAddr(s string) netip.Addr { return netip.MustParseAddr(s) }
+
 func flip(c byte) string {
 	if c == 'a' {
 		return "b"

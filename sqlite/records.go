@@ -377,7 +377,7 @@ var verifyRecordQuery = `SELECT ` + prefixed("k.", keyColumns) + `, a.status, a.
 // VerifyRecord returns the key with hash and its account's status and scopes.
 func (db *DB) VerifyRecord(ctx context.Context, hash [32]byte) (*keyplane.VerifyRecord, error) {
 	var status, scopes string
-	k, err := scanKey(db.read.QueryRowContext(ctx, verifyRecordQuery, hash[:]), &status, &scopes)
+	k, err := scanKey(db.verifyStmt.QueryRowContext(ctx, hash[:]), &status, &scopes)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, keyplane.Errorf(keyplane.ENOTFOUND, "no key with that hash")
 	} else if err != nil {

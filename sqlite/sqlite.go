@@ -28,6 +28,10 @@ type DB struct {
 	write *sql.DB
 	read  *sql.DB
 	path  string
+
+	// verifyStmt is prepared once: verification is the hot read, and
+	// re-preparing its join on every call costs more than running it.
+	verifyStmt *sql.Stmt
 }
 
 var _ keyplane.Store = (*DB)(nil)
@@ -58,6 +62,10 @@ func Open(ctx context.Context, path string) (*DB, error) {
 	read.SetMaxOpenConns(8)
 	read.SetMaxIdleConns(8)
 	db.read = read
+	if db.verifyStmt, err = read.PrepareContext(ctx, verifyRecordQuery); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("sqlite: prepare: %w", err)
+	}
 	return db, nil
 }
 
@@ -97,6 +105,9 @@ func (db *DB) Ping(ctx context.Context) error {
 // Close closes both pools.
 func (db *DB) Close() error {
 	var errs []error
+	if db.verifyStmt != nil {
+		errs = append(errs, db.verifyStmt.Close())
+	}
 	if db.read != nil {
 		errs = append(errs, db.read.Close())
 	}
