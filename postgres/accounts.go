@@ -79,6 +79,7 @@ func (db *DB) UpdateAccount(ctx context.Context, id string, update func(*keyplan
 		if err := update(a); err != nil {
 			return err
 		}
+		a.ID = id // the row to write is the one locked, whatever the callback did
 		_, err = tx.Exec(ctx, `UPDATE accounts SET name = $1, plan = $2, allowed_scopes = $3, status = $4, updated_at = $5 WHERE id = $6`,
 			a.Name, a.Plan, stringsOrEmpty(a.AllowedScopes), a.Status, a.UpdatedAt, a.ID)
 		out = a

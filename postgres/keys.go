@@ -129,6 +129,7 @@ func keyByID(ctx context.Context, q queryer, id string, lock rowLock) (*keyplane
 
 // statusConditions mirror Key.Status in SQL, evaluated at @now.
 var statusConditions = map[keyplane.KeyStatus]string{
+	"":                   `TRUE`, // no filter
 	keyplane.KeyRevoked:  `revoked_at IS NOT NULL`,
 	keyplane.KeyExpired:  `revoked_at IS NULL AND expires_at IS NOT NULL AND expires_at <= @now`,
 	keyplane.KeyDisabled: `revoked_at IS NULL AND (expires_at IS NULL OR expires_at > @now) AND NOT enabled`,
@@ -142,9 +143,9 @@ func (db *DB) ListKeys(ctx context.Context, f keyplane.KeyFilter) ([]*keyplane.K
 	if err != nil {
 		return nil, "", err
 	}
-	cond := "TRUE"
-	if f.Status != "" {
-		cond = statusConditions[f.Status]
+	cond, ok := statusConditions[f.Status]
+	if !ok {
+		return nil, "", keyplane.Invalid("status", "%q is not a key status", f.Status)
 	}
 	rows, err := db.pool.Query(ctx, `SELECT `+keyColumns+` FROM keys
 		WHERE account_id = @account AND (@after = '' OR id < @after) AND `+cond+` ORDER BY id DESC LIMIT @limit`,
@@ -171,6 +172,7 @@ func (db *DB) UpdateKey(ctx context.Context, id string, update func(*keyplane.Ke
 		if err := update(k); err != nil {
 			return err
 		}
+		k.ID = id // the row to write is the one locked, whatever the callback did
 		out = k
 		return updateKeyRow(ctx, tx, k)
 	})
@@ -189,6 +191,7 @@ func (db *DB) RollKey(ctx context.Context, oldID string, roll func(*keyplane.Key
 		if err != nil {
 			return err
 		}
+		k.ID = oldID
 		if err := insertKey(ctx, tx, next); err != nil {
 			return err
 		}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -33,6 +34,11 @@ func Open(ctx context.Context, url string) (*DB, error) {
 		return nil, parseError(err)
 	}
 	server := serverAddress(cfg.ConnConfig.Config)
+	if cfg.ConnConfig.ConnectTimeout == 0 {
+		// A server whose packets are dropped would otherwise hold start-up
+		// (and every reconnect) for the kernel's TCP timeout, minutes.
+		cfg.ConnConfig.ConnectTimeout = 10 * time.Second
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: cannot connect to %s: %w", server, err)

@@ -170,6 +170,7 @@ func (db *DB) UpdateAccount(ctx context.Context, id string, update func(*keyplan
 		if err := update(a); err != nil {
 			return err
 		}
+		a.ID = id // the row to write is the one locked, whatever the callback did
 		_, err = tx.ExecContext(ctx, `UPDATE accounts SET name = ?, plan = ?, allowed_scopes = ?, status = ?, updated_at = ? WHERE id = ?`,
 			a.Name, a.Plan, mustJSON(stringsOrEmpty(a.AllowedScopes)), a.Status, micros(a.UpdatedAt), a.ID)
 		out = a
@@ -292,6 +293,7 @@ func keyByID(ctx context.Context, q querier, id string) (*keyplane.Key, error) {
 
 // statusConditions mirror Key.Status in SQL, evaluated at :now.
 var statusConditions = map[keyplane.KeyStatus]string{
+	"":                   `1 = 1`, // no filter
 	keyplane.KeyRevoked:  `revoked_at IS NOT NULL`,
 	keyplane.KeyExpired:  `revoked_at IS NULL AND expires_at IS NOT NULL AND expires_at <= :now`,
 	keyplane.KeyDisabled: `revoked_at IS NULL AND (expires_at IS NULL OR expires_at > :now) AND enabled = 0`,
@@ -305,9 +307,9 @@ func (db *DB) ListKeys(ctx context.Context, f keyplane.KeyFilter) ([]*keyplane.K
 	if err != nil {
 		return nil, "", err
 	}
-	cond := "1 = 1"
-	if f.Status != "" {
-		cond = statusConditions[f.Status]
+	cond, ok := statusConditions[f.Status]
+	if !ok {
+		return nil, "", keyplane.Invalid("status", "%q is not a key status", f.Status)
 	}
 	rows, err := db.read.QueryContext(ctx, `SELECT `+keyColumns+` FROM keys
 		WHERE account_id = :account AND (:after = '' OR id < :after) AND `+cond+` ORDER BY id DESC LIMIT :limit`,
@@ -342,6 +344,7 @@ func (db *DB) UpdateKey(ctx context.Context, id string, update func(*keyplane.Ke
 		if err := update(k); err != nil {
 			return err
 		}
+		k.ID = id // the row to write is the one locked, whatever the callback did
 		out = k
 		return updateKeyRow(ctx, tx, k)
 	})
@@ -359,6 +362,7 @@ func (db *DB) RollKey(ctx context.Context, oldID string, roll func(*keyplane.Key
 		if err != nil {
 			return err
 		}
+		k.ID = oldID
 		if err := insertKey(ctx, tx, next); err != nil {
 			return err
 		}

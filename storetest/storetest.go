@@ -57,6 +57,7 @@ var Tests = []Test{
 	{"VerifyRecord", testVerifyRecord},
 	{"TimesAreUTC", testTimesAreUTC},
 	{"LargeMetadataAndUnicode", testLargeMetadataAndUnicode},
+	{"UpdateKeepsRow", testUpdateKeepsRow},
 	{"Tokens", testTokens},
 	{"Ping", testPing},
 }
@@ -609,6 +610,39 @@ func testLargeMetadataAndUnicode(t *testing.T, s keyplane.Store) {
 	if err := json.Unmarshal(got.Metadata, &back); err != nil || back["blob"] != big["blob"] || back["quote"] != big["quote"] {
 		t.Fatalf("metadata round trip: %v %v", err, back["quote"])
 	}
+
+	// Metadata comes back byte for byte: key order, duplicates of nothing,
+	// escapes such as \u0000 and big integers are the caller's business.
+	exact := newKey(a.ID)
+	exact.Metadata = json.RawMessage(`{"z":1,"a":"\u0000","n":123456789012345678901234567890}`)
+	mustCreateKey(t, s, exact)
+	if got, _ := s.Key(ctx, exact.ID); string(got.Metadata) != string(exact.Metadata) {
+		t.Fatalf("metadata %s came back as %s", exact.Metadata, got.Metadata)
+	}
+}
+
+// testUpdateKeepsRow checks that an update writes the row it locked even if
+// the callback changes the id.
+func testUpdateKeepsRow(t *testing.T, s keyplane.Store) {
+	a, b := newAccount(t, s), newAccount(t, s)
+	k1, k2 := mustCreateKey(t, s, newKey(a.ID)), mustCreateKey(t, s, newKey(a.ID))
+	if _, err := s.UpdateKey(ctx, k1.ID, func(k *keyplane.Key) error { k.ID, k.Name = k2.ID, "changed"; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.Key(ctx, k2.ID); got.Name == "changed" {
+		t.Fatal("UpdateKey wrote another key's row")
+	}
+	if got, _ := s.Key(ctx, k1.ID); got.Name != "changed" {
+		t.Fatal("UpdateKey did not write the locked row")
+	}
+	if _, err := s.UpdateAccount(ctx, a.ID, func(x *keyplane.Account) error { x.ID, x.Name = b.ID, "changed"; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.Account(ctx, b.ID); got.Name == "changed" {
+		t.Fatal("UpdateAccount wrote another account's row")
+	}
+	_, _, err := s.ListKeys(ctx, keyplane.KeyFilter{AccountID: a.ID, Status: "sleeping", Now: base, Page: keyplane.Page{Limit: 5}})
+	wantCode(t, err, keyplane.EINVALID)
 }
 
 func testTokens(t *testing.T, s keyplane.Store) {
