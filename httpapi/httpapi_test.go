@@ -11,9 +11,12 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/keyplane/keyplane"
 	"github.com/keyplane/keyplane/httpapi"
+	"github.com/keyplane/keyplane/postgres"
+	"github.com/keyplane/keyplane/postgres/postgrestest"
 	"github.com/keyplane/keyplane/service"
 	"github.com/keyplane/keyplane/teststore"
 )
@@ -450,5 +453,53 @@ func TestReadiness(t *testing.T) {
 	assertProblem(t, r)
 	if r := h.do("", "GET", "/healthz", nil); r.status != 200 {
 		t.Fatalf("healthz %d", r.status)
+	}
+}
+
+// While PostgreSQL is unreachable, requests that need it answer 503 problems
+// and /readyz is unready; when it is back the service recovers by itself.
+func TestDatabaseOutage(t *testing.T) {
+	dbURL, proxy := postgrestest.NewDatabaseBehindProxy(t)
+	store, err := postgres.Open(context.Background(), dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	h := newHarnessOn(t, store)
+	acc := h.account("*")
+	k := h.key(acc, nil)["key"].(string)
+
+	proxy.Down()
+	for _, tc := range []struct {
+		token, method, path string
+		body                any
+	}{
+		{h.admin, "GET", "/v1/accounts/" + acc, nil},
+		{h.admin, "POST", "/v1/accounts", map[string]any{"name": "x"}},
+		{h.verify, "POST", "/v1/verify", map[string]any{"key": k}},
+		{"", "GET", "/readyz", nil},
+	} {
+		r := h.do(tc.token, tc.method, tc.path, tc.body)
+		if r.status != 503 {
+			t.Fatalf("%s %s while the database is down: %d %s", tc.method, tc.path, r.status, r.body)
+		}
+		if p := assertProblem(t, r); p["code"] != "unavailable" {
+			t.Fatalf("problem code %v", p["code"])
+		}
+	}
+	if r := h.do("", "GET", "/healthz", nil); r.status != 200 {
+		t.Fatalf("healthz while the database is down: %d", r.status)
+	}
+
+	proxy.Up(t)
+	deadline := time.Now().Add(10 * time.Second)
+	for h.do("", "GET", "/readyz", nil).status != 200 {
+		if time.Now().After(deadline) {
+			t.Fatal("not ready 10 s after the database came back")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if v := h.verifyKey(k, nil); v["code"] != "VALID" {
+		t.Fatalf("after recovery: %v", v)
 	}
 }
