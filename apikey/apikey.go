@@ -167,7 +167,16 @@ func validSecret(s string) bool {
 // Hash is what is stored and looked up instead of the key. SHA-256 and not a
 // slow hash: the key has ~178 bits of entropy, and a slow hash would make every
 // verification a denial-of-service lever.
-func Hash(s string) [32]byte { return sha256.Sum256([]byte(s)) }
+func Hash(s string) [32]byte {
+	// Converting a string of more than 32 bytes to []byte allocates; a copy
+	// into a stack buffer does not. Keys and tokens are far shorter than it.
+	var buf [128]byte
+	if len(s) <= len(buf) {
+		n := copy(buf[:], s)
+		return sha256.Sum256(buf[:n])
+	}
+	return sha256.Sum256([]byte(s))
+}
 
 // Hint shows enough of a key to recognise it: "kp_live_AbCd…wxyz". The caller
 // passes a key that Parse accepted.

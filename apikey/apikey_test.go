@@ -1,6 +1,7 @@
 package apikey
 
 import (
+	"crypto/sha256"
 	"hash/crc32"
 	"strings"
 	"testing"
@@ -155,5 +156,16 @@ func TestCRC32MatchesStdlib(t *testing.T) {
 		if crc32IEEE(s) != crc32.ChecksumIEEE([]byte(s)) {
 			t.Errorf("crc32IEEE(%q) differs from hash/crc32", s)
 		}
+	}
+}
+
+func TestHashDoesNotAllocate(t *testing.T) {
+	k := New("kp", "live")
+	if n := testing.AllocsPerRun(100, func() { Hash(k) }); n != 0 {
+		t.Fatalf("Hash allocates %v times", n)
+	}
+	long := strings.Repeat("x", 500)
+	if Hash(long) != sha256.Sum256([]byte(long)) || Hash(k) != sha256.Sum256([]byte(k)) {
+		t.Fatal("Hash differs from sha256.Sum256")
 	}
 }

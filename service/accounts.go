@@ -109,7 +109,7 @@ func (s *Service) UpdateAccount(ctx context.Context, id string, up AccountUpdate
 	if err := v.Err(); err != nil {
 		return nil, err
 	}
-	return s.store.UpdateAccount(ctx, id, func(a *keyplane.Account) error {
+	a, err := s.store.UpdateAccount(ctx, id, func(a *keyplane.Account) error {
 		if up.Name != nil {
 			a.Name = name
 		}
@@ -125,4 +125,9 @@ func (s *Service) UpdateAccount(ctx context.Context, id string, up AccountUpdate
 		a.UpdatedAt = s.now()
 		return nil
 	})
+	if err != nil {
+		return nil, err
+	}
+	s.changed(ctx, keyplane.AccountChanged(a.ID))
+	return a, nil
 }

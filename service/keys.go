@@ -87,6 +87,7 @@ func (s *Service) CreateKey(ctx context.Context, accountID string, in KeyInput) 
 	if err := s.store.CreateKey(ctx, k, s.maxKeys, now); err != nil {
 		return nil, err
 	}
+	s.changed(ctx, keyplane.KeyChanged(k.Hash)) // a cached "unknown" for this hash is now wrong
 	return &CreatedKey{Key: k, Plaintext: plaintext}, nil
 }
 
@@ -164,7 +165,7 @@ func (s *Service) UpdateKey(ctx context.Context, id string, up KeyUpdate) (*keyp
 	if err := v.Err(); err != nil {
 		return nil, err
 	}
-	return s.store.UpdateKey(ctx, id, func(k *keyplane.Key) error {
+	return s.updateKey(ctx, id, func(k *keyplane.Key) error {
 		switch k.Status(now) {
 		case keyplane.KeyRevoked:
 			return keyplane.Errorf(keyplane.ECONFLICT, "key %q is revoked; revocation is final", id)
@@ -209,7 +210,7 @@ func (s *Service) RevokeKey(ctx context.Context, id string) (*keyplane.Key, erro
 		return nil, err
 	}
 	now := s.now()
-	return s.store.UpdateKey(ctx, id, func(k *keyplane.Key) error {
+	return s.updateKey(ctx, id, func(k *keyplane.Key) error {
 		if k.RevokedAt == nil {
 			k.RevokedAt, k.UpdatedAt = &now, now
 		}
@@ -260,5 +261,16 @@ func (s *Service) RollKey(ctx context.Context, id string, overlap time.Duration)
 	if err != nil {
 		return nil, err
 	}
+	s.changed(ctx, keyplane.KeyChanged(old.Hash), keyplane.KeyChanged(next.Hash))
 	return &RolledKey{Key: &CreatedKey{Key: next, Plaintext: plaintext}, Previous: old}, nil
+}
+
+// updateKey writes a change to a key and tells the caches.
+func (s *Service) updateKey(ctx context.Context, id string, update func(*keyplane.Key) error) (*keyplane.Key, error) {
+	k, err := s.store.UpdateKey(ctx, id, update)
+	if err != nil {
+		return nil, err
+	}
+	s.changed(ctx, keyplane.KeyChanged(k.Hash))
+	return k, nil
 }

@@ -27,6 +27,15 @@ type Config struct {
 	MaxActiveKeys int              // per account, default 25
 	Now           func() time.Time // the clock; tests inject their own
 	Limiter       keyplane.Limiter // rate limits and quotas; nil allows all
+
+	// Records is where verification reads; a cache in front of the store.
+	// Nil reads the store directly.
+	Records keyplane.RecordSource
+	// Cache is told of each change this instance makes, before the call
+	// returns, so the instance never verifies against its own stale copy.
+	Cache keyplane.ChangeListener
+	// Bus carries each change to the other instances; nil for one instance.
+	Bus keyplane.ChangeBus
 }
 
 // Service implements keyplane's operations on a store.
@@ -36,13 +45,20 @@ type Service struct {
 	maxKeys int
 	clock   func() time.Time
 	limiter keyplane.Limiter
+	records keyplane.RecordSource
+	cache   keyplane.ChangeListener
+	bus     keyplane.ChangeBus
 
 	tokens sync.Map // [32]byte hash -> cachedToken
 }
 
 // New returns a Service on store.
 func New(store keyplane.Store, cfg Config) (*Service, error) {
-	s := &Service{store: store, prefix: cfg.KeyPrefix, maxKeys: cfg.MaxActiveKeys, clock: cfg.Now, limiter: cfg.Limiter}
+	s := &Service{store: store, prefix: cfg.KeyPrefix, maxKeys: cfg.MaxActiveKeys, clock: cfg.Now, limiter: cfg.Limiter,
+		records: cfg.Records, cache: cfg.Cache, bus: cfg.Bus}
+	if s.records == nil {
+		s.records = store
+	}
 	if s.prefix == "" {
 		s.prefix = apikey.DefaultPrefix
 	}
@@ -114,4 +130,17 @@ func pageLimit(limit int) (int, error) {
 		return 0, keyplane.Invalid("limit", "must be between 1 and 100")
 	}
 	return limit, nil
+}
+
+// changed tells this instance's cache, then every other instance, that a
+// committed write made cached records out of date.
+func (s *Service) changed(ctx context.Context, changes ...keyplane.Change) {
+	for _, c := range changes {
+		if s.cache != nil {
+			s.cache.ApplyChange(c)
+		}
+		if s.bus != nil {
+			s.bus.Publish(ctx, c)
+		}
+	}
 }

@@ -15,7 +15,7 @@ func (s *Service) Verify(ctx context.Context, req keyplane.VerifyRequest) (keypl
 	if _, ok := apikey.Parse(req.Key, s.prefix); !ok {
 		return keyplane.VerifyResult{Code: keyplane.VerifyNotFound}, nil
 	}
-	rec, err := s.store.VerifyRecord(ctx, apikey.Hash(req.Key))
+	rec, err := s.records.VerifyRecord(ctx, apikey.Hash(req.Key))
 	if keyplane.ErrorCode(err) == keyplane.ENOTFOUND {
 		return keyplane.VerifyResult{Code: keyplane.VerifyNotFound}, nil
 	} else if err != nil {
@@ -27,7 +27,7 @@ func (s *Service) Verify(ctx context.Context, req keyplane.VerifyRequest) (keypl
 func (s *Service) check(ctx context.Context, rec *keyplane.VerifyRecord, req keyplane.VerifyRequest) (keyplane.VerifyResult, error) {
 	k := &rec.Key
 	res := keyplane.VerifyResult{Key: k}
-	now := s.now()
+	now := s.clock() // only compared with expiries: no need to truncate
 	switch k.Status(now) {
 	case keyplane.KeyRevoked:
 		res.Code = keyplane.VerifyRevoked

@@ -1,92 +1,173 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"time"
 
 	"github.com/keyplane/keyplane"
+	"github.com/keyplane/keyplane/cache"
+	"github.com/keyplane/keyplane/coarseclock"
 	"github.com/keyplane/keyplane/httpapi"
+	"github.com/keyplane/keyplane/postgres"
+	"github.com/keyplane/keyplane/redis"
 	"github.com/keyplane/keyplane/service"
 	"github.com/spf13/cobra"
 )
 
+// serveOptions are the flags of serve.
+type serveOptions struct {
+	addr, database, redisURL, prefix, logLevel, logFormat string
+	shutdownTimeout, cacheTTL, cacheServeStale            time.Duration
+	cacheSize                                             int
+}
+
 func newServeCommand() *cobra.Command {
-	var addr, database, prefix, logLevel, logFormat string
-	var shutdownTimeout time.Duration
+	var o serveOptions
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the API server",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx := cmd.Context()
-			log, err := newLogger(cmd.ErrOrStderr(), logLevel, logFormat)
+			log, err := newLogger(cmd.ErrOrStderr(), o.logLevel, o.logFormat)
 			if err != nil {
 				return err
 			}
-			store, err := openStore(ctx, database)
-			if err != nil {
-				return err
-			}
-			defer store.Close()
-			svc, err := service.New(store, service.Config{KeyPrefix: prefix})
-			if err != nil {
-				return err
-			}
-			handler := httpapi.New(httpapi.Config{Service: svc, Store: store, Logger: log, Version: versionString()})
-			ln, err := net.Listen("tcp", addr)
-			if err != nil {
-				return err
-			}
-			defer ln.Close()
-			// Only once the server can start, so the one printing is not lost.
-			first, err := svc.EnsureFirstToken(ctx)
-			if err != nil {
-				return fmt.Errorf("create the first admin token: %w", err)
-			}
-			if first != nil {
-				fmt.Fprintf(cmd.OutOrStdout(), "First admin token (shown only this once; keep it safe):\n%s\n", first.Plaintext)
-			}
-			srv := &http.Server{
-				Handler:           handler,
-				ReadHeaderTimeout: 10 * time.Second,
-				ReadTimeout:       30 * time.Second,
-				WriteTimeout:      30 * time.Second,
-				IdleTimeout:       120 * time.Second,
-				MaxHeaderBytes:    64 << 10,
-			}
-			served := make(chan error, 1)
-			go func() { served <- srv.Serve(ln) }()
-			log.Info("keyplane listening", "addr", ln.Addr().String(), "version", versionString(), "database", describeDatabase(database))
-
-			select {
-			case err := <-served:
-				return err
-			case <-ctx.Done():
-			}
-			log.Info("shutting down", "timeout", shutdownTimeout.String())
-			shutdownCtx, cancel := contextWithTimeout(shutdownTimeout)
-			defer cancel()
-			if err := srv.Shutdown(shutdownCtx); err != nil {
-				return fmt.Errorf("shutdown: %w", err)
-			}
-			if err := <-served; !errors.Is(err, http.ErrServerClosed) {
-				return err
-			}
-			log.Info("stopped")
-			return nil
+			return serve(cmd.Context(), o, cmd.OutOrStdout(), log)
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&addr, "addr", "127.0.0.1:8080", "address to listen on ($KEYPLANE_ADDR)")
-	addDatabaseFlag(cmd, &database)
-	f.StringVar(&prefix, "key-prefix", "kp", "prefix of the keys this deployment issues ($KEYPLANE_KEY_PREFIX)")
-	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error ($KEYPLANE_LOG_LEVEL)")
-	f.StringVar(&logFormat, "log-format", "text", "text or json ($KEYPLANE_LOG_FORMAT)")
-	f.DurationVar(&shutdownTimeout, "shutdown-timeout", 15*time.Second, "how long in-flight requests may take to finish on SIGTERM ($KEYPLANE_SHUTDOWN_TIMEOUT)")
+	f.StringVar(&o.addr, "addr", "127.0.0.1:8080", "address to listen on ($KEYPLANE_ADDR)")
+	addDatabaseFlag(cmd, &o.database)
+	f.StringVar(&o.redisURL, "redis", "", "a redis:// URL: cluster mode, changes reach every instance through Redis ($KEYPLANE_REDIS_URL)")
+	f.StringVar(&o.prefix, "key-prefix", "kp", "prefix of the keys this deployment issues ($KEYPLANE_KEY_PREFIX)")
+	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error ($KEYPLANE_LOG_LEVEL)")
+	f.StringVar(&o.logFormat, "log-format", "text", "text or json ($KEYPLANE_LOG_FORMAT)")
+	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 15*time.Second, "how long in-flight requests may take to finish on SIGTERM ($KEYPLANE_SHUTDOWN_TIMEOUT)")
+	f.DurationVar(&o.cacheTTL, "cache-ttl", cache.DefaultTTL, "the longest a cached key goes without a reload; bounds a change whose notification was lost ($KEYPLANE_CACHE_TTL)")
+	f.DurationVar(&o.cacheServeStale, "cache-serve-stale", cache.DefaultServeStale, "how long cached keys keep verifying while the database is down ($KEYPLANE_CACHE_SERVE_STALE)")
+	f.IntVar(&o.cacheSize, "cache-size", cache.DefaultMaxEntries, "the most keys kept in memory, about 1 KB each ($KEYPLANE_CACHE_SIZE)")
 	return cmd
+}
+
+// serve runs the server until ctx ends, then shuts down gracefully.
+func serve(ctx context.Context, o serveOptions, stdout io.Writer, log *slog.Logger) error {
+	store, err := openStore(ctx, o.database)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	records, err := cache.New(store, cache.Config{MaxEntries: o.cacheSize, TTL: o.cacheTTL, ServeStale: o.cacheServeStale, Logger: log})
+	if err != nil {
+		return err
+	}
+	defer records.Close()
+	bus, err := openBus(ctx, o, store, log)
+	if err != nil {
+		return err
+	}
+	if closer, ok := bus.(io.Closer); ok {
+		defer closer.Close()
+	}
+	ctx, stopListening := context.WithCancel(ctx)
+	defer stopListening()
+	if bus != nil {
+		if err := listen(ctx, bus, records); err != nil {
+			return err
+		}
+	}
+	clock := coarseclock.New(time.Millisecond)
+	defer clock.Stop()
+	svc, err := service.New(store, service.Config{KeyPrefix: o.prefix, Now: clock.Now, Records: records, Cache: records, Bus: bus})
+	if err != nil {
+		return err
+	}
+	handler := httpapi.New(httpapi.Config{Service: svc, Store: store, Logger: log, Version: versionString()})
+	ln, err := net.Listen("tcp", o.addr)
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+	// Only once the server can start, so the one printing is not lost.
+	first, err := svc.EnsureFirstToken(ctx)
+	if err != nil {
+		return fmt.Errorf("create the first admin token: %w", err)
+	}
+	if first != nil {
+		fmt.Fprintf(stdout, "First admin token (shown only this once; keep it safe):\n%s\n", first.Plaintext)
+	}
+	srv := &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	log.Info("keyplane listening", "addr", ln.Addr().String(), "version", versionString(), "database", describeDatabase(o.database), "mode", mode(o, bus))
+
+	select {
+	case err := <-served:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down", "timeout", o.shutdownTimeout.String())
+	shutdownCtx, cancel := contextWithTimeout(o.shutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// openBus picks how changes reach other instances: Redis when configured,
+// else LISTEN/NOTIFY when the database is a shared PostgreSQL, else nothing
+// (one instance on its own SQLite file).
+func openBus(ctx context.Context, o serveOptions, store keyplane.Store, log *slog.Logger) (keyplane.ChangeBus, error) {
+	if o.redisURL != "" {
+		return redis.Open(ctx, o.redisURL, "", log)
+	}
+	if pg, ok := store.(*postgres.DB); ok {
+		return pg.ChangeBus("", log), nil
+	}
+	return nil, nil
+}
+
+// listen subscribes the cache to the bus and waits until it is subscribed,
+// so no change made after start-up can be missed.
+func listen(ctx context.Context, bus keyplane.ChangeBus, records keyplane.ChangeListener) error {
+	ready := make(chan struct{})
+	failed := make(chan error, 1)
+	go func() { failed <- bus.Listen(ctx, records, ready) }()
+	select {
+	case <-ready:
+		return nil
+	case err := <-failed:
+		return fmt.Errorf("subscribe to changes: %w", err)
+	case <-time.After(15 * time.Second):
+		return errors.New("subscribe to changes: no subscription after 15 s")
+	}
+}
+
+func mode(o serveOptions, bus keyplane.ChangeBus) string {
+	switch {
+	case o.redisURL != "":
+		return "cluster (Redis)"
+	case bus != nil:
+		return "cluster (PostgreSQL LISTEN/NOTIFY)"
+	}
+	return "embedded"
 }
 
 // describeDatabase names the database for logs without its password.

@@ -28,12 +28,16 @@ func versionString() string {
 // envNames maps flags to their environment variables; a flag given on the
 // command line wins over its variable.
 var envNames = map[string]string{
-	"addr":             "KEYPLANE_ADDR",
-	"database":         "KEYPLANE_DATABASE_URL",
-	"key-prefix":       "KEYPLANE_KEY_PREFIX",
-	"log-level":        "KEYPLANE_LOG_LEVEL",
-	"log-format":       "KEYPLANE_LOG_FORMAT",
-	"shutdown-timeout": "KEYPLANE_SHUTDOWN_TIMEOUT",
+	"addr":              "KEYPLANE_ADDR",
+	"database":          "KEYPLANE_DATABASE_URL",
+	"key-prefix":        "KEYPLANE_KEY_PREFIX",
+	"log-level":         "KEYPLANE_LOG_LEVEL",
+	"log-format":        "KEYPLANE_LOG_FORMAT",
+	"shutdown-timeout":  "KEYPLANE_SHUTDOWN_TIMEOUT",
+	"redis":             "KEYPLANE_REDIS_URL",
+	"cache-ttl":         "KEYPLANE_CACHE_TTL",
+	"cache-serve-stale": "KEYPLANE_CACHE_SERVE_STALE",
+	"cache-size":        "KEYPLANE_CACHE_SIZE",
 }
 
 func newRootCommand(stdout, stderr io.Writer) *cobra.Command {

@@ -1,0 +1,160 @@
+// Package cache keeps verification records in memory (otter) in front of the
+// store, so verifying a known key costs no I/O. It caches misses too, so
+// unknown keys do not hammer the database; it loads each key once however many
+// requests miss it at the same moment; and it serves what it has while it
+// refreshes in the background, so a slow or absent database does not stall
+// verification.
+package cache
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/keyplane/keyplane"
+	"github.com/maypok86/otter/v2"
+)
+
+// Defaults; see Config.
+const (
+	DefaultMaxEntries = 250_000
+	DefaultTTL        = 30 * time.Second
+	DefaultServeStale = 10 * time.Minute
+)
+
+// Config tunes a Cache.
+type Config struct {
+	// MaxEntries bounds memory: a record is about 1 KB.
+	MaxEntries int
+	// TTL is how old a record may be before it is reloaded. It bounds how long
+	// a change whose message was lost (a bus outage) can go unseen.
+	TTL time.Duration
+	// ServeStale is how long a record keeps verifying while reloads fail (the
+	// database is down). Keys not in the cache fail closed meanwhile.
+	ServeStale time.Duration
+	// Clock replaces the time source, for tests.
+	Clock otter.Clock
+	Logger *slog.Logger
+}
+
+// Cache is a keyplane.RecordSource in front of a store.
+type Cache struct {
+	store  keyplane.RecordSource
+	otter  *otter.Cache[[32]byte, entry]
+	loader otter.Loader[[32]byte, entry]
+	log    *slog.Logger
+}
+
+var (
+	_ keyplane.RecordSource   = (*Cache)(nil)
+	_ keyplane.ChangeListener = (*Cache)(nil)
+)
+
+// entry is a cached lookup: a record, or nil for a hash no key has.
+type entry struct {
+	rec *keyplane.VerifyRecord
+}
+
+// New returns a cache in front of store.
+func New(store keyplane.RecordSource, cfg Config) (*Cache, error) {
+	if cfg.MaxEntries == 0 {
+		cfg.MaxEntries = DefaultMaxEntries
+	}
+	if cfg.TTL == 0 {
+		cfg.TTL = DefaultTTL
+	}
+	if cfg.ServeStale == 0 {
+		cfg.ServeStale = DefaultServeStale
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	switch {
+	case cfg.MaxEntries < 0:
+		return nil, errors.New("cache: the maximum number of entries must be positive")
+	case cfg.TTL < 0 || cfg.ServeStale < 0:
+		return nil, errors.New("cache: durations must be positive")
+	case cfg.ServeStale < cfg.TTL:
+		return nil, errors.New("cache: serve-stale must be at least the TTL")
+	}
+	c := &Cache{store: store, log: cfg.Logger}
+	c.loader = otter.LoaderFunc[[32]byte, entry](c.load)
+	var err error
+	c.otter, err = otter.New(&otter.Options[[32]byte, entry]{
+		MaximumSize: cfg.MaxEntries,
+		// A record is replaced in the background once it is TTL old; a reload
+		// that fails keeps the old record until it is ServeStale old.
+		RefreshCalculator: otter.RefreshWriting[[32]byte, entry](cfg.TTL),
+		ExpiryCalculator:  otter.ExpiryWriting[[32]byte, entry](cfg.ServeStale),
+		Clock:             cfg.Clock,
+		Logger:            otterLogger{cfg.Logger},
+	})
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// load reads a record from the store; a missing key is cached as such.
+func (c *Cache) load(ctx context.Context, hash [32]byte) (entry, error) {
+	rec, err := c.store.VerifyRecord(ctx, hash)
+	if keyplane.ErrorCode(err) == keyplane.ENOTFOUND {
+		return entry{}, nil
+	} else if err != nil {
+		return entry{}, err
+	}
+	return entry{rec: rec}, nil
+}
+
+// VerifyRecord returns the cached record, loading it on a miss. Records are
+// shared: callers must not modify them.
+func (c *Cache) VerifyRecord(ctx context.Context, hash [32]byte) (*keyplane.VerifyRecord, error) {
+	e, err := c.otter.Get(ctx, hash, c.loader)
+	if err != nil {
+		return nil, err
+	}
+	if e.rec == nil {
+		return nil, errNotFound
+	}
+	return e.rec, nil
+}
+
+var errNotFound = keyplane.Errorf(keyplane.ENOTFOUND, "no key with that hash")
+
+// ApplyChange forgets what a change makes out of date. An account's change
+// walks the cache: accounts change rarely, keys are verified constantly.
+func (c *Cache) ApplyChange(ch keyplane.Change) {
+	if ch.AccountID == "" {
+		c.otter.Invalidate(ch.KeyHash)
+		return
+	}
+	for hash, e := range c.otter.All() {
+		if e.rec != nil && e.rec.Key.AccountID == ch.AccountID {
+			c.otter.Invalidate(hash)
+		}
+	}
+}
+
+// MissedChanges forgets everything: some change may have gone unseen.
+func (c *Cache) MissedChanges() {
+	c.log.Warn("cache cleared: change notifications may have been missed")
+	c.otter.InvalidateAll()
+}
+
+// Len is the number of cached entries, for metrics and tests.
+func (c *Cache) Len() int { return c.otter.EstimatedSize() }
+
+// Close stops the cache's background goroutines.
+func (c *Cache) Close() { c.otter.StopAllGoroutines() }
+
+// otterLogger sends otter's warnings (failed background refreshes) to slog.
+type otterLogger struct{ log *slog.Logger }
+
+func (l otterLogger) Warn(ctx context.Context, msg string, err error) {
+	l.log.WarnContext(ctx, "cache: "+msg, "error", err)
+}
+
+func (l otterLogger) Error(ctx context.Context, msg string, err error) {
+	l.log.ErrorContext(ctx, "cache: "+msg, "error", err)
+}

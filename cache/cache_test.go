@@ -1,0 +1,253 @@
+package cache_test
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/keyplane/keyplane"
+	"github.com/keyplane/keyplane/apikey"
+	"github.com/keyplane/keyplane/cache"
+	"github.com/keyplane/keyplane/coarseclock"
+	"github.com/keyplane/keyplane/service"
+	"github.com/keyplane/keyplane/teststore"
+)
+
+// fakeClock is a settable clock for otter.
+type fakeClock struct{ nanos atomic.Int64 }
+
+func (c *fakeClock) NowNano() int64                      { return c.nanos.Load() }
+func (c *fakeClock) Tick(time.Duration) <-chan time.Time { return nil }
+func (c *fakeClock) Add(d time.Duration)                 { c.nanos.Add(int64(d)) }
+
+// source counts store reads and can be made to fail or stall.
+type source struct {
+	store   keyplane.RecordSource
+	reads   atomic.Int64
+	failing atomic.Bool
+	delay   time.Duration
+}
+
+func (s *source) VerifyRecord(ctx context.Context, hash [32]byte) (*keyplane.VerifyRecord, error) {
+	s.reads.Add(1)
+	time.Sleep(s.delay)
+	if s.failing.Load() {
+		return nil, &keyplane.Error{Code: keyplane.EUNAVAILABLE, Message: "the database is unavailable"}
+	}
+	return s.store.VerifyRecord(ctx, hash)
+}
+
+type fixture struct {
+	svc   *service.Service
+	ctx   context.Context
+	src   *source
+	cache *cache.Cache
+	clock *fakeClock
+}
+
+func newFixtureB(b *testing.B) *fixture {
+	store := teststore.New(b)
+	c, err := cache.New(store, cache.Config{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(c.Close)
+	clock := coarseclock.New(time.Millisecond)
+	b.Cleanup(clock.Stop)
+	svc, _ := service.New(store, service.Config{Records: c, Cache: c, Now: clock.Now})
+	return &fixture{svc: svc, ctx: keyplane.NewContextWithActor(context.Background(), service.SystemActor), cache: c}
+}
+
+func newFixture(t *testing.T, delay time.Duration) *fixture {
+	store := teststore.New(t)
+	src := &source{store: store, delay: delay}
+	clock := &fakeClock{}
+	clock.nanos.Store(time.Now().UnixNano())
+	c, err := cache.New(src, cache.Config{TTL: 30 * time.Second, ServeStale: 10 * time.Minute, Clock: clock, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	svc, err := service.New(store, service.Config{Records: c, Cache: c})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &fixture{svc: svc, ctx: keyplane.NewContextWithActor(context.Background(), service.SystemActor), src: src, cache: c, clock: clock}
+}
+
+func (f *fixture) newKey(t *testing.T, accountID string) *service.CreatedKey {
+	t.Helper()
+	if accountID == "" {
+		a, err := f.svc.CreateAccount(f.ctx, service.AccountInput{Name: "a", AllowedScopes: []string{"*"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		accountID = a.ID
+	}
+	k, err := f.svc.CreateKey(f.ctx, accountID, service.KeyInput{Name: "k"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func (f *fixture) verify(t *testing.T, key string) keyplane.VerifyCode {
+	t.Helper()
+	res, err := f.svc.Verify(f.ctx, keyplane.VerifyRequest{Key: key})
+	if err != nil {
+		t.Fatalf("verify: %v", err)
+	}
+	return res.Code
+}
+
+func TestHitsDoNotReadTheStore(t *testing.T) {
+	f := newFixture(t, 0)
+	k := f.newKey(t, "")
+	for range 100 {
+		if c := f.verify(t, k.Plaintext); c != keyplane.VerifyValid {
+			t.Fatal(c)
+		}
+	}
+	if n := f.src.reads.Load(); n != 1 {
+		t.Fatalf("%d store reads for 100 verifications of one key, want 1", n)
+	}
+}
+
+func TestUnknownKeysAreCached(t *testing.T) {
+	f := newFixture(t, 0)
+	unknown := apikey.New("kp", "live")
+	for range 50 {
+		if c := f.verify(t, unknown); c != keyplane.VerifyNotFound {
+			t.Fatal(c)
+		}
+	}
+	if n := f.src.reads.Load(); n != 1 {
+		t.Fatalf("%d store reads for 50 verifications of one unknown key, want 1", n)
+	}
+}
+
+func TestConcurrentMissesLoadOnce(t *testing.T) {
+	f := newFixture(t, 50*time.Millisecond)
+	k := f.newKey(t, "")
+	var wg sync.WaitGroup
+	for range 64 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if c := f.verify(t, k.Plaintext); c != keyplane.VerifyValid {
+				t.Error(c)
+			}
+		}()
+	}
+	wg.Wait()
+	if n := f.src.reads.Load(); n != 1 {
+		t.Fatalf("%d store reads for 64 concurrent misses of one key, want 1", n)
+	}
+}
+
+// A change made through this instance is seen by its very next verification.
+func TestOwnChangesAreSeenAtOnce(t *testing.T) {
+	f := newFixture(t, 0)
+	k := f.newKey(t, "")
+	other := f.newKey(t, k.AccountID)
+	f.verify(t, k.Plaintext)
+	f.verify(t, other.Plaintext)
+
+	if _, err := f.svc.RevokeKey(f.ctx, k.ID); err != nil {
+		t.Fatal(err)
+	}
+	if c := f.verify(t, k.Plaintext); c != keyplane.VerifyRevoked {
+		t.Fatalf("after revoke: %s", c)
+	}
+	suspended := keyplane.AccountSuspended
+	if _, err := f.svc.UpdateAccount(f.ctx, k.AccountID, service.AccountUpdate{Status: &suspended}); err != nil {
+		t.Fatal(err)
+	}
+	if c := f.verify(t, other.Plaintext); c != keyplane.VerifyDisabled {
+		t.Fatalf("after suspending the account: %s", c)
+	}
+	r, err := f.svc.RollKey(f.ctx, other.ID, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := f.verify(t, other.Plaintext); c != keyplane.VerifyRevoked {
+		t.Fatalf("after a zero-overlap roll: %s", c)
+	}
+	if c := f.verify(t, r.Key.Plaintext); c != keyplane.VerifyDisabled {
+		t.Fatalf("the successor in a suspended account: %s", c)
+	}
+}
+
+// A change the cache was not told of (a lost message) is seen once the
+// record is TTL old: the first request after that triggers a reload.
+func TestTTLBoundsUnseenChanges(t *testing.T) {
+	f := newFixture(t, 0)
+	k := f.newKey(t, "")
+	f.verify(t, k.Plaintext)
+	// Revoke behind the cache's back: a service without the cache.
+	direct, _ := service.New(f.src.store.(keyplane.Store), service.Config{})
+	if _, err := direct.RevokeKey(f.ctx, k.ID); err != nil {
+		t.Fatal(err)
+	}
+	if c := f.verify(t, k.Plaintext); c != keyplane.VerifyValid {
+		t.Fatalf("the cache should still hold the old record: %s", c)
+	}
+	f.clock.Add(31 * time.Second)
+	deadline := time.Now().Add(5 * time.Second)
+	for f.verify(t, k.Plaintext) != keyplane.VerifyRevoked {
+		if time.Now().After(deadline) {
+			t.Fatal("revocation not seen after the TTL")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// While the database is down, cached keys keep verifying up to the
+// serve-stale limit; keys not in the cache fail closed.
+func TestDatabaseOutage(t *testing.T) {
+	f := newFixture(t, 0)
+	k := f.newKey(t, "")
+	uncached := f.newKey(t, k.AccountID)
+	f.verify(t, k.Plaintext)
+	f.src.failing.Store(true)
+
+	for _, step := range []time.Duration{0, 31 * time.Second, 5 * time.Minute, 4 * time.Minute} {
+		f.clock.Add(step)
+		if c := f.verify(t, k.Plaintext); c != keyplane.VerifyValid {
+			t.Fatalf("cached key during the outage (+%v): %s", step, c)
+		}
+	}
+	if _, err := f.svc.Verify(f.ctx, keyplane.VerifyRequest{Key: uncached.Plaintext}); keyplane.ErrorCode(err) != keyplane.EUNAVAILABLE {
+		t.Fatalf("uncached key during the outage: %v, want unavailable", err)
+	}
+	f.clock.Add(2 * time.Minute) // past 10 minutes since the last good load
+	if _, err := f.svc.Verify(f.ctx, keyplane.VerifyRequest{Key: k.Plaintext}); keyplane.ErrorCode(err) != keyplane.EUNAVAILABLE {
+		t.Fatalf("cached key past the serve-stale limit: %v, want unavailable", err)
+	}
+	f.src.failing.Store(false)
+	if c := f.verify(t, k.Plaintext); c != keyplane.VerifyValid {
+		t.Fatalf("after the outage: %s", c)
+	}
+}
+
+func TestMissedChangesClearsEverything(t *testing.T) {
+	f := newFixture(t, 0)
+	k := f.newKey(t, "")
+	f.verify(t, k.Plaintext)
+	f.cache.MissedChanges()
+	f.verify(t, k.Plaintext)
+	if n := f.src.reads.Load(); n != 2 {
+		t.Fatalf("%d store reads, want 2 (the cache was cleared)", n)
+	}
+}
+
+func TestConfigValidation(t *testing.T) {
+	for _, cfg := range []cache.Config{{MaxEntries: -1}, {TTL: -time.Second}, {TTL: time.Hour, ServeStale: time.Minute}} {
+		if _, err := cache.New(nil, cfg); err == nil {
+			t.Errorf("config %+v accepted", cfg)
+		}
+	}
+}

@@ -1,0 +1,99 @@
+package postgres
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/keyplane/keyplane"
+)
+
+// DefaultChannel is the NOTIFY channel of a deployment's changes.
+const DefaultChannel = "keyplane_changes"
+
+// Bus is a keyplane.ChangeBus on PostgreSQL's LISTEN/NOTIFY, for clusters
+// that share a database but run no Redis.
+type Bus struct {
+	db      *DB
+	channel string
+	log     *slog.Logger
+}
+
+var _ keyplane.ChangeBus = (*Bus)(nil)
+
+// ChangeBus returns a bus on this database. channel "" means DefaultChannel.
+func (db *DB) ChangeBus(channel string, log *slog.Logger) *Bus {
+	if channel == "" {
+		channel = DefaultChannel
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Bus{db: db, channel: channel, log: log}
+}
+
+// Publish notifies every listening instance; a failure is logged, and the
+// instances that miss it rely on their cache TTL.
+func (b *Bus) Publish(ctx context.Context, c keyplane.Change) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+	defer cancel()
+	if _, err := b.db.pool.Exec(ctx, "SELECT pg_notify($1, $2)", b.channel, c.String()); err != nil {
+		b.log.Warn("could not publish a change; other instances will see it within their cache TTL", "change", c.String(), "error", err)
+	}
+}
+
+// Listen holds a connection of its own (a pooled one cannot LISTEN) and
+// delivers changes to l until ctx ends. After a lost connection it tells l to
+// forget everything, when the loss is seen and again once listening resumes.
+func (b *Bus) Listen(ctx context.Context, l keyplane.ChangeListener, ready chan<- struct{}) error {
+	listened, broken := false, false
+	for ctx.Err() == nil {
+		err := b.listenOnce(ctx, l, func() {
+			if listened {
+				l.MissedChanges()
+				b.log.Info("change subscription restored")
+			} else if ready != nil {
+				close(ready)
+			}
+			listened, broken = true, false
+		})
+		if ctx.Err() != nil {
+			return nil
+		}
+		if !broken {
+			b.log.Warn("change subscription lost; clearing the cache and reconnecting", "error", err)
+			l.MissedChanges()
+			broken = true
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+func (b *Bus) listenOnce(ctx context.Context, l keyplane.ChangeListener, listening func()) error {
+	conn, err := pgx.ConnectConfig(ctx, b.db.pool.Config().ConnConfig.Copy())
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{b.channel}.Sanitize()); err != nil {
+		return err
+	}
+	listening()
+	for {
+		n, err := conn.WaitForNotification(ctx)
+		if err != nil {
+			return err
+		}
+		c, err := keyplane.ParseChange(n.Payload)
+		if err != nil {
+			b.log.Warn("ignoring a malformed change message", "error", err)
+			continue
+		}
+		l.ApplyChange(c)
+	}
+}

@@ -1,0 +1,122 @@
+// Package redis implements keyplane's cluster mode on Redis: a change bus on
+// pub/sub, so every instance forgets a revoked key within milliseconds.
+package redis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/keyplane/keyplane"
+	goredis "github.com/redis/go-redis/v9"
+)
+
+// DefaultChannel is where instances of one deployment exchange changes.
+const DefaultChannel = "keyplane:changes"
+
+// Bus is a keyplane.ChangeBus on Redis pub/sub.
+type Bus struct {
+	client  *goredis.Client
+	channel string
+	log     *slog.Logger
+}
+
+var _ keyplane.ChangeBus = (*Bus)(nil)
+
+// Open connects to the Redis at url (redis:// or rediss://) and checks that
+// it answers. channel "" means DefaultChannel; tests use their own.
+func Open(ctx context.Context, url, channel string, log *slog.Logger) (*Bus, error) {
+	opt, err := goredis.ParseURL(url)
+	if err != nil {
+		return nil, errors.New("redis: the URL is malformed: want redis://[user:password@]host:port[/db]")
+	}
+	if channel == "" {
+		channel = DefaultChannel
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	client := goredis.NewClient(opt)
+	pingCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := client.Ping(pingCtx).Err(); err != nil {
+		client.Close()
+		return nil, fmt.Errorf("redis: cannot connect to %s: %w", opt.Addr, err)
+	}
+	return &Bus{client: client, channel: channel, log: log}, nil
+}
+
+// Close closes the connections.
+func (b *Bus) Close() error { return b.client.Close() }
+
+// Publish sends c to every instance; a failure is logged, and the instances
+// that miss it rely on their cache TTL.
+func (b *Bus) Publish(ctx context.Context, c keyplane.Change) {
+	// Detached from the request: the change is committed and must be announced
+	// even if the caller hangs up, but not for longer than a second.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+	defer cancel()
+	if err := b.client.Publish(ctx, b.channel, c.String()).Err(); err != nil {
+		b.log.Warn("could not publish a change; other instances will see it within their cache TTL", "change", c.String(), "error", err)
+	}
+}
+
+// pingEvery bounds how long a silently dead connection goes unnoticed.
+const pingEvery = 15 * time.Second
+
+// Listen delivers changes to l until ctx ends. Whenever the subscription
+// breaks, changes may be lost, so l forgets everything, once when the break is
+// seen and again once the subscription is back.
+func (b *Bus) Listen(ctx context.Context, l keyplane.ChangeListener, ready chan<- struct{}) error {
+	ps := b.client.Subscribe(ctx, b.channel)
+	defer ps.Close()
+	subscribed, broken := false, false
+	for {
+		msg, err := ps.ReceiveTimeout(ctx, pingEvery)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			var netErr interface{ Timeout() bool }
+			if errors.As(err, &netErr) && netErr.Timeout() && !broken {
+				// Quiet channel: check the connection is alive.
+				if perr := ps.Ping(ctx); perr == nil {
+					continue
+				}
+			}
+			if !broken {
+				b.log.Warn("change subscription lost; clearing the cache and reconnecting", "error", err)
+				l.MissedChanges()
+				broken = true
+			}
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(200 * time.Millisecond):
+			}
+			continue
+		}
+		switch m := msg.(type) {
+		case *goredis.Subscription:
+			if m.Kind != "subscribe" {
+				continue
+			}
+			if subscribed {
+				l.MissedChanges()
+				b.log.Info("change subscription restored")
+			} else if ready != nil {
+				close(ready)
+			}
+			subscribed, broken = true, false
+		case *goredis.Message:
+			c, err := keyplane.ParseChange(m.Payload)
+			if err != nil {
+				b.log.Warn("ignoring a malformed change message", "error", err)
+				continue
+			}
+			l.ApplyChange(c)
+		}
+	}
+}
