@@ -71,6 +71,9 @@ const pingEvery = 15 * time.Second
 // seen and again once the subscription is back.
 func (b *Bus) Listen(ctx context.Context, l keyplane.ChangeListener, ready chan<- struct{}) error {
 	ps := b.client.Subscribe(ctx, b.channel)
+	// go-redis does not end a blocked read when ctx ends; closing does.
+	stop := context.AfterFunc(ctx, func() { ps.Close() })
+	defer stop()
 	defer ps.Close()
 	subscribed, broken := false, false
 	for {
