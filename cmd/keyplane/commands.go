@@ -22,9 +22,9 @@ import (
 
 // serveOptions are the flags of serve.
 type serveOptions struct {
-	addr, database, redisURL, prefix, logLevel, logFormat string
-	shutdownTimeout, cacheTTL, cacheServeStale            time.Duration
-	cacheSize                                             int
+	addr, database, redisURL, channel, prefix, logLevel, logFormat string
+	shutdownTimeout, cacheTTL, cacheServeStale                     time.Duration
+	cacheSize                                                      int
 }
 
 func newServeCommand() *cobra.Command {
@@ -45,6 +45,7 @@ func newServeCommand() *cobra.Command {
 	f.StringVar(&o.addr, "addr", "127.0.0.1:8080", "address to listen on ($KEYPLANE_ADDR)")
 	addDatabaseFlag(cmd, &o.database)
 	f.StringVar(&o.redisURL, "redis", "", "a redis:// URL: cluster mode, changes reach every instance through Redis ($KEYPLANE_REDIS_URL)")
+	f.StringVar(&o.channel, "change-channel", "", "the Redis channel or PostgreSQL NOTIFY channel instances exchange changes on; set it to run several deployments on one server ($KEYPLANE_CHANGE_CHANNEL)")
 	f.StringVar(&o.prefix, "key-prefix", "kp", "prefix of the keys this deployment issues ($KEYPLANE_KEY_PREFIX)")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error ($KEYPLANE_LOG_LEVEL)")
 	f.StringVar(&o.logFormat, "log-format", "text", "text or json ($KEYPLANE_LOG_FORMAT)")
@@ -136,10 +137,10 @@ func serve(ctx context.Context, o serveOptions, stdout io.Writer, log *slog.Logg
 // (one instance on its own SQLite file).
 func openBus(ctx context.Context, o serveOptions, store keyplane.Store, log *slog.Logger) (keyplane.ChangeBus, error) {
 	if o.redisURL != "" {
-		return redis.Open(ctx, o.redisURL, "", log)
+		return redis.Open(ctx, o.redisURL, o.channel, log)
 	}
 	if pg, ok := store.(*postgres.DB); ok {
-		return pg.ChangeBus("", log), nil
+		return pg.ChangeBus(o.channel, log), nil
 	}
 	return nil, nil
 }

@@ -1,15 +1,11 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"io"
-	"net/http"
+	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -74,101 +70,37 @@ func TestUnreachablePostgres(t *testing.T) {
 }
 
 // TestServeBinary runs the real binary: it prints the first admin token once,
-// serves, and exits cleanly on SIGTERM.
+// serves, and exits cleanly on SIGTERM and on SIGINT.
 func TestServeBinary(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the binary")
-	}
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "keyplane")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
-	db := filepath.Join(dir, "serve.db")
-	start := func() (*exec.Cmd, string, string, *bytes.Buffer) {
-		cmd := exec.Command(bin, "serve", "--addr", "127.0.0.1:0", "--database", db)
-		stdout, _ := cmd.StdoutPipe()
-		stderr, _ := cmd.StderrPipe()
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-		addrCh := make(chan string, 1)
-		var logs bytes.Buffer
-		go func() {
-			sc := bufio.NewScanner(stderr)
-			re := regexp.MustCompile(`addr=(\S+)`)
-			for sc.Scan() {
-				logs.WriteString(sc.Text() + "\n")
-				if m := re.FindStringSubmatch(sc.Text()); m != nil {
-					addrCh <- m[1]
-				}
-			}
-		}()
-		var addr string
-		select {
-		case addr = <-addrCh:
-		case <-time.After(20 * time.Second):
-			t.Fatal("server did not start")
-		}
-		out, _ := io.ReadAll(io.LimitReader(stdoutReader{stdout}, 4096))
-		return cmd, addr, string(out), &logs
+	db := filepath.Join(t.TempDir(), "serve.db")
+	s := startServer(t, "--database", db)
+	token := s.token(t)
+	s.call(t, token, "GET", "/v1/accounts", nil, 200)
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	if err := waitTimeout(s.cmd, 10*time.Second); err != nil {
+		t.Fatalf("exit after SIGTERM: %v\n%s", err, s.logs.String())
 	}
 
-	cmd, addr, out, _ := start()
-	token := regexp.MustCompile(`kpt_[0-9A-Za-z]{36}`).FindString(out)
-	if token == "" {
-		t.Fatalf("first run printed no admin token: %q", out)
+	s = startServer(t, "--database", db)
+	time.Sleep(300 * time.Millisecond) // let stdout be copied
+	if strings.Contains(s.stdout.String(), "kpt_") {
+		t.Fatalf("second run printed a token again: %q", s.stdout.String())
 	}
-	req, _ := http.NewRequest("GET", "http://"+addr+"/v1/accounts", nil)
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil || resp.StatusCode != 200 {
-		t.Fatalf("first token does not work: %v %v", err, resp)
-	}
-	resp.Body.Close()
-	cmd.Process.Signal(syscall.SIGTERM)
-	if err := waitTimeout(cmd, 10*time.Second); err != nil {
-		t.Fatalf("exit after SIGTERM: %v", err)
-	}
-
-	cmd, _, out, _ = start()
-	if strings.Contains(out, "kpt_") {
-		t.Fatalf("second run printed a token again: %q", out)
-	}
-	cmd.Process.Signal(syscall.SIGINT)
-	if err := waitTimeout(cmd, 10*time.Second); err != nil {
+	s.call(t, token, "GET", "/v1/accounts", nil, 200)
+	s.cmd.Process.Signal(syscall.SIGINT)
+	if err := waitTimeout(s.cmd, 10*time.Second); err != nil {
 		t.Fatalf("exit after SIGINT: %v", err)
 	}
 }
 
-// stdoutReader reads what the server printed before it started listening:
-// the token line is written before the listening log line.
-type stdoutReader struct{ r io.Reader }
+var errTimeout = errors.New("timed out")
 
-func (s stdoutReader) Read(p []byte) (int, error) {
-	type result struct {
-		n   int
-		err error
-	}
-	ch := make(chan result, 1)
-	go func() { n, err := s.r.Read(p); ch <- result{n, err} }()
-	select {
-	case r := <-ch:
-		return r.n, r.err
-	case <-time.After(300 * time.Millisecond):
-		return 0, io.EOF
-	}
-}
+func mkdirTemp() (string, error) { return os.MkdirTemp("", "keyplane-test-bin-") }
 
-func waitTimeout(cmd *exec.Cmd, d time.Duration) error {
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		return err
-	case <-time.After(d):
-		cmd.Process.Kill()
-		return context.DeadlineExceeded
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if buildDir != "" {
+		os.RemoveAll(buildDir)
 	}
+	os.Exit(code)
 }

@@ -35,6 +35,7 @@ var envNames = map[string]string{
 	"log-format":        "KEYPLANE_LOG_FORMAT",
 	"shutdown-timeout":  "KEYPLANE_SHUTDOWN_TIMEOUT",
 	"redis":             "KEYPLANE_REDIS_URL",
+	"change-channel":    "KEYPLANE_CHANGE_CHANNEL",
 	"cache-ttl":         "KEYPLANE_CACHE_TTL",
 	"cache-serve-stale": "KEYPLANE_CACHE_SERVE_STALE",
 	"cache-size":        "KEYPLANE_CACHE_SIZE",
