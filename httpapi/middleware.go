@@ -7,7 +7,9 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -33,10 +35,19 @@ func validRequestID(id string) bool {
 	return true
 }
 
+// Request ids are a random per-process prefix and a counter: unique across
+// instances without a crypto/rand read per request.
+var (
+	requestIDPrefix = func() string {
+		var b [6]byte
+		rand.Read(b[:])
+		return hex.EncodeToString(b[:])
+	}()
+	requestIDCounter atomic.Uint64
+)
+
 func newRequestID() string {
-	var b [12]byte
-	rand.Read(b[:])
-	return hex.EncodeToString(b[:])
+	return requestIDPrefix + "-" + strconv.FormatUint(requestIDCounter.Add(1), 36)
 }
 
 type statusRecorder struct {
@@ -89,21 +100,17 @@ func jsonByDefault(next http.Handler) http.Handler {
 	})
 }
 
-// problemForUnmatched answers requests no route matches with problem
-// details (404, or 405 when the path exists for another method) instead of
-// ServeMux's plain text.
-func problemForUnmatched(mux *http.ServeMux) http.Handler {
+// unmatched answers requests no other route matches, as the mux's catch-all,
+// with problem details (404, or 405 when the path exists for another method)
+// instead of ServeMux's plain text.
+func unmatched(mux *http.ServeMux) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if _, pattern := mux.Handler(r); pattern != "" {
-			mux.ServeHTTP(w, r)
-			return
-		}
 		status, detail := http.StatusNotFound, "no endpoint at "+r.URL.Path+"; see /openapi.json"
 		var allowed []string
 		for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPatch, http.MethodPut, http.MethodDelete} {
 			probe := r.Clone(r.Context())
 			probe.Method = m
-			if _, pattern := mux.Handler(probe); pattern != "" {
+			if _, pattern := mux.Handler(probe); pattern != "/" && pattern != "" {
 				allowed = append(allowed, m)
 			}
 		}
@@ -116,6 +123,9 @@ func problemForUnmatched(mux *http.ServeMux) http.Handler {
 }
 
 func writeProblem(w http.ResponseWriter, p *Problem) {
+	for k, v := range p.header {
+		w.Header()[k] = v
+	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(p.Status)
 	json.NewEncoder(w).Encode(p)

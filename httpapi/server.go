@@ -54,8 +54,12 @@ func New(cfg Config) *Server {
 		"bearer": {Type: "http", Scheme: "bearer", Description: "An operator token (kpt_…): role admin for everything, verify for /v1/verify only."},
 	}
 	s.api = humago.New(mux, hc)
-	s.routes()
-	s.handler = s.requestLog(jsonByDefault(problemForUnmatched(mux)))
+	s.healthRoutes()
+	s.accountRoutes()
+	s.keyRoutes()
+	s.verifyRoutes(mux)
+	mux.Handle("/", unmatched(mux))
+	s.handler = s.requestLog(jsonByDefault(mux))
 	return s
 }
 
@@ -64,13 +68,6 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.S
 
 // OpenAPI returns the generated OpenAPI document.
 func (s *Server) OpenAPI() *huma.OpenAPI { return s.api.OpenAPI() }
-
-func (s *Server) routes() {
-	s.healthRoutes()
-	s.accountRoutes()
-	s.keyRoutes()
-	s.verifyRoutes()
-}
 
 // register adds an operation that needs an operator token of role (admin
 // routes accept only admin; the verify route accepts both).
@@ -100,28 +97,31 @@ func (s *Server) problem(ctx context.Context, err error) error {
 // unauthenticated caller learns nothing about what input would be accepted.
 func (s *Server) authenticate(role keyplane.Role) func(huma.Context, func(huma.Context)) {
 	return func(ctx huma.Context, next func(huma.Context)) {
-		token, ok := strings.CutPrefix(ctx.Header("Authorization"), "Bearer ")
-		if !ok || token == "" {
-			s.denyAuth(ctx, http.StatusUnauthorized, "missing bearer token: send Authorization: Bearer <operator token>")
-			return
-		}
-		actor, err := s.svc.Authenticate(ctx.Context(), strings.TrimSpace(token))
-		if err != nil {
-			p := s.problem(ctx.Context(), err).(*Problem)
-			s.denyAuth(ctx, p.Status, p.Detail)
-			return
-		}
-		if role == keyplane.RoleAdmin && actor.Role != keyplane.RoleAdmin {
-			s.denyAuth(ctx, http.StatusForbidden, "this token has role "+string(actor.Role)+"; it may only call /v1/verify")
+		actor, p := s.actorFor(ctx.Context(), ctx.Header("Authorization"), role)
+		if p != nil {
+			if p.Status == http.StatusUnauthorized {
+				ctx.SetHeader("WWW-Authenticate", `Bearer realm="keyplane"`)
+			}
+			huma.WriteErr(s.api, ctx, p.Status, p.Detail)
 			return
 		}
 		next(huma.WithContext(ctx, keyplane.NewContextWithActor(ctx.Context(), actor)))
 	}
 }
 
-func (s *Server) denyAuth(ctx huma.Context, status int, detail string) {
-	if status == http.StatusUnauthorized {
-		ctx.SetHeader("WWW-Authenticate", `Bearer realm="keyplane"`)
+// actorFor authenticates an Authorization header for a route that needs role
+// (admin routes take only admin tokens; verification takes both).
+func (s *Server) actorFor(ctx context.Context, header string, role keyplane.Role) (keyplane.Actor, *Problem) {
+	token, ok := strings.CutPrefix(header, "Bearer ")
+	if !ok || token == "" {
+		return keyplane.Actor{}, newProblem(http.StatusUnauthorized, keyplane.EUNAUTHORIZED, "missing bearer token: send Authorization: Bearer <operator token>", nil)
 	}
-	huma.WriteErr(s.api, ctx, status, detail)
+	actor, err := s.svc.Authenticate(ctx, strings.TrimSpace(token))
+	if err != nil {
+		return keyplane.Actor{}, s.problem(ctx, err).(*Problem)
+	}
+	if role == keyplane.RoleAdmin && actor.Role != keyplane.RoleAdmin {
+		return keyplane.Actor{}, newProblem(http.StatusForbidden, keyplane.EFORBIDDEN, "this token has role "+string(actor.Role)+"; it may only call /v1/verify", nil)
+	}
+	return actor, nil
 }

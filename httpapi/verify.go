@@ -1,23 +1,28 @@
 package httpapi
 
 import (
-	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
 	"net/http"
 	"net/netip"
+	"reflect"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/danielgtaylor/huma/v2"
 	"github.com/keyplane/keyplane"
 )
 
-type verifyInput struct {
-	Body struct {
-		Key      string `json:"key" maxLength:"256" doc:"The API key to check"`
-		Scope    string `json:"scope,omitempty" maxLength:"200" doc:"Required scope, e.g. enrichment:read"`
-		IP       string `json:"ip,omitempty" maxLength:"64" doc:"The client's IP address, checked against the key's allowed ranges"`
-		Endpoint string `json:"endpoint,omitempty" maxLength:"512" doc:"The endpoint called, for usage reports"`
-		Cost     *int64 `json:"cost,omitempty" minimum:"0" maximum:"1000000" doc:"Units charged against the quota; default 1"`
-	}
+// VerifyRequest asks whether a key may make a request.
+type VerifyRequest struct {
+	Key      string `json:"key" maxLength:"256" doc:"The API key to check"`
+	Scope    string `json:"scope,omitempty" maxLength:"200" doc:"Required scope, e.g. enrichment:read"`
+	IP       string `json:"ip,omitempty" maxLength:"64" doc:"The client's IP address, checked against the key's allowed ranges"`
+	Endpoint string `json:"endpoint,omitempty" maxLength:"512" doc:"The endpoint called, for usage reports"`
+	Cost     *int64 `json:"cost,omitempty" minimum:"0" maximum:"1000000" doc:"Units charged against the quota; default 1"`
 }
 
 // VerifyResponse answers every verification with 200; Valid and Code say the outcome.
@@ -49,30 +54,89 @@ type QuotaInfo struct {
 	ResetsAt  time.Time `json:"resets_at"`
 }
 
-type verifyOutput struct {
-	Body VerifyResponse
+// verifyRoutes serves POST /v1/verify with a plain net/http handler rather
+// than through huma: every request to the operator's API makes this call,
+// and huma's generic decode-validate-decode costs several times the
+// verification itself. The handler enforces the schema it documents (the
+// tests check both agree), and the operation is added to the OpenAPI document
+// from the same Go types.
+func (s *Server) verifyRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("POST /v1/verify", s.serveVerify)
+	reg := s.api.OpenAPI().Components.Schemas
+	jsonOf := func(v any, name string) map[string]*huma.MediaType {
+		return map[string]*huma.MediaType{"application/json": {Schema: reg.Schema(reflect.TypeOf(v), true, name)}}
+	}
+	problem := map[string]*huma.MediaType{"application/problem+json": {Schema: reg.Schema(reflect.TypeOf(Problem{}), true, "Problem")}}
+	s.api.OpenAPI().AddOperation(&huma.Operation{
+		OperationID: "verifyKey", Method: http.MethodPost, Path: "/v1/verify",
+		Summary:     "Verify a key: 200 for every outcome",
+		Description: "Checks, in order: NOT_FOUND, REVOKED, EXPIRED, DISABLED, FORBIDDEN, INSUFFICIENT_SCOPE, RATE_LIMITED, QUOTA_EXCEEDED; the first failure wins.",
+		Tags:        []string{"Verification"},
+		Security:    []map[string][]string{{"bearer": {}}},
+		RequestBody: &huma.RequestBody{Required: true, Content: jsonOf(VerifyRequest{}, "VerifyRequest")},
+		Responses: map[string]*huma.Response{
+			"200": {Description: "The outcome, valid or not", Content: jsonOf(VerifyResponse{}, "VerifyResponse")},
+			"400": {Description: "The request is malformed", Content: problem},
+			"401": {Description: "Missing or unknown token", Content: problem},
+			"413": {Description: "Body over 1 MiB", Content: problem},
+			"503": {Description: "The key is not cached and the database does not answer", Content: problem},
+		},
+	})
 }
 
-func (s *Server) verifyRoutes() {
-	register(s, keyplane.RoleVerify, huma.Operation{OperationID: "verifyKey", Method: http.MethodPost, Path: "/v1/verify", Summary: "Verify a key: 200 for every outcome", Tags: []string{"Verification"}},
-		func(ctx context.Context, in *verifyInput) (*verifyOutput, error) {
-			req := keyplane.VerifyRequest{Key: in.Body.Key, Scope: in.Body.Scope, Endpoint: in.Body.Endpoint, Cost: 1}
-			if in.Body.IP != "" {
-				ip, err := netip.ParseAddr(in.Body.IP)
-				if err != nil {
-					return nil, keyplane.Invalid("ip", "%q is not an IPv4 or IPv6 address", in.Body.IP)
-				}
-				req.IP = ip
-			}
-			if in.Body.Cost != nil {
-				req.Cost = *in.Body.Cost
-			}
-			res, err := s.svc.Verify(ctx, req)
-			if err != nil {
-				return nil, err
-			}
-			return &verifyOutput{Body: verifyResponse(res)}, nil
-		})
+func (s *Server) serveVerify(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	if _, p := s.actorFor(r.Context(), r.Header.Get("Authorization"), keyplane.RoleVerify); p != nil {
+		writeProblem(w, p)
+		return
+	}
+	var in VerifyRequest
+	if p := decodeStrict(w, r, &in); p != nil {
+		writeProblem(w, p)
+		return
+	}
+	req, err := in.verifyRequest()
+	if err != nil {
+		writeProblem(w, problemFromError(err))
+		return
+	}
+	res, err := s.svc.Verify(ctx, req)
+	if err != nil {
+		writeProblem(w, s.problem(ctx, err).(*Problem))
+		return
+	}
+	writeJSON(w, http.StatusOK, verifyResponse(res))
+}
+
+// verifyRequest checks what the schema promises and converts.
+func (in *VerifyRequest) verifyRequest() (keyplane.VerifyRequest, error) {
+	var v keyplane.Validation
+	for _, f := range []struct {
+		name, value string
+		max         int
+	}{{"key", in.Key, 256}, {"scope", in.Scope, 200}, {"ip", in.IP, 64}, {"endpoint", in.Endpoint, 512}} {
+		if n := utf8.RuneCountInString(f.value); n > f.max {
+			v.Add(f.name, "expected length <= %d", f.max)
+		}
+	}
+	if in.Key == "" {
+		v.Add("key", "expected required property key to be present and not empty")
+	}
+	req := keyplane.VerifyRequest{Key: in.Key, Scope: in.Scope, Endpoint: in.Endpoint, Cost: 1}
+	if in.IP != "" {
+		ip, err := netip.ParseAddr(in.IP)
+		if err != nil {
+			v.Add("ip", "%q is not an IPv4 or IPv6 address", in.IP)
+		}
+		req.IP = ip
+	}
+	if in.Cost != nil {
+		if *in.Cost < 0 || *in.Cost > 1_000_000 {
+			v.Add("cost", "expected a number between 0 and 1000000")
+		}
+		req.Cost = *in.Cost
+	}
+	return req, v.Err()
 }
 
 func verifyResponse(res keyplane.VerifyResult) VerifyResponse {
@@ -88,4 +152,72 @@ func verifyResponse(res keyplane.VerifyResult) VerifyResponse {
 		out.Quota = &QuotaInfo{Limit: q.Limit, Remaining: q.Remaining, ResetsAt: q.ResetsAt}
 	}
 	return out
+}
+
+// maxBodyBytes is the contract's limit on request bodies.
+const maxBodyBytes = 1 << 20
+
+// decodeStrict reads one JSON object into dst with the API's rules: at most
+// 1 MiB, no unknown fields, nothing after the object. Its problems name the
+// field, as huma's do on the other routes.
+func decodeStrict(w http.ResponseWriter, r *http.Request, dst any) *Problem {
+	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
+		return newProblem(http.StatusUnsupportedMediaType, codeOf(http.StatusUnsupportedMediaType), "send application/json", nil)
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+	dec.DisallowUnknownFields()
+	err := dec.Decode(dst)
+	if err == nil && dec.More() {
+		err = errors.New("unexpected data after the JSON object")
+	}
+	if err == nil {
+		return nil
+	}
+	var tooBig *http.MaxBytesError
+	var typeErr *json.UnmarshalTypeError
+	var syntaxErr *json.SyntaxError
+	field, msg := "(body)", err.Error()
+	switch {
+	case errors.As(err, &tooBig):
+		return newProblem(http.StatusRequestEntityTooLarge, codeOf(http.StatusRequestEntityTooLarge), "request body is over 1 MiB", nil)
+	case errors.Is(err, io.EOF):
+		msg = "a JSON object is required"
+	case errors.As(err, &typeErr):
+		field, msg = typeErr.Field, fmt.Sprintf("expected %s, got %s", jsonType(typeErr.Type), typeErr.Value)
+	case errors.As(err, &syntaxErr), errors.Is(err, io.ErrUnexpectedEOF):
+		msg = "malformed JSON: " + strings.TrimPrefix(err.Error(), "json: ")
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		field, msg = strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`), "unexpected property"
+	}
+	return newProblem(http.StatusBadRequest, keyplane.EINVALID, field+": "+msg, []FieldProblem{{Field: field, Message: msg}})
+}
+
+// jsonType names a Go type as JSON does.
+func jsonType(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.String:
+		return "string"
+	case reflect.Bool:
+		return "boolean"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64, reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "integer"
+	case reflect.Float32, reflect.Float64:
+		return "number"
+	case reflect.Slice, reflect.Array:
+		return "array"
+	case reflect.Pointer:
+		return jsonType(t.Elem())
+	}
+	return "object"
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		writeProblem(w, newProblem(http.StatusInternalServerError, keyplane.EINTERNAL, "internal error", nil))
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	w.Write(b)
 }
