@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/hex"
 	"fmt"
+	"log/slog"
 	"strings"
 )
 
@@ -60,6 +61,43 @@ type ChangeBus interface {
 	// whenever it had to reconnect. ready is closed once it is subscribed.
 	Listen(ctx context.Context, l ChangeListener, ready chan<- struct{}) error
 }
+
+// SubscriptionWatch applies, for a ChangeBus's Listen, the rule that keeps
+// caches honest across reconnects: a cache forgets everything when the
+// subscription breaks (changes may be lost from then on) and again when it is
+// restored (changes may have been lost meanwhile).
+type SubscriptionWatch struct {
+	Listener ChangeListener
+	Ready    chan<- struct{} // closed at the first subscription
+	Log      *slog.Logger
+
+	subscribed, broken bool
+}
+
+// Subscribed is called each time the bus is (re)subscribed.
+func (w *SubscriptionWatch) Subscribed() {
+	if w.subscribed {
+		w.Listener.MissedChanges()
+		w.Log.Info("change subscription restored; cache cleared")
+	} else if w.Ready != nil {
+		close(w.Ready)
+	}
+	w.subscribed, w.broken = true, false
+}
+
+// Broke is called when the subscription fails; repeated failures before the
+// next subscription count once.
+func (w *SubscriptionWatch) Broke(err error) {
+	if w.broken {
+		return
+	}
+	w.Log.Warn("change subscription lost; cache cleared, reconnecting", "error", err)
+	w.Listener.MissedChanges()
+	w.broken = true
+}
+
+// Broken reports whether the subscription is down.
+func (w *SubscriptionWatch) Broken() bool { return w.broken }
 
 // RecordSource finds what verification needs about a key by its hash: the
 // store, or a cache in front of it.

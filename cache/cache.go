@@ -34,7 +34,7 @@ type Config struct {
 	// database is down). Keys not in the cache fail closed meanwhile.
 	ServeStale time.Duration
 	// Clock replaces the time source, for tests.
-	Clock otter.Clock
+	Clock  otter.Clock
 	Logger *slog.Logger
 }
 

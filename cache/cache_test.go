@@ -3,6 +3,7 @@ package cache_test
 import (
 	"context"
 	"log/slog"
+	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -251,3 +252,5 @@ func TestConfigValidation(t *testing.T) {
 		}
 	}
 }
+
+func mkdirTemp() (string, error) { return os.MkdirTemp("", "keyplane-bench-") }

@@ -112,9 +112,9 @@ func bareJSONHandler(w http.ResponseWriter, r *http.Request) {
 	json.NewEncoder(w).Encode(map[string]any{"valid": true, "code": "VALID", "key_id": in.Key[:10]})
 }
 
-// verifyServers starts keyplane (a cached key with a scope and an IP range,
-// a verify token) and the bare baseline on loopback.
-func verifyServers(b *testing.B) (keyplaneURL, bareURL, token string, body []byte) {
+// verifyFixture is the API with a cached key (a scope and an IP range), a
+// verify token and a request body that verifies it.
+func verifyFixture(b *testing.B) (api http.Handler, token string, body []byte) {
 	store := teststore.New(b)
 	records, err := cache.New(store, cache.Config{Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
@@ -129,34 +129,29 @@ func verifyServers(b *testing.B) (keyplaneURL, bareURL, token string, body []byt
 	acc, _ := svc.CreateAccount(sys, service.AccountInput{Name: "a", AllowedScopes: []string{"data:*"}})
 	key, _ := svc.CreateKey(sys, acc.ID, service.KeyInput{Name: "k", Scopes: []string{"data:read"}, AllowedCIDRs: []string{"10.0.0.0/8"}})
 	body, _ = json.Marshal(map[string]any{"key": key.Plaintext, "scope": "data:read", "ip": "10.1.2.3"})
-	keyplaneSrv := httptest.NewServer(httpapi.New(httpapi.Config{Service: svc, Store: store, Logger: slog.New(slog.DiscardHandler)}))
+	return httpapi.New(httpapi.Config{Service: svc, Store: store, Logger: slog.New(slog.DiscardHandler)}), tok.Plaintext, body
+}
+
+// verifyServers serves the fixture and the bare baseline on loopback.
+func verifyServers(b *testing.B) (keyplaneURL, bareURL, token string, body []byte) {
+	api, token, body := verifyFixture(b)
+	keyplaneSrv := httptest.NewServer(api)
 	b.Cleanup(keyplaneSrv.Close)
 	bareSrv := httptest.NewServer(http.HandlerFunc(bareJSONHandler))
 	b.Cleanup(bareSrv.Close)
-	return keyplaneSrv.URL + "/v1/verify", bareSrv.URL, tok.Plaintext, body
+	return keyplaneSrv.URL + "/v1/verify", bareSrv.URL, token, body
 }
 
 // BenchmarkVerifyHandler measures the handlers' own cost, without the
 // network: ServeHTTP on a recorded request, for /v1/verify and the baseline.
 func BenchmarkVerifyHandler(b *testing.B) {
-	store := teststore.New(b)
-	records, _ := cache.New(store, cache.Config{Logger: slog.New(slog.DiscardHandler)})
-	b.Cleanup(records.Close)
-	clock := coarseclock.New(time.Millisecond)
-	b.Cleanup(clock.Stop)
-	svc, _ := service.New(store, service.Config{Records: records, Cache: records, Now: clock.Now})
-	sys := keyplane.NewContextWithActor(context.Background(), service.SystemActor)
-	tok, _ := svc.CreateToken(sys, "bench", keyplane.RoleVerify)
-	acc, _ := svc.CreateAccount(sys, service.AccountInput{Name: "a", AllowedScopes: []string{"data:*"}})
-	key, _ := svc.CreateKey(sys, acc.ID, service.KeyInput{Name: "k", Scopes: []string{"data:read"}, AllowedCIDRs: []string{"10.0.0.0/8"}})
-	body, _ := json.Marshal(map[string]any{"key": key.Plaintext, "scope": "data:read", "ip": "10.1.2.3"})
-	api := httpapi.New(httpapi.Config{Service: svc, Store: store, Logger: slog.New(slog.DiscardHandler)})
+	api, token, body := verifyFixture(b)
 	for name, h := range map[string]http.Handler{"bare": http.HandlerFunc(bareJSONHandler), "keyplane": api} {
 		b.Run(name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				req := httptest.NewRequest("POST", "/v1/verify", bytes.NewReader(body))
-				req.Header.Set("Authorization", "Bearer "+tok.Plaintext)
+				req.Header.Set("Authorization", "Bearer "+token)
 				req.Header.Set("Content-Type", "application/json")
 				rec := httptest.NewRecorder()
 				h.ServeHTTP(rec, req)

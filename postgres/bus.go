@@ -47,25 +47,13 @@ func (b *Bus) Publish(ctx context.Context, c keyplane.Change) {
 // delivers changes to l until ctx ends. After a lost connection it tells l to
 // forget everything, when the loss is seen and again once listening resumes.
 func (b *Bus) Listen(ctx context.Context, l keyplane.ChangeListener, ready chan<- struct{}) error {
-	listened, broken := false, false
+	watch := &keyplane.SubscriptionWatch{Listener: l, Ready: ready, Log: b.log}
 	for ctx.Err() == nil {
-		err := b.listenOnce(ctx, l, func() {
-			if listened {
-				l.MissedChanges()
-				b.log.Info("change subscription restored")
-			} else if ready != nil {
-				close(ready)
-			}
-			listened, broken = true, false
-		})
+		err := b.listenOnce(ctx, l, watch.Subscribed)
 		if ctx.Err() != nil {
 			return nil
 		}
-		if !broken {
-			b.log.Warn("change subscription lost; clearing the cache and reconnecting", "error", err)
-			l.MissedChanges()
-			broken = true
-		}
+		watch.Broke(err)
 		select {
 		case <-ctx.Done():
 		case <-time.After(500 * time.Millisecond):

@@ -75,7 +75,7 @@ func (b *Bus) Listen(ctx context.Context, l keyplane.ChangeListener, ready chan<
 	stop := context.AfterFunc(ctx, func() { ps.Close() })
 	defer stop()
 	defer ps.Close()
-	subscribed, broken := false, false
+	watch := &keyplane.SubscriptionWatch{Listener: l, Ready: ready, Log: b.log}
 	for {
 		msg, err := ps.ReceiveTimeout(ctx, pingEvery)
 		if ctx.Err() != nil {
@@ -83,17 +83,10 @@ func (b *Bus) Listen(ctx context.Context, l keyplane.ChangeListener, ready chan<
 		}
 		if err != nil {
 			var netErr interface{ Timeout() bool }
-			if errors.As(err, &netErr) && netErr.Timeout() && !broken {
-				// Quiet channel: check the connection is alive.
-				if perr := ps.Ping(ctx); perr == nil {
-					continue
-				}
+			if errors.As(err, &netErr) && netErr.Timeout() && !watch.Broken() && ps.Ping(ctx) == nil {
+				continue // a quiet channel on a live connection
 			}
-			if !broken {
-				b.log.Warn("change subscription lost; clearing the cache and reconnecting", "error", err)
-				l.MissedChanges()
-				broken = true
-			}
+			watch.Broke(err)
 			select {
 			case <-ctx.Done():
 				return nil
@@ -103,16 +96,9 @@ func (b *Bus) Listen(ctx context.Context, l keyplane.ChangeListener, ready chan<
 		}
 		switch m := msg.(type) {
 		case *goredis.Subscription:
-			if m.Kind != "subscribe" {
-				continue
+			if m.Kind == "subscribe" {
+				watch.Subscribed()
 			}
-			if subscribed {
-				l.MissedChanges()
-				b.log.Info("change subscription restored")
-			} else if ready != nil {
-				close(ready)
-			}
-			subscribed, broken = true, false
 		case *goredis.Message:
 			c, err := keyplane.ParseChange(m.Payload)
 			if err != nil {
