@@ -59,8 +59,12 @@ func Invalid(field, format string, args ...any) *Error {
 // ErrorCode returns the code of an application error, EINTERNAL for others and
 // "" for nil.
 func ErrorCode(err error) string {
+	// The nil check and the type assertion come before errors.As, whose target
+	// escapes: the verify path calls this on every request, unknown keys included.
 	if err == nil {
-		return "" // before errors.As, whose target escapes: the verify path calls this on every request
+		return ""
+	} else if e, ok := err.(*Error); ok {
+		return e.Code
 	}
 	var e *Error
 	if errors.As(err, &e) {

@@ -53,3 +53,12 @@ func TestVerifyCachedDoesNotAllocate(t *testing.T) {
 		t.Fatalf("a cached verification allocates %v times", n)
 	}
 }
+
+func TestVerifyUnknownCachedDoesNotAllocate(t *testing.T) {
+	f := newFixture(t, 0)
+	req := keyplane.VerifyRequest{Key: "kp_live_zQWBuTSOoRi4A9spHcVY5ncnsDkxkJ0mLq17"}
+	f.svc.Verify(f.ctx, req)
+	if n := testing.AllocsPerRun(1000, func() { f.svc.Verify(f.ctx, req) }); n != 0 {
+		t.Fatalf("verifying a cached unknown key allocates %v times", n)
+	}
+}
