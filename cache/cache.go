@@ -10,6 +10,8 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/keyplane/keyplane"
@@ -44,6 +46,25 @@ type Cache struct {
 	otter  *otter.Cache[[32]byte, entry]
 	loader otter.Loader[[32]byte, entry]
 	log    *slog.Logger
+
+	// Generations close a race that invalidating entries cannot: a load that
+	// read the store before a change and finishes after it. Each entry keeps
+	// the generation read before its store read; an entry older than its
+	// account's last change, or than the last full clear, is reloaded.
+	// (A single key's change needs none of this: otter discards a load that
+	// races an invalidation of the same key.)
+	generation atomic.Uint64
+	clearedAt  atomic.Uint64                            // generation of the last MissedChanges
+	accountsAt atomic.Pointer[map[string]accountChange] // copy-on-write: read on every verification
+	accountsMu sync.Mutex                               // serialises the copies
+	serveStale time.Duration
+}
+
+// accountChange is when an account last changed; once ServeStale has passed,
+// every entry read before it has expired and it can be forgotten.
+type accountChange struct {
+	generation uint64
+	at         time.Time
 }
 
 var (
@@ -51,9 +72,11 @@ var (
 	_ keyplane.ChangeListener = (*Cache)(nil)
 )
 
-// entry is a cached lookup: a record, or nil for a hash no key has.
+// entry is a cached lookup: a record, or nil for a hash no key has, and the
+// generation before it was read.
 type entry struct {
-	rec *keyplane.VerifyRecord
+	rec        *keyplane.VerifyRecord
+	generation uint64
 }
 
 // New returns a cache in front of store.
@@ -78,7 +101,8 @@ func New(store keyplane.RecordSource, cfg Config) (*Cache, error) {
 	case cfg.ServeStale < cfg.TTL:
 		return nil, errors.New("cache: serve-stale must be at least the TTL")
 	}
-	c := &Cache{store: store, log: cfg.Logger}
+	c := &Cache{store: store, log: cfg.Logger, serveStale: cfg.ServeStale}
+	c.accountsAt.Store(&map[string]accountChange{})
 	c.loader = otter.LoaderFunc[[32]byte, entry](c.load)
 	var err error
 	c.otter, err = otter.New(&otter.Options[[32]byte, entry]{
@@ -98,19 +122,40 @@ func New(store keyplane.RecordSource, cfg Config) (*Cache, error) {
 
 // load reads a record from the store; a missing key is cached as such.
 func (c *Cache) load(ctx context.Context, hash [32]byte) (entry, error) {
+	gen := c.generation.Load() // before the read: a change after it makes the entry stale
 	rec, err := c.store.VerifyRecord(ctx, hash)
 	if keyplane.ErrorCode(err) == keyplane.ENOTFOUND {
-		return entry{}, nil
+		return entry{generation: gen}, nil
 	} else if err != nil {
 		return entry{}, err
 	}
-	return entry{rec: rec}, nil
+	return entry{rec: rec, generation: gen}, nil
+}
+
+// stale reports whether a change or a clear came after e was read.
+func (c *Cache) stale(e entry) bool {
+	if e.generation < c.clearedAt.Load() {
+		return true
+	}
+	if e.rec == nil {
+		return false
+	}
+	ch, changed := (*c.accountsAt.Load())[e.rec.Key.AccountID]
+	return changed && e.generation < ch.generation
 }
 
 // VerifyRecord returns the cached record, loading it on a miss. Records are
 // shared: callers must not modify them.
 func (c *Cache) VerifyRecord(ctx context.Context, hash [32]byte) (*keyplane.VerifyRecord, error) {
 	e, err := c.otter.Get(ctx, hash, c.loader)
+	for tries := 0; err == nil && c.stale(e); tries++ {
+		if tries == 3 { // changes keep coming: answer from the store itself
+			e, err = c.load(ctx, hash)
+			break
+		}
+		c.otter.Invalidate(hash)
+		e, err = c.otter.Get(ctx, hash, c.loader)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -129,6 +174,18 @@ func (c *Cache) ApplyChange(ch keyplane.Change) {
 		c.otter.Invalidate(ch.KeyHash)
 		return
 	}
+	c.accountsMu.Lock()
+	now := time.Now()
+	next := make(map[string]accountChange, len(*c.accountsAt.Load())+1)
+	for id, past := range *c.accountsAt.Load() {
+		if now.Sub(past.at) < 2*c.serveStale {
+			next[id] = past
+		}
+	}
+	next[ch.AccountID] = accountChange{generation: c.generation.Add(1), at: now}
+	c.accountsAt.Store(&next)
+	c.accountsMu.Unlock()
+	// Free what is cached now; loads in flight are caught by the generation.
 	for hash, e := range c.otter.All() {
 		if e.rec != nil && e.rec.Key.AccountID == ch.AccountID {
 			c.otter.Invalidate(hash)
@@ -139,6 +196,10 @@ func (c *Cache) ApplyChange(ch keyplane.Change) {
 // MissedChanges forgets everything: some change may have gone unseen.
 func (c *Cache) MissedChanges() {
 	c.log.Warn("cache cleared: change notifications may have been missed")
+	c.accountsMu.Lock()
+	c.clearedAt.Store(c.generation.Add(1))
+	c.accountsAt.Store(&map[string]accountChange{}) // the clear supersedes every account's change
+	c.accountsMu.Unlock()
 	c.otter.InvalidateAll()
 }
 

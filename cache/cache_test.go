@@ -254,3 +254,73 @@ func TestConfigValidation(t *testing.T) {
 }
 
 func mkdirTemp() (string, error) { return os.MkdirTemp("", "keyplane-bench-") }
+
+// gatedSource holds a load after it has read the store, until released: the
+// window in which a change can commit while an old record is on its way
+// into the cache.
+type gatedSource struct {
+	store   keyplane.RecordSource
+	armed   atomic.Bool
+	read    chan struct{}
+	release chan struct{}
+}
+
+func (g *gatedSource) VerifyRecord(ctx context.Context, hash [32]byte) (*keyplane.VerifyRecord, error) {
+	rec, err := g.store.VerifyRecord(ctx, hash)
+	if g.armed.CompareAndSwap(true, false) {
+		g.read <- struct{}{}
+		<-g.release
+	}
+	return rec, err
+}
+
+// A suspension, or a full clear, that lands while a key is being loaded
+// must not let the record read before it stay in the cache.
+func TestChangeDuringLoad(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		change func(t *testing.T, f *fixture, c *cache.Cache, k *service.CreatedKey, direct *service.Service)
+		want   keyplane.VerifyCode
+	}{
+		{"account suspended", func(t *testing.T, f *fixture, c *cache.Cache, k *service.CreatedKey, _ *service.Service) {
+			suspended := keyplane.AccountSuspended
+			if _, err := f.svc.UpdateAccount(f.ctx, k.AccountID, service.AccountUpdate{Status: &suspended}); err != nil {
+				t.Fatal(err)
+			}
+		}, keyplane.VerifyDisabled},
+		{"revoked elsewhere, then a reconnect", func(t *testing.T, f *fixture, c *cache.Cache, k *service.CreatedKey, direct *service.Service) {
+			if _, err := direct.RevokeKey(f.ctx, k.ID); err != nil { // a change whose message is lost
+				t.Fatal(err)
+			}
+			c.MissedChanges()
+		}, keyplane.VerifyRevoked},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			store := teststore.New(t)
+			g := &gatedSource{store: store, read: make(chan struct{}), release: make(chan struct{})}
+			c, err := cache.New(g, cache.Config{Logger: slog.New(slog.DiscardHandler)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(c.Close)
+			svc, _ := service.New(store, service.Config{Records: c, Cache: c})
+			direct, _ := service.New(store, service.Config{})
+			f := &fixture{svc: svc, ctx: keyplane.NewContextWithActor(context.Background(), service.SystemActor)}
+			k := f.newKey(t, "")
+
+			g.armed.Store(true)
+			done := make(chan keyplane.VerifyCode)
+			go func() {
+				res, _ := svc.Verify(f.ctx, keyplane.VerifyRequest{Key: k.Plaintext})
+				done <- res.Code
+			}()
+			<-g.read // the load has read the record as it was
+			tc.change(t, f, c, k, direct)
+			close(g.release)
+			<-done // this request raced the change; either answer is fair
+			if got := f.verify(t, k.Plaintext); got != tc.want {
+				t.Fatalf("after the change: %s, want %s", got, tc.want)
+			}
+		})
+	}
+}
