@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/base64"
 	"time"
-	"unicode/utf8"
 )
 
 // Store is the source of truth. SQLite and PostgreSQL implement it, and the
@@ -74,8 +73,18 @@ func DecodeCursor(cursor string) (string, error) {
 		return "", nil
 	}
 	b, err := base64.RawURLEncoding.DecodeString(cursor)
-	if err != nil || len(b) == 0 || len(b) > 64 || !utf8.Valid(b) {
+	if err != nil || len(b) == 0 || len(b) > 64 || !idChars(b) {
 		return "", Invalid("cursor", "is not a cursor returned by this API")
 	}
 	return string(b), nil
+}
+
+// idChars reports whether b has only the characters of ids: a cursor is an id.
+func idChars(b []byte) bool {
+	for _, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_') {
+			return false
+		}
+	}
+	return true
 }

@@ -294,6 +294,12 @@ func TestBadInput(t *testing.T) {
 		{"unknown account", "POST", "/v1/accounts/acc_nope/keys", map[string]any{"name": "x"}, 404, ""},
 		{"overlap over 7 days", "POST", keyPath + "/roll", map[string]any{"overlap_seconds": 604801}, 400, "overlap_seconds"},
 		{"negative overlap", "POST", keyPath + "/roll", map[string]any{"overlap_seconds": -1}, 400, "overlap_seconds"},
+		{"overlap that would overflow", "POST", keyPath + "/roll", map[string]any{"overlap_seconds": int64(1) << 55}, 400, "overlap_seconds"},
+		{"id with a NUL byte", "GET", "/v1/keys/%00", nil, 404, ""},
+		{"id with invalid UTF-8", "GET", "/v1/accounts/a%ffb", nil, 404, ""},
+		{"cursor with a NUL byte", "GET", "/v1/accounts/" + acc + "/keys?cursor=AA", nil, 400, "cursor"},
+		{"metadata with invalid UTF-8", "POST", "/v1/accounts/" + acc + "/keys", "{\"name\": \"x\", \"metadata\": {\"a\": \"\xff\"}}", 400, "metadata"},
+		{"patch null name", "PATCH", keyPath, `{"name": null}`, 400, "name"},
 		{"roll unknown key", "POST", "/v1/keys/key_nope/roll", map[string]any{"overlap_seconds": 0}, 404, ""},
 		{"revoke unknown key", "POST", "/v1/keys/key_nope/revoke", nil, 404, ""},
 		{"get unknown key", "GET", "/v1/keys/key_nope", nil, 404, ""},
@@ -315,6 +321,7 @@ func TestBadInput(t *testing.T) {
 		{"verify key too long", "POST", "/v1/verify", map[string]any{"key": strings.Repeat("k", 257)}, 400, "key"},
 		{"verify malformed json", "POST", "/v1/verify", `{"key": "x"`, 400, ""},
 		{"verify trailing data", "POST", "/v1/verify", `{"key": "x"} {"key": "y"}`, 400, ""},
+		{"verify trailing brace", "POST", "/v1/verify", `{"key": "x"}}`, 400, ""},
 		{"verify empty body", "POST", "/v1/verify", ``, 400, ""},
 		{"verify body over 1 MiB", "POST", "/v1/verify", `{"key": "` + strings.Repeat("a", 1<<20) + `"}`, 413, ""},
 		{"unknown route", "GET", "/v1/nothing", nil, 404, ""},
@@ -509,5 +516,31 @@ func TestDatabaseOutage(t *testing.T) {
 	}
 	if v := h.verifyKey(k, nil); v["code"] != "VALID" {
 		t.Fatalf("after recovery: %v", v)
+	}
+}
+
+// A key pasted where an id belongs is neither echoed nor logged.
+func TestKeyAsIDIsNotEchoedOrLogged(t *testing.T) {
+	store := teststore.New(t)
+	svc, _ := service.New(store, service.Config{})
+	var logs bytes.Buffer
+	srv := httptest.NewServer(httpapi.New(httpapi.Config{Service: svc, Store: store, Logger: slog.New(slog.NewTextHandler(&logs, nil))}))
+	defer srv.Close()
+	admin, _ := svc.CreateToken(keyplane.NewContextWithActor(context.Background(), service.SystemActor), "a", keyplane.RoleAdmin)
+	h := &harness{t: t, url: srv.URL, admin: admin.Plaintext, store: store}
+	acc := h.account("*")
+	key := h.key(acc, nil)["key"].(string)
+	for _, path := range []string{"/v1/keys/" + key, "/v1/keys/" + key + "/revoke", "/v1/accounts/" + key} {
+		method := "GET"
+		if strings.HasSuffix(path, "/revoke") {
+			method = "POST"
+		}
+		r := h.admin_(method, path, nil)
+		if r.status != 404 || strings.Contains(string(r.body), key) {
+			t.Fatalf("%s %s: %d %s", method, path, r.status, r.body)
+		}
+	}
+	if strings.Contains(logs.String(), key) || !strings.Contains(logs.String(), "[redacted key]") {
+		t.Fatalf("the key reached the log:\n%s", logs.String())
 	}
 }

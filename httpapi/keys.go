@@ -61,7 +61,7 @@ type listKeysOutput struct {
 type rollKeyInput struct {
 	KeyPath
 	Body struct {
-		OverlapSeconds int64 `json:"overlap_seconds" doc:"How long the old key keeps working: 0 revokes it now, at most 604800 (7 days)"`
+		OverlapSeconds int64 `json:"overlap_seconds" minimum:"0" maximum:"604800" doc:"How long the old key keeps working: 0 revokes it now, at most 604800 (7 days)"`
 	}
 }
 

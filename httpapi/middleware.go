@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/keyplane/keyplane/apikey"
 )
 
 type requestIDKey struct{}
@@ -83,9 +85,18 @@ func (s *Server) requestLog(next http.Handler) http.Handler {
 		if r.URL.Path != "/v1/verify" || rec.status >= 500 {
 			level = slog.LevelInfo
 		}
-		s.log.Log(r.Context(), level, "http request", "method", r.Method, "path", r.URL.Path, "status", rec.status,
+		s.log.Log(r.Context(), level, "http request", "method", r.Method, "path", redactKeys(r.URL.Path), "status", rec.status,
 			"duration_ms", float64(time.Since(start).Microseconds())/1000, "request_id", id)
 	})
+}
+
+// redactKeys masks anything shaped like an API key in a logged path: a key
+// pasted where an id belongs must not reach the logs.
+func redactKeys(path string) string {
+	if !strings.Contains(path, "_live_") && !strings.Contains(path, "_test_") {
+		return path
+	}
+	return apikey.ScanPattern.ReplaceAllString(path, "[redacted key]")
 }
 
 // jsonByDefault lets `curl -d '{…}'` work without a Content-Type header: a

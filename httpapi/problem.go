@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"net/http"
+	"regexp"
 	"strings"
 
 	"github.com/danielgtaylor/huma/v2"
@@ -99,7 +100,13 @@ func humaError(status int, msg string, errs ...error) huma.StatusError {
 		}
 		if d, ok := err.(huma.ErrorDetailer); ok {
 			detail := d.ErrorDetail()
-			fields = append(fields, FieldProblem{Field: fieldName(detail.Location), Message: detail.Message})
+			field, message := fieldName(detail.Location), detail.Message
+			// A null where a PATCH field refuses one (see Optional) is reported by
+			// encoding/json in Go's terms; say it in the API's.
+			if m := nullField.FindStringSubmatch(message); m != nil {
+				field, message = m[1], "must not be null"
+			}
+			fields = append(fields, FieldProblem{Field: field, Message: message})
 		} else {
 			fields = append(fields, FieldProblem{Message: err.Error()})
 		}
@@ -121,6 +128,8 @@ func fieldName(location string) string {
 	}
 	return location
 }
+
+var nullField = regexp.MustCompile(`cannot unmarshal null into Go struct field [\w.]*\.(\w+) of type`)
 
 func init() {
 	huma.NewError = humaError

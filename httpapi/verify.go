@@ -167,8 +167,10 @@ func decodeStrict(w http.ResponseWriter, r *http.Request, dst any) *Problem {
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBodyBytes))
 	dec.DisallowUnknownFields()
 	err := dec.Decode(dst)
-	if err == nil && dec.More() {
-		err = errors.New("unexpected data after the JSON object")
+	if err == nil {
+		if extra := dec.Decode(&json.RawMessage{}); extra != io.EOF {
+			err = errors.New("unexpected data after the JSON object")
+		}
 	}
 	if err == nil {
 		return nil

@@ -33,6 +33,9 @@ func translate(err error) error {
 		return keyplane.Errorf(keyplane.ECONFLICT, "already exists")
 	case errors.As(err, &pe) && transientState(pe.Code):
 		return unavailable(err)
+	case errors.As(err, &pe) && strings.HasPrefix(pe.Code, "22"):
+		// Data exceptions (a NUL byte, invalid UTF-8): the input is wrong.
+		return keyplane.Errorf(keyplane.EINVALID, "the database refused a value: %s", pe.Message)
 	case errors.As(err, &pe):
 		return fmt.Errorf("postgres: %w", err)
 	case connectionLost(err):

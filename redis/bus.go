@@ -63,19 +63,40 @@ func (b *Bus) Publish(ctx context.Context, c keyplane.Change) {
 	}
 }
 
-// pingEvery bounds how long a silently dead connection goes unnoticed.
+// pingEvery bounds how long a silently dead connection goes unnoticed: a
+// quiet channel gets a PING, and no PONG within the next interval is a break.
 const pingEvery = 15 * time.Second
 
 // Listen delivers changes to l until ctx ends. Whenever the subscription
 // breaks, changes may be lost, so l forgets everything, once when the break is
 // seen and again once the subscription is back.
 func (b *Bus) Listen(ctx context.Context, l keyplane.ChangeListener, ready chan<- struct{}) error {
+	watch := &keyplane.SubscriptionWatch{Listener: l, Ready: ready, Log: b.log}
+	for ctx.Err() == nil {
+		err := b.listenOnce(ctx, l, watch)
+		if ctx.Err() != nil {
+			break
+		}
+		watch.Broke(err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+// listenOnce runs one subscription until it fails. go-redis reconnects a
+// subscription by itself after a read error (the new SUBSCRIBE confirmation
+// tells watch); a connection that stops answering pings is dropped here and
+// a new subscription is made.
+func (b *Bus) listenOnce(ctx context.Context, l keyplane.ChangeListener, watch *keyplane.SubscriptionWatch) error {
 	ps := b.client.Subscribe(ctx, b.channel)
 	// go-redis does not end a blocked read when ctx ends; closing does.
 	stop := context.AfterFunc(ctx, func() { ps.Close() })
 	defer stop()
 	defer ps.Close()
-	watch := &keyplane.SubscriptionWatch{Listener: l, Ready: ready, Log: b.log}
+	pinged := false
 	for {
 		msg, err := ps.ReceiveTimeout(ctx, pingEvery)
 		if ctx.Err() != nil {
@@ -83,17 +104,21 @@ func (b *Bus) Listen(ctx context.Context, l keyplane.ChangeListener, ready chan<
 		}
 		if err != nil {
 			var netErr interface{ Timeout() bool }
-			if errors.As(err, &netErr) && netErr.Timeout() && !watch.Broken() && ps.Ping(ctx) == nil {
-				continue // a quiet channel on a live connection
+			if !errors.As(err, &netErr) || !netErr.Timeout() {
+				watch.Broke(err) // go-redis resubscribes on the next receive
+				time.Sleep(200 * time.Millisecond)
+				continue
 			}
-			watch.Broke(err)
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-time.After(200 * time.Millisecond):
+			if pinged {
+				return errors.New("no answer to PING: the connection is dead")
 			}
+			if err := ps.Ping(ctx); err != nil {
+				return err
+			}
+			pinged = true
 			continue
 		}
+		pinged = false
 		switch m := msg.(type) {
 		case *goredis.Subscription:
 			if m.Kind == "subscribe" {

@@ -69,6 +69,9 @@ func (s *Service) Account(ctx context.Context, id string) (*keyplane.Account, er
 	if err := authorizeAccount(ctx, id); err != nil {
 		return nil, err
 	}
+	if !validID(id) {
+		return nil, keyplane.Errorf(keyplane.ENOTFOUND, "account not found")
+	}
 	return s.store.Account(ctx, id)
 }
 
@@ -90,6 +93,9 @@ func (s *Service) ListAccounts(ctx context.Context, page keyplane.Page) ([]*keyp
 func (s *Service) UpdateAccount(ctx context.Context, id string, up AccountUpdate) (*keyplane.Account, error) {
 	if err := requireOperator(ctx); err != nil {
 		return nil, err
+	}
+	if !validID(id) {
+		return nil, keyplane.Errorf(keyplane.ENOTFOUND, "account not found")
 	}
 	var v keyplane.Validation
 	var name string

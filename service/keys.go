@@ -97,6 +97,12 @@ func (s *Service) Key(ctx context.Context, id string) (*keyplane.Key, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := requireManager(a); err != nil {
+		return nil, err
+	}
+	if !validID(id) {
+		return nil, keyplane.Errorf(keyplane.ENOTFOUND, "key not found")
+	}
 	k, err := s.store.Key(ctx, id)
 	if err != nil {
 		return nil, err

@@ -6,6 +6,7 @@ package service
 import (
 	"context"
 	"fmt"
+	"regexp"
 	"strings"
 	"sync"
 	"time"
@@ -106,6 +107,15 @@ func requireOperator(ctx context.Context) error {
 	if a.Kind != "token" && a.Kind != "system" || a.AccountID != "" {
 		return keyplane.Errorf(keyplane.EFORBIDDEN, "only operators may do this")
 	}
+	return requireManager(a)
+}
+
+// requireManager refuses tokens that may only verify: transports check the
+// role too, but the rule belongs here, where every transport passes.
+func requireManager(a keyplane.Actor) error {
+	if a.Kind == "token" && a.Role != keyplane.RoleAdmin {
+		return keyplane.Errorf(keyplane.EFORBIDDEN, "this token has role %s; it may only verify keys", a.Role)
+	}
 	return nil
 }
 
@@ -115,11 +125,22 @@ func authorizeAccount(ctx context.Context, accountID string) error {
 	if err != nil {
 		return err
 	}
+	if err := requireManager(a); err != nil {
+		return err
+	}
 	if !a.CanSee(accountID) {
 		return keyplane.Errorf(keyplane.ENOTFOUND, "account %q not found", accountID)
 	}
 	return nil
 }
+
+// idPattern is the shape of the ids keyplane makes: kind, "_", a lowercase ULID.
+var idPattern = regexp.MustCompile(`^[a-z]{3}_[0-9a-z]{26}$`)
+
+// validID reports whether id could be one of ours. Others are answered as
+// not found without being looked up or echoed: a key pasted where an id
+// belongs must not come back in an error message.
+func validID(id string) bool { return idPattern.MatchString(id) }
 
 // pageLimit applies the default and bounds of list page sizes.
 func pageLimit(limit int) (int, error) {

@@ -406,6 +406,20 @@ func TestTokens(t *testing.T) {
 	verifyCtx := keyplane.NewContextWithActor(context.Background(), keyplane.Actor{Kind: "token", Role: keyplane.RoleVerify})
 	_, err = e.svc.CreateToken(verifyCtx, "x", keyplane.RoleAdmin)
 	wantCode(t, err, keyplane.EFORBIDDEN)
+	// A verify token may do nothing else, whichever transport lets it through.
+	acc := e.account(t, "*")
+	k := e.key(t, acc.ID, service.KeyInput{})
+	for name, call := range map[string]func() error{
+		"CreateAccount": func() error { _, err := e.svc.CreateAccount(verifyCtx, service.AccountInput{Name: "x"}); return err },
+		"Account":       func() error { _, err := e.svc.Account(verifyCtx, acc.ID); return err },
+		"CreateKey":     func() error { _, err := e.svc.CreateKey(verifyCtx, acc.ID, service.KeyInput{Name: "x"}); return err },
+		"Key":           func() error { _, err := e.svc.Key(verifyCtx, k.ID); return err },
+		"RevokeKey":     func() error { _, err := e.svc.RevokeKey(verifyCtx, k.ID); return err },
+	} {
+		if err := call(); keyplane.ErrorCode(err) != keyplane.EFORBIDDEN {
+			t.Errorf("%s with a verify token: %v", name, err)
+		}
+	}
 	_, err = e.svc.CreateToken(e.ctx, "x", "root")
 	wantCode(t, err, keyplane.EINVALID)
 }

@@ -150,6 +150,10 @@ func validMetadata(v *keyplane.Validation, m json.RawMessage) json.RawMessage {
 		v.Add("metadata", "must be a JSON object")
 		return nil
 	}
+	if !utf8.Valid(buf.Bytes()) {
+		v.Add("metadata", "must be valid UTF-8")
+		return nil
+	}
 	if buf.Len() > maxMetadataBytes {
 		v.Add("metadata", "must be at most %d bytes of JSON, got %d", maxMetadataBytes, buf.Len())
 		return nil

@@ -104,3 +104,15 @@ func TestMain(m *testing.M) {
 	}
 	os.Exit(code)
 }
+
+func TestRedactURL(t *testing.T) {
+	for in, want := range map[string]string{
+		"postgres://root:secret@db:5432/k?sslmode=disable":   "postgres://root:xxxxx@db:5432/k?…",
+		"postgres://db/k?password=secret&sslpassword=secret": "postgres://db/k?…",
+		"postgres://db/k": "postgres://db/k",
+	} {
+		if got := redactURL(in); got != want || strings.Contains(got, "secret") {
+			t.Errorf("redactURL(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
