@@ -23,7 +23,9 @@ const (
 )
 
 // VerifyRequest asks whether a key may be used. Scope and IP are optional; a
-// zero IP means the caller did not say.
+// zero IP means the caller did not say. Cost is what the request charges
+// against rate limits and quotas: transports default it to 1; 0 charges
+// nothing, so no limit refuses it, and the result still reports what is left.
 type VerifyRequest struct {
 	Key      string
 	Scope    string
@@ -42,12 +44,14 @@ type VerifyResult struct {
 	RetryAfter time.Duration
 }
 
-// RateLimitState is the tightest policy's state after a check.
+// RateLimitState is the tightest policy's state after a check (the refusing
+// one, when refused).
 type RateLimitState struct {
 	Policy    string
 	Limit     int64
 	Remaining int64
-	Reset     time.Duration
+	Reset     time.Duration // until the policy is fully available again
+	Window    time.Duration
 }
 
 // QuotaState is the quota's state after a check.

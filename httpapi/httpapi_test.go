@@ -17,6 +17,7 @@ import (
 	"github.com/keyplane/keyplane/httpapi"
 	"github.com/keyplane/keyplane/postgres"
 	"github.com/keyplane/keyplane/postgres/postgrestest"
+	"github.com/keyplane/keyplane/ratelimit"
 	"github.com/keyplane/keyplane/service"
 	"github.com/keyplane/keyplane/teststore"
 )
@@ -35,7 +36,9 @@ func newHarness(t *testing.T) *harness {
 
 func newHarnessOn(t *testing.T, store keyplane.Store) *harness {
 	t.Helper()
-	svc, err := service.New(store, service.Config{})
+	limiter := ratelimit.New()
+	t.Cleanup(limiter.Close)
+	svc, err := service.New(store, service.Config{Limiter: limiter})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -542,5 +545,53 @@ func TestKeyAsIDIsNotEchoedOrLogged(t *testing.T) {
 	}
 	if strings.Contains(logs.String(), key) || !strings.Contains(logs.String(), "[redacted key]") {
 		t.Fatalf("the key reached the log:\n%s", logs.String())
+	}
+}
+
+func TestVerifyRateLimited(t *testing.T) {
+	h := newHarness(t)
+	acc := h.account("*")
+	key := h.key(acc, map[string]any{"rate_limits": []map[string]any{
+		{"name": "default", "limit": 2, "window_seconds": 60, "algorithm": "token_bucket"},
+		{"name": "daily", "limit": 1000, "window_seconds": 86400, "algorithm": "sliding_window"},
+	}})["key"].(string)
+	first := h.verifyKey(key, nil)
+	rl := first["ratelimit"].(map[string]any)
+	if first["code"] != "VALID" || rl["policy"] != "default" || rl["limit"] != 2.0 || rl["remaining"] != 1.0 {
+		t.Fatalf("first: %v", first)
+	}
+	h.verifyKey(key, nil)
+	third := h.verifyKey(key, nil)
+	rl = third["ratelimit"].(map[string]any)
+	if third["valid"] != false || third["code"] != "RATE_LIMITED" || rl["remaining"] != 0.0 || third["retry_after_seconds"] != 30.0 || third["key_id"] == nil {
+		t.Fatalf("third: %v", third)
+	}
+	// A cost of 0 charges nothing, so it fits even an empty bucket, and says
+	// what is left; the next charged request is still refused.
+	if v := h.verifyKey(key, map[string]any{"cost": 0}); v["code"] != "VALID" || v["ratelimit"].(map[string]any)["remaining"] != 0.0 {
+		t.Fatalf("cost 0 on an empty bucket: %v", v)
+	}
+	if v := h.verifyKey(key, nil); v["code"] != "RATE_LIMITED" {
+		t.Fatalf("after cost 0: %v", v)
+	}
+}
+
+func TestRateLimitHeaders(t *testing.T) {
+	h := http.Header{}
+	httpapi.RateLimitHeaders(h, keyplane.VerifyResult{Code: keyplane.VerifyRateLimited, RetryAfter: 1500 * time.Millisecond,
+		RateLimit: &keyplane.RateLimitState{Policy: "default", Limit: 100, Remaining: 0, Reset: 17200 * time.Millisecond, Window: time.Minute}})
+	want := map[string]string{
+		"RateLimit-Policy": `"default";q=100;w=60`, "RateLimit": `"default";r=0;t=18`,
+		"X-RateLimit-Limit": "100", "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "18", "Retry-After": "2",
+	}
+	for k, v := range want {
+		if got := h.Get(k); got != v {
+			t.Errorf("%s = %q, want %q", k, got, v)
+		}
+	}
+	h = http.Header{}
+	httpapi.RateLimitHeaders(h, keyplane.VerifyResult{Code: keyplane.VerifyValid})
+	if len(h) != 0 {
+		t.Fatalf("headers without rate limits: %v", h)
 	}
 }

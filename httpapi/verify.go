@@ -22,7 +22,7 @@ type VerifyRequest struct {
 	Scope    string `json:"scope,omitempty" maxLength:"200" doc:"Required scope, e.g. enrichment:read"`
 	IP       string `json:"ip,omitempty" maxLength:"64" doc:"The client's IP address, checked against the key's allowed ranges"`
 	Endpoint string `json:"endpoint,omitempty" maxLength:"512" doc:"The endpoint called, for usage reports"`
-	Cost     *int64 `json:"cost,omitempty" minimum:"0" maximum:"1000000" doc:"Units charged against the quota; default 1"`
+	Cost     *int64 `json:"cost,omitempty" minimum:"0" maximum:"1000000" doc:"Units charged against rate limits and quota; default 1; 0 charges nothing and reports what is left"`
 }
 
 // VerifyResponse answers every verification with 200; Valid and Code say the outcome.
@@ -38,13 +38,17 @@ type VerifyResponse struct {
 	ExpiresAt   *time.Time     `json:"expires_at,omitempty"`
 	RateLimit   *RateLimitInfo `json:"ratelimit,omitempty"`
 	Quota       *QuotaInfo     `json:"quota,omitempty"`
+	// RetryAfterSeconds is set with RATE_LIMITED: when to try again.
+	RetryAfterSeconds int64 `json:"retry_after_seconds,omitempty"`
 }
 
-// RateLimitInfo is the state of the tightest rate-limit policy.
+// RateLimitInfo is the state of the tightest rate-limit policy (the refusing
+// one, for RATE_LIMITED).
 type RateLimitInfo struct {
-	Limit        int64 `json:"limit"`
-	Remaining    int64 `json:"remaining"`
-	ResetSeconds int64 `json:"reset_seconds"`
+	Policy       string `json:"policy"`
+	Limit        int64  `json:"limit"`
+	Remaining    int64  `json:"remaining"`
+	ResetSeconds int64  `json:"reset_seconds"`
 }
 
 // QuotaInfo is the state of the quota.
@@ -146,7 +150,10 @@ func verifyResponse(res keyplane.VerifyResult) VerifyResponse {
 		out.Scopes, out.Metadata, out.ExpiresAt = k.Scopes, JSONObject(k.MetadataJSON()), k.ExpiresAt
 	}
 	if rl := res.RateLimit; rl != nil {
-		out.RateLimit = &RateLimitInfo{Limit: rl.Limit, Remaining: rl.Remaining, ResetSeconds: int64(rl.Reset.Seconds())}
+		out.RateLimit = &RateLimitInfo{Policy: rl.Policy, Limit: rl.Limit, Remaining: rl.Remaining, ResetSeconds: ceilSeconds(rl.Reset)}
+	}
+	if res.Code == keyplane.VerifyRateLimited {
+		out.RetryAfterSeconds = max(1, ceilSeconds(res.RetryAfter))
 	}
 	if q := res.Quota; q != nil {
 		out.Quota = &QuotaInfo{Limit: q.Limit, Remaining: q.Remaining, ResetsAt: q.ResetsAt}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/keyplane/keyplane"
+	"github.com/keyplane/keyplane/ratelimit"
 	"github.com/keyplane/keyplane/service"
 	"github.com/keyplane/keyplane/teststore"
 )
@@ -34,7 +35,9 @@ func newEnv(t testing.TB) *env {
 	t.Helper()
 	store := teststore.New(t)
 	c := &clock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
-	svc, err := service.New(store, service.Config{Now: c.Now})
+	limiter := ratelimit.New()
+	t.Cleanup(limiter.Close)
+	svc, err := service.New(store, service.Config{Now: c.Now, Limiter: limiter})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -441,4 +444,37 @@ func flip(c byte) string {
 		return "b"
 	}
 	return "a"
+}
+
+// Rate limits are checked last: a request refused for any other reason
+// charges nothing, and the refusal says when to come back.
+func TestRateLimitIsLastAndCharged(t *testing.T) {
+	e := newEnv(t)
+	acc := e.account(t, "data:*")
+	one := int64(1)
+	k := e.key(t, acc.ID, service.KeyInput{Scopes: []string{"data:read"}, AllowedCIDRs: []string{"10.0.0.0/8"},
+		RateLimits: []keyplane.RateLimitPolicy{{Name: "default", Limit: &one, WindowSeconds: 60, Algorithm: keyplane.TokenBucket}}})
+	ok := keyplane.VerifyRequest{Key: k.Plaintext, Scope: "data:read", IP: mustAddr("10.0.0.1"), Cost: 1}
+	for _, bad := range []keyplane.VerifyRequest{
+		{Key: k.Plaintext, Scope: "data:write", IP: mustAddr("10.0.0.1"), Cost: 1},
+		{Key: k.Plaintext, Scope: "data:read", IP: mustAddr("192.0.2.1"), Cost: 1},
+	} {
+		for range 3 {
+			if c := e.verify(t, bad); c == keyplane.VerifyValid || c == keyplane.VerifyRateLimited {
+				t.Fatalf("bad request: %s", c)
+			}
+		}
+	}
+	res, err := e.svc.Verify(e.ctx, ok)
+	if err != nil || res.Code != keyplane.VerifyValid || res.RateLimit == nil || res.RateLimit.Remaining != 0 || res.RateLimit.Limit != 1 {
+		t.Fatalf("first good request: %v %+v %+v", err, res, res.RateLimit)
+	}
+	res, _ = e.svc.Verify(e.ctx, ok)
+	if res.Code != keyplane.VerifyRateLimited || res.Valid || res.RetryAfter != time.Minute {
+		t.Fatalf("second: %s, retry after %v", res.Code, res.RetryAfter)
+	}
+	e.clock.Add(time.Minute)
+	if c := e.verify(t, ok); c != keyplane.VerifyValid {
+		t.Fatalf("a minute later: %s", c)
+	}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/keyplane/keyplane/coarseclock"
 	"github.com/keyplane/keyplane/httpapi"
 	"github.com/keyplane/keyplane/postgres"
+	"github.com/keyplane/keyplane/ratelimit"
 	"github.com/keyplane/keyplane/redis"
 	"github.com/keyplane/keyplane/service"
 	"github.com/spf13/cobra"
@@ -84,7 +85,11 @@ func serve(ctx context.Context, o serveOptions, stdout io.Writer, log *slog.Logg
 	}
 	clock := coarseclock.New(time.Millisecond)
 	defer clock.Stop()
-	svc, err := service.New(store, service.Config{KeyPrefix: o.prefix, Now: clock.Now, Records: records, Cache: records, Bus: bus})
+	// Rate limits are enforced in this process. With several instances each
+	// enforces them on its own traffic until the shared Redis limiter exists.
+	limiter := ratelimit.New()
+	defer limiter.Close()
+	svc, err := service.New(store, service.Config{KeyPrefix: o.prefix, Now: clock.Now, Records: records, Cache: records, Bus: bus, Limiter: limiter})
 	if err != nil {
 		return err
 	}

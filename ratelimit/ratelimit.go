@@ -1,0 +1,320 @@
+// Package ratelimit enforces keys' rate-limit policies in this process, for
+// embedded mode: no I/O, no allocation on the hot path, one small lock per
+// key (so keys never contend with each other), memory freed for idle keys.
+//
+// token_bucket is GCRA: one number per policy, the theoretical arrival time.
+// sliding_window keeps two fixed-window counters and weights the previous
+// window by how much of it still overlaps the sliding window.
+package ratelimit
+
+import (
+	"context"
+	"math"
+	"math/bits"
+	"sync"
+	"time"
+
+	"github.com/keyplane/keyplane"
+)
+
+// Local is a keyplane.Limiter on in-process state.
+type Local struct {
+	keys sync.Map // key id → *keyState
+	stop chan struct{}
+	once sync.Once
+}
+
+var _ keyplane.Limiter = (*Local)(nil)
+
+// New starts a limiter; Close stops its sweeper.
+func New() *Local {
+	l := &Local{stop: make(chan struct{})}
+	go l.sweepEvery(time.Minute)
+	return l
+}
+
+// Close stops the background sweep.
+func (l *Local) Close() { l.once.Do(func() { close(l.stop) }) }
+
+// keyState is one key's limiter state, one entry per policy, guarded by mu.
+type keyState struct {
+	mu       sync.Mutex
+	policies [maxPolicies]policyState
+	n        int
+	// idleAfter is when the state is equal to a fresh one and can be dropped.
+	idleAfter int64
+	// dead marks a state the sweeper removed: a request that found it before
+	// the removal must look again, or its charge would be lost.
+	dead bool
+}
+
+const maxPolicies = 10
+
+// policyState is the state of one policy, with the configuration it was
+// built for: a changed policy starts afresh.
+type policyState struct {
+	config keyplane.RateLimitPolicy
+	limit  int64
+	// token_bucket: theoretical arrival time, ns.
+	tat int64
+	// sliding_window: start of the current fixed window and the two counts.
+	windowStart int64
+	prev, cur   int64
+}
+
+// Check applies every policy of the key at now for cost units: all of them
+// admit the request and are charged, or none is.
+func (l *Local) Check(_ context.Context, rec *keyplane.VerifyRecord, cost int64, now time.Time) (keyplane.LimitDecision, error) {
+	policies := rec.Key.RateLimits
+	if len(policies) == 0 || len(policies) > maxPolicies {
+		return keyplane.LimitDecision{Code: keyplane.VerifyValid}, nil
+	}
+	st := l.lock(rec.Key.ID)
+	defer st.mu.Unlock()
+	ts := now.UnixNano()
+	st.sync(policies)
+
+	var next [maxPolicies]policyState
+	var tightest, refused *outcome
+	var outcomes [maxPolicies]outcome
+	for i := range st.n {
+		p := &st.policies[i]
+		if p.config.Limit == nil {
+			continue // unlimited
+		}
+		next[i], outcomes[i] = p.evaluate(ts, cost)
+		o := &outcomes[i]
+		if !o.allowed {
+			if refused == nil || o.retryAfter > refused.retryAfter {
+				refused = o
+			}
+		} else if tightest == nil || o.remaining < tightest.remaining {
+			tightest = o
+		}
+	}
+	if refused != nil {
+		return keyplane.LimitDecision{Code: keyplane.VerifyRateLimited, RateLimit: refused.state(), RetryAfter: time.Duration(refused.retryAfter)}, nil
+	}
+	idle := ts
+	for i := range st.n {
+		if st.policies[i].config.Limit != nil {
+			st.policies[i] = next[i]
+		}
+		idle = max(idle, st.policies[i].idleAfter(ts))
+	}
+	st.idleAfter = idle
+	d := keyplane.LimitDecision{Code: keyplane.VerifyValid}
+	if tightest != nil {
+		d.RateLimit = tightest.state()
+	}
+	return d, nil
+}
+
+// lock returns the key's live state, locked.
+func (l *Local) lock(keyID string) *keyState {
+	for {
+		v, ok := l.keys.Load(keyID)
+		if !ok {
+			v, _ = l.keys.LoadOrStore(keyID, &keyState{})
+		}
+		st := v.(*keyState)
+		st.mu.Lock()
+		if !st.dead {
+			return st
+		}
+		st.mu.Unlock()
+	}
+}
+
+// sync matches the state to the key's policies, keeping the state of those
+// whose configuration did not change.
+func (st *keyState) sync(policies []keyplane.RateLimitPolicy) {
+	if st.n == len(policies) {
+		same := true
+		for i := range policies {
+			if !samePolicy(st.policies[i].config, policies[i]) {
+				same = false
+				break
+			}
+		}
+		if same {
+			return
+		}
+	}
+	var fresh [maxPolicies]policyState
+	for i, p := range policies {
+		fresh[i] = policyState{config: p}
+		for j := range st.n {
+			if samePolicy(st.policies[j].config, p) {
+				fresh[i] = st.policies[j]
+			}
+		}
+		if p.Limit != nil {
+			fresh[i].limit = *p.Limit
+		}
+	}
+	st.policies, st.n = fresh, len(policies)
+}
+
+func samePolicy(a, b keyplane.RateLimitPolicy) bool {
+	return a.Name == b.Name && a.WindowSeconds == b.WindowSeconds && a.Burst == b.Burst && a.Algorithm == b.Algorithm &&
+		(a.Limit == nil) == (b.Limit == nil) && (a.Limit == nil || *a.Limit == *b.Limit)
+}
+
+// outcome is one policy's answer.
+type outcome struct {
+	allowed    bool
+	policy     *keyplane.RateLimitPolicy
+	limit      int64
+	remaining  int64
+	reset      int64 // ns until the policy is fully available again
+	retryAfter int64 // ns, when refused
+}
+
+func (o *outcome) state() *keyplane.RateLimitState {
+	return &keyplane.RateLimitState{Policy: o.policy.Name, Limit: o.limit, Remaining: o.remaining,
+		Reset: time.Duration(o.reset), Window: time.Duration(o.policy.WindowSeconds) * time.Second}
+}
+
+func (p *policyState) window() int64 { return p.config.WindowSeconds * int64(time.Second) }
+
+// evaluate returns the state after admitting cost at now, and the outcome;
+// the receiver is not changed.
+func (p *policyState) evaluate(now, cost int64) (policyState, outcome) {
+	o := outcome{policy: &p.config, limit: p.limit}
+	if p.config.Algorithm == keyplane.SlidingWindow {
+		return p.slidingWindow(now, cost, o)
+	}
+	return p.tokenBucket(now, cost, o)
+}
+
+// tokenBucket is GCRA. With emission interval T = window/limit and a burst
+// of B (default: the limit), a request of cost c is admitted when the
+// theoretical arrival time, advanced by c·T, is at most B·T ahead of now.
+func (p *policyState) tokenBucket(now, cost int64, o outcome) (policyState, outcome) {
+	next := *p
+	burst := p.config.Burst
+	if burst == 0 {
+		burst = p.limit
+	}
+	if p.limit <= 0 || burst <= 0 {
+		o.retryAfter = p.window()
+		o.reset = p.window()
+		return next, o
+	}
+	interval := ceilDiv(p.window(), p.limit) // ns per unit, rounded up: never over-admit
+	capacity, overflow := mul(interval, burst)
+	increment, overflow2 := mul(interval, cost)
+	if overflow || overflow2 || cost > burst {
+		o.retryAfter = math.MaxInt64 // this cost can never pass
+		o.reset = p.window()
+		return next, o
+	}
+	tat := max(p.tat, now)
+	newTAT := tat + increment
+	allowAt := newTAT - capacity
+	if now < allowAt {
+		o.retryAfter = allowAt - now
+		o.reset = tat - now
+		o.remaining = max(0, (now+capacity-tat)/interval)
+		return next, o
+	}
+	next.tat = newTAT
+	o.allowed = true
+	o.remaining = (now + capacity - newTAT) / interval
+	o.reset = newTAT - now
+	return next, o
+}
+
+// slidingWindow estimates the count over the last window as the current
+// fixed window's count plus the previous one's, weighted by its overlap.
+func (p *policyState) slidingWindow(now, cost int64, o outcome) (policyState, outcome) {
+	next := *p
+	w := p.window()
+	start := now - now%w
+	switch {
+	case p.windowStart == start:
+	case p.windowStart == start-w:
+		next.prev, next.cur = p.cur, 0
+	default:
+		next.prev, next.cur = 0, 0
+	}
+	next.windowStart = start
+	elapsed := now - start
+	weighted := float64(next.prev) * float64(w-elapsed) / float64(w)
+	used := int64(math.Ceil(weighted)) + next.cur // round up: never over-admit
+	o.reset = start + w - now
+	if used+cost > p.limit {
+		o.remaining = max(0, p.limit-used)
+		o.retryAfter = p.slidingRetry(next, now, cost)
+		return *p, o
+	}
+	next.cur += cost
+	o.allowed = true
+	o.remaining = p.limit - used - cost
+	return next, o
+}
+
+// slidingRetry is how long until cost fits: when the previous window's
+// weight has shrunk enough, or failing that, the next window.
+func (p *policyState) slidingRetry(s policyState, now, cost int64) int64 {
+	w := p.window()
+	untilNext := s.windowStart + w - now
+	room := p.limit - s.cur - cost
+	if room < 0 || s.prev == 0 {
+		return untilNext
+	}
+	// prev·(w-e)/w ≤ room  ⇔  e ≥ w·(1 - room/prev)
+	e := int64(math.Ceil(float64(w) * (1 - float64(room)/float64(s.prev))))
+	return max(1, min(e-(now-s.windowStart), untilNext))
+}
+
+// idleAfter is when this policy's state is equal to a fresh one.
+func (p *policyState) idleAfter(now int64) int64 {
+	if p.config.Algorithm == keyplane.SlidingWindow {
+		return p.windowStart + 2*p.window()
+	}
+	return max(p.tat, now)
+}
+
+func (l *Local) sweepEvery(d time.Duration) {
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.stop:
+			return
+		case now := <-t.C:
+			l.sweep(now.UnixNano())
+		}
+	}
+}
+
+// sweep drops the state of keys that have been idle long enough to be fresh.
+func (l *Local) sweep(now int64) {
+	l.keys.Range(func(k, v any) bool {
+		st := v.(*keyState)
+		st.mu.Lock()
+		if st.idleAfter < now {
+			st.dead = true
+			l.keys.CompareAndDelete(k, v)
+		}
+		st.mu.Unlock()
+		return true
+	})
+}
+
+// Len is how many keys have state, for tests and metrics.
+func (l *Local) Len() int {
+	n := 0
+	l.keys.Range(func(any, any) bool { n++; return true })
+	return n
+}
+
+func ceilDiv(a, b int64) int64 { return (a + b - 1) / b }
+
+// mul multiplies non-negative a and b, reporting overflow of int64.
+func mul(a, b int64) (int64, bool) {
+	hi, lo := bits.Mul64(uint64(a), uint64(b))
+	return int64(lo), hi != 0 || lo > math.MaxInt64
+}
