@@ -74,37 +74,37 @@ func (l *Local) Check(_ context.Context, rec *keyplane.VerifyRecord, cost int64,
 	ts := now.UnixNano()
 	st.sync(policies)
 
-	var next [maxPolicies]policyState
-	var tightest, refused *outcome
-	var outcomes [maxPolicies]outcome
+	// First pass: would every policy admit the request? Nothing changes yet.
+	var tightest, refused outcome
 	for i := range st.n {
 		p := &st.policies[i]
 		if p.config.Limit == nil {
 			continue // unlimited
 		}
-		next[i], outcomes[i] = p.evaluate(ts, cost)
-		o := &outcomes[i]
+		o := p.apply(ts, cost, false)
 		if !o.allowed {
-			if refused == nil || o.retryAfter > refused.retryAfter {
+			if refused.policy == nil || o.retryAfter > refused.retryAfter {
 				refused = o
 			}
-		} else if tightest == nil || o.remaining < tightest.remaining {
+		} else if tightest.policy == nil || o.remaining < tightest.remaining {
 			tightest = o
 		}
 	}
-	if refused != nil {
+	if refused.policy != nil {
 		return keyplane.LimitDecision{Code: keyplane.VerifyRateLimited, RateLimit: refused.state(), RetryAfter: time.Duration(refused.retryAfter)}, nil
 	}
+	// Second pass: all admit it, so charge them all.
 	idle := ts
 	for i := range st.n {
-		if st.policies[i].config.Limit != nil {
-			st.policies[i] = next[i]
+		p := &st.policies[i]
+		if p.config.Limit != nil {
+			p.apply(ts, cost, true)
 		}
-		idle = max(idle, st.policies[i].idleAfter(ts))
+		idle = max(idle, p.idleAfter(ts))
 	}
 	st.idleAfter = idle
 	d := keyplane.LimitDecision{Code: keyplane.VerifyValid}
-	if tightest != nil {
+	if tightest.policy != nil {
 		d.RateLimit = tightest.state()
 	}
 	return d, nil
@@ -178,21 +178,22 @@ func (o *outcome) state() *keyplane.RateLimitState {
 
 func (p *policyState) window() int64 { return p.config.WindowSeconds * int64(time.Second) }
 
-// evaluate returns the state after admitting cost at now, and the outcome;
-// the receiver is not changed.
-func (p *policyState) evaluate(now, cost int64) (policyState, outcome) {
+// apply answers whether cost may pass at now and, when commit is set and it
+// may, charges it. Without commit the state is left as it was.
+func (p *policyState) apply(now, cost int64, commit bool) outcome {
 	o := outcome{policy: &p.config, limit: p.limit}
 	if p.config.Algorithm == keyplane.SlidingWindow {
-		return p.slidingWindow(now, cost, o)
+		p.slidingWindow(now, cost, commit, &o)
+	} else {
+		p.tokenBucket(now, cost, commit, &o)
 	}
-	return p.tokenBucket(now, cost, o)
+	return o
 }
 
 // tokenBucket is GCRA. With emission interval T = window/limit and a burst
 // of B (default: the limit), a request of cost c is admitted when the
 // theoretical arrival time, advanced by c·T, is at most B·T ahead of now.
-func (p *policyState) tokenBucket(now, cost int64, o outcome) (policyState, outcome) {
-	next := *p
+func (p *policyState) tokenBucket(now, cost int64, commit bool, o *outcome) {
 	burst := p.config.Burst
 	if burst == 0 {
 		burst = p.limit
@@ -200,7 +201,7 @@ func (p *policyState) tokenBucket(now, cost int64, o outcome) (policyState, outc
 	if p.limit <= 0 || burst <= 0 {
 		o.retryAfter = p.window()
 		o.reset = p.window()
-		return next, o
+		return
 	}
 	interval := ceilDiv(p.window(), p.limit) // ns per unit, rounded up: never over-admit
 	capacity, overflow := mul(interval, burst)
@@ -208,7 +209,7 @@ func (p *policyState) tokenBucket(now, cost int64, o outcome) (policyState, outc
 	if overflow || overflow2 || cost > burst {
 		o.retryAfter = math.MaxInt64 // this cost can never pass
 		o.reset = p.window()
-		return next, o
+		return
 	}
 	tat := max(p.tat, now)
 	newTAT := tat + increment
@@ -217,56 +218,59 @@ func (p *policyState) tokenBucket(now, cost int64, o outcome) (policyState, outc
 		o.retryAfter = allowAt - now
 		o.reset = tat - now
 		o.remaining = max(0, (now+capacity-tat)/interval)
-		return next, o
+		return
 	}
-	next.tat = newTAT
+	if commit {
+		p.tat = newTAT
+	}
 	o.allowed = true
 	o.remaining = (now + capacity - newTAT) / interval
 	o.reset = newTAT - now
-	return next, o
 }
 
 // slidingWindow estimates the count over the last window as the current
 // fixed window's count plus the previous one's, weighted by its overlap.
-func (p *policyState) slidingWindow(now, cost int64, o outcome) (policyState, outcome) {
-	next := *p
+func (p *policyState) slidingWindow(now, cost int64, commit bool, o *outcome) {
 	w := p.window()
 	start := now - now%w
+	prev, cur := p.prev, p.cur
 	switch {
 	case p.windowStart == start:
 	case p.windowStart == start-w:
-		next.prev, next.cur = p.cur, 0
+		prev, cur = p.cur, 0
 	default:
-		next.prev, next.cur = 0, 0
+		prev, cur = 0, 0
 	}
-	next.windowStart = start
 	elapsed := now - start
-	weighted := float64(next.prev) * float64(w-elapsed) / float64(w)
-	used := int64(math.Ceil(weighted)) + next.cur // round up: never over-admit
+	used := cur
+	if prev > 0 {
+		used += int64(math.Ceil(float64(prev) * float64(w-elapsed) / float64(w))) // round up: never over-admit
+	}
 	o.reset = start + w - now
 	if used+cost > p.limit {
 		o.remaining = max(0, p.limit-used)
-		o.retryAfter = p.slidingRetry(next, now, cost)
-		return *p, o
+		o.retryAfter = p.slidingRetry(start, prev, cur, now, cost)
+		return
 	}
-	next.cur += cost
+	if commit {
+		p.windowStart, p.prev, p.cur = start, prev, cur+cost
+	}
 	o.allowed = true
 	o.remaining = p.limit - used - cost
-	return next, o
 }
 
 // slidingRetry is how long until cost fits: when the previous window's
 // weight has shrunk enough, or failing that, the next window.
-func (p *policyState) slidingRetry(s policyState, now, cost int64) int64 {
+func (p *policyState) slidingRetry(start, prev, cur, now, cost int64) int64 {
 	w := p.window()
-	untilNext := s.windowStart + w - now
-	room := p.limit - s.cur - cost
-	if room < 0 || s.prev == 0 {
+	untilNext := start + w - now
+	room := p.limit - cur - cost
+	if room < 0 || prev == 0 {
 		return untilNext
 	}
 	// prev·(w-e)/w ≤ room  ⇔  e ≥ w·(1 - room/prev)
-	e := int64(math.Ceil(float64(w) * (1 - float64(room)/float64(s.prev))))
-	return max(1, min(e-(now-s.windowStart), untilNext))
+	e := int64(math.Ceil(float64(w) * (1 - float64(room)/float64(prev))))
+	return max(1, min(e-(now-start), untilNext))
 }
 
 // idleAfter is when this policy's state is equal to a fresh one.
