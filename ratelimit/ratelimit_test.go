@@ -2,15 +2,20 @@ package ratelimit
 
 import (
 	"context"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/keyplane/keyplane"
+	"github.com/keyplane/keyplane/ratelimit/limitertest"
 )
 
-var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC) // on a window boundary for any window of whole seconds dividing a day
+var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+func TestConformance(t *testing.T) {
+	l := New()
+	defer l.Close()
+	limitertest.Run(t, l)
+}
 
 func record(policies ...keyplane.RateLimitPolicy) *keyplane.VerifyRecord {
 	return &keyplane.VerifyRecord{Key: keyplane.Key{ID: "key_test", RateLimits: policies}}
@@ -18,165 +23,6 @@ func record(policies ...keyplane.RateLimitPolicy) *keyplane.VerifyRecord {
 
 func policy(name string, limit, windowSeconds, burst int64, algo keyplane.Algorithm) keyplane.RateLimitPolicy {
 	return keyplane.RateLimitPolicy{Name: name, Limit: &limit, WindowSeconds: windowSeconds, Burst: burst, Algorithm: algo}
-}
-
-// admitted sends n requests at one instant from 32 goroutines and counts
-// how many pass: concurrency must never admit more than the algorithm allows.
-func admitted(t *testing.T, l *Local, rec *keyplane.VerifyRecord, at time.Time, n int) int {
-	t.Helper()
-	var ok atomic.Int64
-	var wg sync.WaitGroup
-	per := n / 32
-	for range 32 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for range per {
-				d, err := l.Check(context.Background(), rec, 1, at)
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				if d.Code == keyplane.VerifyValid {
-					ok.Add(1)
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	return int(ok.Load())
-}
-
-func TestTokenBucketAccuracy(t *testing.T) {
-	l := New()
-	defer l.Close()
-	// 100 per minute, burst 100: a full bucket admits 100 at once, then one
-	// every 600 ms.
-	rec := record(policy("default", 100, 60, 0, keyplane.TokenBucket))
-	if got := admitted(t, l, rec, t0, 3200); got != 100 {
-		t.Fatalf("a full bucket admitted %d of 3200 concurrent requests, want 100", got)
-	}
-	if got := admitted(t, l, rec, t0.Add(599*time.Millisecond), 320); got != 0 {
-		t.Fatalf("599 ms later: admitted %d, want 0", got)
-	}
-	if got := admitted(t, l, rec, t0.Add(6*time.Second), 320); got != 10 {
-		t.Fatalf("6 s later: admitted %d, want 10", got)
-	}
-	// Over the next 3 minutes at 3× the rate, it admits exactly one per 600 ms.
-	total := 0
-	for ms := int64(6000 + 200); ms <= 186000; ms += 200 {
-		for range 3 {
-			if d, _ := l.Check(context.Background(), rec, 1, t0.Add(time.Duration(ms)*time.Millisecond)); d.Code == keyplane.VerifyValid {
-				total++
-			}
-		}
-	}
-	if total != 300 {
-		t.Fatalf("3 minutes at 3× the rate admitted %d, want 300", total)
-	}
-}
-
-func TestTokenBucketBurstAndCost(t *testing.T) {
-	l := New()
-	defer l.Close()
-	// 10 per second with a burst of 3.
-	rec := record(policy("burst", 10, 1, 3, keyplane.TokenBucket))
-	if got := admitted(t, l, rec, t0, 320); got != 3 {
-		t.Fatalf("burst 3 admitted %d at once", got)
-	}
-	d, _ := l.Check(context.Background(), rec, 1, t0)
-	if d.Code != keyplane.VerifyRateLimited || d.RetryAfter != 100*time.Millisecond || d.RateLimit.Remaining != 0 || d.RateLimit.Policy != "burst" {
-		t.Fatalf("refusal: %+v %+v", d, d.RateLimit)
-	}
-	// A cost above the burst can never pass; a cost of 2 needs 2 tokens.
-	if d, _ := l.Check(context.Background(), rec, 4, t0.Add(time.Hour)); d.Code != keyplane.VerifyRateLimited {
-		t.Fatalf("cost 4 with burst 3: %s", d.Code)
-	}
-	if d, _ := l.Check(context.Background(), rec, 2, t0.Add(time.Hour)); d.Code != keyplane.VerifyValid || d.RateLimit.Remaining != 1 {
-		t.Fatalf("cost 2 on a full bucket: %s %+v", d.Code, d.RateLimit)
-	}
-	// Cost 0 checks without charging.
-	for range 5 {
-		if d, _ := l.Check(context.Background(), rec, 0, t0.Add(time.Hour)); d.Code != keyplane.VerifyValid {
-			t.Fatal("cost 0 refused")
-		}
-	}
-}
-
-func TestSlidingWindowAccuracy(t *testing.T) {
-	l := New()
-	defer l.Close()
-	rec := record(policy("minute", 100, 60, 0, keyplane.SlidingWindow))
-	if got := admitted(t, l, rec, t0, 3200); got != 100 {
-		t.Fatalf("a fresh window admitted %d of 3200, want 100", got)
-	}
-	// 15 s into the next window, the previous window still weighs 75 %.
-	if got := admitted(t, l, rec, t0.Add(75*time.Second), 320); got != 25 {
-		t.Fatalf("15 s into the next window: admitted %d, want 25", got)
-	}
-	// Two windows later the previous one is empty: a full window again.
-	if got := admitted(t, l, rec, t0.Add(180*time.Second), 3200); got != 100 {
-		t.Fatalf("after an idle window: admitted %d, want 100", got)
-	}
-	// Under steady overload no fixed window ever admits more than the limit.
-	perWindow := map[int64]int{}
-	for ms := int64(240000); ms < 600000; ms += 100 {
-		at := t0.Add(time.Duration(ms) * time.Millisecond)
-		if d, _ := l.Check(context.Background(), rec, 1, at); d.Code == keyplane.VerifyValid {
-			perWindow[ms/60000]++
-		}
-	}
-	for w, n := range perWindow {
-		if n > 100 {
-			t.Fatalf("window %d admitted %d, over the limit of 100", w, n)
-		}
-	}
-}
-
-// A refusal by one policy charges none of the others.
-func TestPoliciesAreAtomic(t *testing.T) {
-	l := New()
-	defer l.Close()
-	rec := record(
-		policy("sustained", 5, 10, 0, keyplane.TokenBucket), // 5 per 10 s
-		policy("burst", 2, 1, 0, keyplane.TokenBucket),      // 2 per second
-	)
-	got := 0
-	for s := range 4 {
-		got += admitted(t, l, rec, t0.Add(time.Duration(s)*time.Second), 64)
-	}
-	// "sustained" holds 5 and regains one every 2 s: 2 + 2 + 2 (5 plus the
-	// one regained by 2 s) + 0 = 6. Had the 250 refused requests charged it,
-	// it would have run out at once.
-	if got != 6 {
-		t.Fatalf("admitted %d over 4 s, want 6", got)
-	}
-	d, _ := l.Check(context.Background(), rec, 1, t0.Add(3*time.Second))
-	if d.Code != keyplane.VerifyRateLimited || d.RateLimit.Policy != "sustained" {
-		t.Fatalf("the refusing policy should be sustained: %+v", d.RateLimit)
-	}
-}
-
-func TestUnlimitedZeroAndChangedPolicies(t *testing.T) {
-	l := New()
-	defer l.Close()
-	unlimited := keyplane.RateLimitPolicy{Name: "none", WindowSeconds: 1, Algorithm: keyplane.TokenBucket}
-	if got := admitted(t, l, record(unlimited), t0, 3200); got != 3200 {
-		t.Fatalf("unlimited admitted %d", got)
-	}
-	zero := record(policy("off", 0, 60, 0, keyplane.TokenBucket))
-	zero.Key.ID = "key_zero"
-	if got := admitted(t, l, zero, t0, 320); got != 0 {
-		t.Fatalf("limit 0 admitted %d", got)
-	}
-	// Raising a key's limit starts the policy afresh.
-	rec := record(policy("p", 1, 60, 0, keyplane.TokenBucket))
-	rec.Key.ID = "key_changed"
-	admitted(t, l, rec, t0, 32)
-	rec.Key.RateLimits = []keyplane.RateLimitPolicy{policy("p", 10, 60, 0, keyplane.TokenBucket)}
-	if got := admitted(t, l, rec, t0, 320); got != 10 {
-		t.Fatalf("after raising the limit: admitted %d, want 10", got)
-	}
 }
 
 func TestSweepFreesIdleKeys(t *testing.T) {
@@ -196,8 +42,14 @@ func TestSweepFreesIdleKeys(t *testing.T) {
 	}
 	// A key used again after its state was swept starts afresh, correctly.
 	rec := record(policy("p", 10, 1, 0, keyplane.TokenBucket))
-	if got := admitted(t, l, rec, t0.Add(2*time.Minute), 320); got != 10 {
-		t.Fatalf("after the sweep: admitted %d", got)
+	got := 0
+	for range 50 {
+		if d, _ := l.Check(context.Background(), rec, 1, t0.Add(2*time.Minute)); d.Code == keyplane.VerifyValid {
+			got++
+		}
+	}
+	if got != 10 {
+		t.Fatalf("after the sweep: admitted %d, want 10", got)
 	}
 }
 
