@@ -26,6 +26,7 @@ type serveOptions struct {
 	addr, database, redisURL, channel, prefix, logLevel, logFormat string
 	shutdownTimeout, cacheTTL, cacheServeStale                     time.Duration
 	cacheSize                                                      int
+	rateLimitFailClosed                                            bool
 }
 
 func newServeCommand() *cobra.Command {
@@ -53,6 +54,7 @@ func newServeCommand() *cobra.Command {
 	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 15*time.Second, "how long in-flight requests may take to finish on SIGTERM ($KEYPLANE_SHUTDOWN_TIMEOUT)")
 	f.DurationVar(&o.cacheTTL, "cache-ttl", cache.DefaultTTL, "the longest a cached key goes without a reload; bounds a change whose notification was lost ($KEYPLANE_CACHE_TTL)")
 	f.DurationVar(&o.cacheServeStale, "cache-serve-stale", cache.DefaultServeStale, "how long cached keys keep verifying while the database is down ($KEYPLANE_CACHE_SERVE_STALE)")
+	f.BoolVar(&o.rateLimitFailClosed, "rate-limit-fail-closed", false, "in cluster mode, refuse verifications (503) while Redis is unreachable instead of limiting each instance on its own ($KEYPLANE_RATE_LIMIT_FAIL_CLOSED)")
 	f.IntVar(&o.cacheSize, "cache-size", cache.DefaultMaxEntries, "the most keys kept in memory, about 1 KB each ($KEYPLANE_CACHE_SIZE)")
 	return cmd
 }
@@ -85,10 +87,15 @@ func serve(ctx context.Context, o serveOptions, stdout io.Writer, log *slog.Logg
 	}
 	clock := coarseclock.New(time.Millisecond)
 	defer clock.Stop()
-	// Rate limits are enforced in this process. With several instances each
-	// enforces them on its own traffic until the shared Redis limiter exists.
-	limiter := ratelimit.New()
-	defer limiter.Close()
+	local := ratelimit.New()
+	defer local.Close()
+	var limiter keyplane.Limiter = local
+	if rb, ok := bus.(*redis.Bus); ok {
+		// Cluster mode: limits shared by every instance through Redis.
+		shared := rb.Limiter(redis.LimiterConfig{FailOpen: !o.rateLimitFailClosed, Fallback: local})
+		defer shared.Close()
+		limiter = shared
+	}
 	svc, err := service.New(store, service.Config{KeyPrefix: o.prefix, Now: clock.Now, Records: records, Cache: records, Bus: bus, Limiter: limiter})
 	if err != nil {
 		return err

@@ -28,17 +28,18 @@ func versionString() string {
 // envNames maps flags to their environment variables; a flag given on the
 // command line wins over its variable.
 var envNames = map[string]string{
-	"addr":              "KEYPLANE_ADDR",
-	"database":          "KEYPLANE_DATABASE_URL",
-	"key-prefix":        "KEYPLANE_KEY_PREFIX",
-	"log-level":         "KEYPLANE_LOG_LEVEL",
-	"log-format":        "KEYPLANE_LOG_FORMAT",
-	"shutdown-timeout":  "KEYPLANE_SHUTDOWN_TIMEOUT",
-	"redis":             "KEYPLANE_REDIS_URL",
-	"change-channel":    "KEYPLANE_CHANGE_CHANNEL",
-	"cache-ttl":         "KEYPLANE_CACHE_TTL",
-	"cache-serve-stale": "KEYPLANE_CACHE_SERVE_STALE",
-	"cache-size":        "KEYPLANE_CACHE_SIZE",
+	"addr":                   "KEYPLANE_ADDR",
+	"database":               "KEYPLANE_DATABASE_URL",
+	"key-prefix":             "KEYPLANE_KEY_PREFIX",
+	"log-level":              "KEYPLANE_LOG_LEVEL",
+	"log-format":             "KEYPLANE_LOG_FORMAT",
+	"shutdown-timeout":       "KEYPLANE_SHUTDOWN_TIMEOUT",
+	"redis":                  "KEYPLANE_REDIS_URL",
+	"change-channel":         "KEYPLANE_CHANGE_CHANNEL",
+	"cache-ttl":              "KEYPLANE_CACHE_TTL",
+	"cache-serve-stale":      "KEYPLANE_CACHE_SERVE_STALE",
+	"cache-size":             "KEYPLANE_CACHE_SIZE",
+	"rate-limit-fail-closed": "KEYPLANE_RATE_LIMIT_FAIL_CLOSED",
 }
 
 func newRootCommand(stdout, stderr io.Writer) *cobra.Command {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/keyplane/keyplane/tcpproxy"
 )
 
 // DefaultAdminURL is the local development server, which trusts root.
@@ -99,4 +100,17 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	rand.Read(b) // never fails; see crypto/rand.Read
 	return hex.EncodeToString(b)
+}
+
+// NewDatabaseBehindProxy is NewDatabase reached through a tcpproxy.Proxy; the
+// URL it returns points at the proxy.
+func NewDatabaseBehindProxy(t testing.TB) (string, *tcpproxy.Proxy) {
+	t.Helper()
+	u, err := url.Parse(NewDatabase(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := tcpproxy.Start(t, u.Host)
+	u.Host = p.Addr()
+	return u.String(), p
 }

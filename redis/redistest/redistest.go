@@ -8,9 +8,11 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"os"
+	"strconv"
 	"testing"
 	"time"
 
+	"github.com/keyplane/keyplane/tcpproxy"
 	goredis "github.com/redis/go-redis/v9"
 )
 
@@ -62,4 +64,28 @@ func KillSubscribers(t testing.TB, url, channel string) {
 	if err := c.ClientKillByFilter(ctx, "TYPE", "pubsub").Err(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// DeleteKeys removes the keys matching pattern, for a test's cleanup.
+func DeleteKeys(t testing.TB, url, pattern string) {
+	opt, _ := goredis.ParseURL(url)
+	c := goredis.NewClient(opt)
+	defer c.Close()
+	ctx := context.Background()
+	iter := c.Scan(ctx, 0, pattern, 1000).Iterator()
+	for iter.Next(ctx) {
+		c.Del(ctx, iter.Val())
+	}
+}
+
+// BehindProxy returns a URL that reaches the Redis at url through a proxy
+// the test can take down.
+func BehindProxy(t testing.TB, url string) (string, *tcpproxy.Proxy) {
+	t.Helper()
+	opt, err := goredis.ParseURL(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := tcpproxy.Start(t, opt.Addr)
+	return "redis://" + p.Addr() + "/" + strconv.Itoa(opt.DB), p
 }

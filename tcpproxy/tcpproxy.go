@@ -1,17 +1,17 @@
-package postgrestest
+// Package tcpproxy forwards TCP connections to a server until it is taken
+// down: an outage of a database or Redis as the service sees it, in tests,
+// without stopping the server other tests share.
+package tcpproxy
 
 import (
 	"io"
 	"net"
-	"net/url"
 	"sync"
 	"testing"
 	"time"
 )
 
-// Proxy forwards TCP connections to a server until it is taken down: a
-// database outage as the service sees it, without stopping the server other
-// tests share.
+// Proxy forwards TCP connections until Down; Up brings it back on the same address.
 type Proxy struct {
 	target, addr string
 	mu           sync.Mutex
@@ -19,21 +19,8 @@ type Proxy struct {
 	conns        []net.Conn
 }
 
-// NewDatabaseBehindProxy is NewDatabase reached through a Proxy; the URL it
-// returns points at the proxy.
-func NewDatabaseBehindProxy(t testing.TB) (string, *Proxy) {
-	t.Helper()
-	u, err := url.Parse(NewDatabase(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := StartProxy(t, u.Host)
-	u.Host = p.addr
-	return u.String(), p
-}
-
-// StartProxy listens on a free loopback port and forwards to target.
-func StartProxy(t testing.TB, target string) *Proxy {
+// Start listens on a free loopback port and forwards to target.
+func Start(t testing.TB, target string) *Proxy {
 	t.Helper()
 	p := &Proxy{target: target}
 	p.listen(t, "127.0.0.1:0")
