@@ -67,6 +67,15 @@ type Limiter interface {
 	Check(ctx context.Context, rec *VerifyRecord, cost int64, now time.Time) (LimitDecision, error)
 }
 
+// FailureThrottle refuses, for a while, a source address that keeps
+// presenting bad keys, before any lookup.
+type FailureThrottle interface {
+	// Blocked returns how long ip is still refused; 0 when it is not.
+	Blocked(ip netip.Addr, now time.Time) time.Duration
+	// Failed records a verification from ip that found no usable key.
+	Failed(ip netip.Addr, now time.Time)
+}
+
 // LimitDecision is a Limiter's answer; Code is VALID, RATE_LIMITED or QUOTA_EXCEEDED.
 type LimitDecision struct {
 	Code       VerifyCode

@@ -44,7 +44,7 @@ func BenchmarkVerifyCached(b *testing.B) {
 }
 
 func TestVerifyCachedDoesNotAllocate(t *testing.T) {
-	f := newFixture(t, 0)
+	f := newFixture(t, 0) // with a rate limiter and a failure throttle, as serve has
 	acc, _ := f.svc.CreateAccount(f.ctx, service.AccountInput{Name: "a", AllowedScopes: []string{"data:*"}})
 	k, _ := f.svc.CreateKey(f.ctx, acc.ID, service.KeyInput{Name: "k", Scopes: []string{"data:read"}, AllowedCIDRs: []string{"10.0.0.0/8"}})
 	req := keyplane.VerifyRequest{Key: k.Plaintext, Scope: "data:read", IP: netip.MustParseAddr("10.1.2.3"), Cost: 1}

@@ -13,6 +13,7 @@ import (
 	"github.com/keyplane/keyplane/apikey"
 	"github.com/keyplane/keyplane/cache"
 	"github.com/keyplane/keyplane/coarseclock"
+	"github.com/keyplane/keyplane/ratelimit"
 	"github.com/keyplane/keyplane/service"
 	"github.com/keyplane/keyplane/teststore"
 )
@@ -58,7 +59,10 @@ func newFixtureB(b *testing.B) *fixture {
 	b.Cleanup(c.Close)
 	clock := coarseclock.New(time.Millisecond)
 	b.Cleanup(clock.Stop)
-	svc, _ := service.New(store, service.Config{Records: c, Cache: c, Now: clock.Now})
+	limiter, throttle := ratelimit.New(), ratelimit.NewThrottle(ratelimit.ThrottleConfig{})
+	b.Cleanup(limiter.Close)
+	b.Cleanup(throttle.Close)
+	svc, _ := service.New(store, service.Config{Records: c, Cache: c, Now: clock.Now, Limiter: limiter, Throttle: throttle})
 	return &fixture{svc: svc, ctx: keyplane.NewContextWithActor(context.Background(), service.SystemActor), cache: c}
 }
 
@@ -72,7 +76,10 @@ func newFixture(t *testing.T, delay time.Duration) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(c.Close)
-	svc, err := service.New(store, service.Config{Records: c, Cache: c})
+	limiter, throttle := ratelimit.New(), ratelimit.NewThrottle(ratelimit.ThrottleConfig{})
+	t.Cleanup(limiter.Close)
+	t.Cleanup(throttle.Close)
+	svc, err := service.New(store, service.Config{Records: c, Cache: c, Limiter: limiter, Throttle: throttle})
 	if err != nil {
 		t.Fatal(err)
 	}

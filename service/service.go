@@ -28,6 +28,8 @@ type Config struct {
 	MaxActiveKeys int              // per account, default 25
 	Now           func() time.Time // the clock; tests inject their own
 	Limiter       keyplane.Limiter // rate limits and quotas; nil allows all
+	// Throttle refuses client IPs that keep presenting bad keys; nil never does.
+	Throttle keyplane.FailureThrottle
 
 	// Records is where verification reads; a cache in front of the store.
 	// Nil reads the store directly.
@@ -41,14 +43,15 @@ type Config struct {
 
 // Service implements keyplane's operations on a store.
 type Service struct {
-	store   keyplane.Store
-	prefix  string
-	maxKeys int
-	clock   func() time.Time
-	limiter keyplane.Limiter
-	records keyplane.RecordSource
-	cache   keyplane.ChangeListener
-	bus     keyplane.ChangeBus
+	store    keyplane.Store
+	prefix   string
+	maxKeys  int
+	clock    func() time.Time
+	limiter  keyplane.Limiter
+	throttle keyplane.FailureThrottle
+	records  keyplane.RecordSource
+	cache    keyplane.ChangeListener
+	bus      keyplane.ChangeBus
 
 	tokens sync.Map // [32]byte hash -> cachedToken
 }
@@ -56,7 +59,7 @@ type Service struct {
 // New returns a Service on store.
 func New(store keyplane.Store, cfg Config) (*Service, error) {
 	s := &Service{store: store, prefix: cfg.KeyPrefix, maxKeys: cfg.MaxActiveKeys, clock: cfg.Now, limiter: cfg.Limiter,
-		records: cfg.Records, cache: cfg.Cache, bus: cfg.Bus}
+		records: cfg.Records, cache: cfg.Cache, bus: cfg.Bus, throttle: cfg.Throttle}
 	if s.records == nil {
 		s.records = store
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/keyplane/keyplane"
+	"github.com/keyplane/keyplane/apikey"
 	"github.com/keyplane/keyplane/ratelimit"
 	"github.com/keyplane/keyplane/service"
 	"github.com/keyplane/keyplane/teststore"
@@ -37,7 +38,9 @@ func newEnv(t testing.TB) *env {
 	c := &clock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
 	limiter := ratelimit.New()
 	t.Cleanup(limiter.Close)
-	svc, err := service.New(store, service.Config{Now: c.Now, Limiter: limiter})
+	throttle := ratelimit.NewThrottle(ratelimit.ThrottleConfig{})
+	t.Cleanup(throttle.Close)
+	svc, err := service.New(store, service.Config{Now: c.Now, Limiter: limiter, Throttle: throttle})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -437,6 +440,8 @@ func TestPrefix(t *testing.T) {
 
 func ptr[T any](v T) *T { return &v }
 
+func apikeyNew() string { return apikey.New("kp", "live") }
+
 func mustAddr(s string) netip.Addr { return netip.MustParseAddr(s) }
 
 func flip(c byte) string {
@@ -476,5 +481,29 @@ func TestRateLimitIsLastAndCharged(t *testing.T) {
 	e.clock.Add(time.Minute)
 	if c := e.verify(t, ok); c != keyplane.VerifyValid {
 		t.Fatalf("a minute later: %s", c)
+	}
+}
+
+// An address that keeps presenting bad keys is refused for a while, even
+// with a good key; other addresses are not affected.
+func TestFailedVerificationThrottle(t *testing.T) {
+	e := newEnv(t)
+	acc := e.account(t)
+	good := e.key(t, acc.ID, service.KeyInput{})
+	attacker, user := mustAddr("203.0.113.66"), mustAddr("198.51.100.5")
+	for range 21 {
+		if c := e.verify(t, keyplane.VerifyRequest{Key: apikeyNew(), IP: attacker, Cost: 1}); c != keyplane.VerifyNotFound {
+			t.Fatalf("unknown key: %s", c)
+		}
+	}
+	res, _ := e.svc.Verify(e.ctx, keyplane.VerifyRequest{Key: good.Plaintext, IP: attacker, Cost: 1})
+	if res.Code != keyplane.VerifyRateLimited || res.RetryAfter != 5*time.Minute || res.Key != nil {
+		t.Fatalf("the attacker's address with a good key: %s %v", res.Code, res.RetryAfter)
+	}
+	if c := e.verify(t, keyplane.VerifyRequest{Key: good.Plaintext, IP: user, Cost: 1}); c != keyplane.VerifyValid {
+		t.Fatalf("another address: %s", c)
+	}
+	if c := e.verify(t, keyplane.VerifyRequest{Key: good.Plaintext, Cost: 1}); c != keyplane.VerifyValid {
+		t.Fatalf("no address given: %s", c)
 	}
 }

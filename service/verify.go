@@ -11,6 +11,24 @@ import (
 // the product contract and the first failure wins; an error means the answer
 // could not be known (the store is down), never that the key is bad.
 func (s *Service) Verify(ctx context.Context, req keyplane.VerifyRequest) (keyplane.VerifyResult, error) {
+	throttled := s.throttle != nil && req.IP.IsValid()
+	if throttled {
+		if wait := s.throttle.Blocked(req.IP, s.clock()); wait > 0 {
+			// This address kept presenting bad keys: refused before any lookup.
+			return keyplane.VerifyResult{Code: keyplane.VerifyRateLimited, RetryAfter: wait}, nil
+		}
+	}
+	res, err := s.verify(ctx, req)
+	if throttled && err == nil {
+		switch res.Code {
+		case keyplane.VerifyNotFound, keyplane.VerifyRevoked, keyplane.VerifyExpired:
+			s.throttle.Failed(req.IP, s.clock())
+		}
+	}
+	return res, err
+}
+
+func (s *Service) verify(ctx context.Context, req keyplane.VerifyRequest) (keyplane.VerifyResult, error) {
 	// A malformed key or a bad checksum never reaches the store.
 	if _, ok := apikey.Parse(req.Key, s.prefix); !ok {
 		return keyplane.VerifyResult{Code: keyplane.VerifyNotFound}, nil

@@ -96,7 +96,10 @@ func serve(ctx context.Context, o serveOptions, stdout io.Writer, log *slog.Logg
 		defer shared.Close()
 		limiter = shared
 	}
-	svc, err := service.New(store, service.Config{KeyPrefix: o.prefix, Now: clock.Now, Records: records, Cache: records, Bus: bus, Limiter: limiter})
+	throttle := ratelimit.NewThrottle(ratelimit.ThrottleConfig{})
+	defer throttle.Close()
+	svc, err := service.New(store, service.Config{KeyPrefix: o.prefix, Now: clock.Now, Records: records, Cache: records, Bus: bus,
+		Limiter: limiter, Throttle: throttle})
 	if err != nil {
 		return err
 	}
