@@ -13,7 +13,11 @@ import (
 type Change struct {
 	KeyHash   [32]byte
 	AccountID string // set for account changes; then KeyHash is zero
+	Plan      string // set for plan changes, which every key of the plan sees
 }
+
+// PlanChanged is the change of a plan.
+func PlanChanged(name string) Change { return Change{Plan: name} }
 
 // KeyChanged is the change of one key.
 func KeyChanged(hash [32]byte) Change { return Change{KeyHash: hash} }
@@ -23,6 +27,9 @@ func AccountChanged(id string) Change { return Change{AccountID: id} }
 
 // String encodes the change for a message bus: "key:<hex hash>" or "account:<id>".
 func (c Change) String() string {
+	if c.Plan != "" {
+		return "plan:" + c.Plan
+	}
 	if c.AccountID != "" {
 		return "account:" + c.AccountID
 	}
@@ -31,6 +38,9 @@ func (c Change) String() string {
 
 // ParseChange decodes what String encodes.
 func ParseChange(s string) (Change, error) {
+	if name, ok := strings.CutPrefix(s, "plan:"); ok && name != "" {
+		return PlanChanged(name), nil
+	}
 	if id, ok := strings.CutPrefix(s, "account:"); ok && id != "" {
 		return AccountChanged(id), nil
 	}

@@ -31,6 +31,13 @@ type Store interface {
 	// VerifyRecord returns what verification needs about the key with this hash.
 	VerifyRecord(ctx context.Context, hash [32]byte) (*VerifyRecord, error)
 
+	// CreatePlan inserts p (ECONFLICT if the name is taken). Plans are listed
+	// by name; the cursor is the last name of the page.
+	CreatePlan(ctx context.Context, p *Plan) error
+	Plan(ctx context.Context, name string) (*Plan, error)
+	ListPlans(ctx context.Context, page Page) ([]*Plan, string, error)
+	UpdatePlan(ctx context.Context, name string, update func(*Plan) error) (*Plan, error)
+
 	CreateToken(ctx context.Context, t *Token) error
 	TokenByHash(ctx context.Context, hash [32]byte) (*Token, error)
 	CountTokens(ctx context.Context) (int, error)
@@ -54,12 +61,24 @@ type KeyFilter struct {
 	Page
 }
 
-// VerifyRecord is a key with the account facts that verification checks. It is
-// what caches hold.
+// VerifyRecord is a key with the account and plan facts that verification
+// checks. It is what caches hold.
 type VerifyRecord struct {
 	Key                  Key
 	AccountStatus        AccountStatus
 	AccountAllowedScopes []string
+	Plan                 string
+	PlanRateLimits       []RateLimitPolicy
+	PlanQuota            *Quota
+	PlanAllowedScopes    []string
+}
+
+// RateLimits are the policies that apply: the key's own, else its plan's.
+func (r *VerifyRecord) RateLimits() []RateLimitPolicy {
+	if r.Key.RateLimits != nil {
+		return r.Key.RateLimits
+	}
+	return r.PlanRateLimits
 }
 
 // EncodeCursor makes an opaque pagination cursor from the last id of a page.
@@ -79,10 +98,11 @@ func DecodeCursor(cursor string) (string, error) {
 	return string(b), nil
 }
 
-// idChars reports whether b has only the characters of ids: a cursor is an id.
+// idChars reports whether b has only the characters of ids and plan names:
+// a cursor is one of them.
 func idChars(b []byte) bool {
 	for _, c := range b {
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_') {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
 			return false
 		}
 	}

@@ -55,7 +55,7 @@ type Cache struct {
 	// races an invalidation of the same key.)
 	generation atomic.Uint64
 	clearedAt  atomic.Uint64                            // generation of the last MissedChanges
-	accountsAt atomic.Pointer[map[string]accountChange] // copy-on-write: read on every verification
+	accountsAt atomic.Pointer[map[string]accountChange] // account ids and planKeys; copy-on-write, read on every verification
 	accountsMu sync.Mutex                               // serialises the copies
 	serveStale time.Duration
 }
@@ -140,7 +140,11 @@ func (c *Cache) stale(e entry) bool {
 	if e.rec == nil {
 		return false
 	}
-	ch, changed := (*c.accountsAt.Load())[e.rec.Key.AccountID]
+	changes := *c.accountsAt.Load()
+	if ch, changed := changes[e.rec.Key.AccountID]; changed && e.generation < ch.generation {
+		return true
+	}
+	ch, changed := changes[planKey(e.rec.Plan)]
 	return changed && e.generation < ch.generation
 }
 
@@ -167,12 +171,17 @@ func (c *Cache) VerifyRecord(ctx context.Context, hash [32]byte) (*keyplane.Veri
 
 var errNotFound = keyplane.Errorf(keyplane.ENOTFOUND, "no key with that hash")
 
-// ApplyChange forgets what a change makes out of date. An account's change
-// walks the cache: accounts change rarely, keys are verified constantly.
+// ApplyChange forgets what a change makes out of date. An account's or a
+// plan's change walks the cache: they change rarely, keys are verified
+// constantly.
 func (c *Cache) ApplyChange(ch keyplane.Change) {
-	if ch.AccountID == "" {
+	if ch.AccountID == "" && ch.Plan == "" {
 		c.otter.Invalidate(ch.KeyHash)
 		return
+	}
+	changed := ch.AccountID
+	if ch.Plan != "" {
+		changed = planKey(ch.Plan)
 	}
 	c.accountsMu.Lock()
 	now := time.Now()
@@ -182,16 +191,19 @@ func (c *Cache) ApplyChange(ch keyplane.Change) {
 			next[id] = past
 		}
 	}
-	next[ch.AccountID] = accountChange{generation: c.generation.Add(1), at: now}
+	next[changed] = accountChange{generation: c.generation.Add(1), at: now}
 	c.accountsAt.Store(&next)
 	c.accountsMu.Unlock()
 	// Free what is cached now; loads in flight are caught by the generation.
 	for hash, e := range c.otter.All() {
-		if e.rec != nil && e.rec.Key.AccountID == ch.AccountID {
+		if e.rec != nil && (ch.AccountID != "" && e.rec.Key.AccountID == ch.AccountID || ch.Plan != "" && e.rec.Plan == ch.Plan) {
 			c.otter.Invalidate(hash)
 		}
 	}
 }
+
+// planKey names a plan in the map of changes, apart from account ids.
+func planKey(name string) string { return "plan:" + name }
 
 // MissedChanges forgets everything: some change may have gone unseen.
 func (c *Cache) MissedChanges() {

@@ -331,3 +331,32 @@ func TestChangeDuringLoad(t *testing.T) {
 		})
 	}
 }
+
+// A plan change reaches the cached keys of every account on the plan.
+func TestPlanChangeIsSeen(t *testing.T) {
+	f := newFixture(t, 0)
+	one := int64(1)
+	if _, err := f.svc.CreatePlan(f.ctx, service.PlanInput{Name: "tight"}); err != nil {
+		t.Fatal(err)
+	}
+	acc, err := f.svc.CreateAccount(f.ctx, service.AccountInput{Name: "a", Plan: "tight", AllowedScopes: []string{"*"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := f.newKey(t, acc.ID)
+	for range 3 {
+		if c := f.verify(t, k.Plaintext); c != keyplane.VerifyValid {
+			t.Fatalf("no limits yet: %s", c)
+		}
+	}
+	if _, err := f.svc.UpdatePlan(f.ctx, "tight", service.PlanUpdate{RateLimits: service.Optional[[]keyplane.RateLimitPolicy]{Set: true,
+		Value: []keyplane.RateLimitPolicy{{Name: "m", Limit: &one, WindowSeconds: 60, Algorithm: keyplane.TokenBucket}}}}); err != nil {
+		t.Fatal(err)
+	}
+	req := keyplane.VerifyRequest{Key: k.Plaintext, Cost: 1}
+	first, _ := f.svc.Verify(f.ctx, req)
+	second, _ := f.svc.Verify(f.ctx, req)
+	if first.Code != keyplane.VerifyValid || second.Code != keyplane.VerifyRateLimited {
+		t.Fatalf("after the plan got a limit of 1: %s then %s", first.Code, second.Code)
+	}
+}

@@ -427,6 +427,8 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 		"/v1/keys/{id}/revoke":   {"post"},
 		"/v1/keys/{id}/roll":     {"post"},
 		"/v1/verify":             {"post"},
+		"/v1/plans":              {"get", "post"},
+		"/v1/plans/{name}":       {"get", "patch"},
 		"/healthz":               {"get"},
 		"/readyz":                {"get"},
 	}
@@ -445,7 +447,7 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 	// And every documented operation is served (no 404/405 from the router).
 	for path, ops := range paths {
 		for method := range ops.(map[string]any) {
-			concrete := strings.ReplaceAll(path, "{id}", "x")
+			concrete := strings.NewReplacer("{id}", "x", "{name}", "x").Replace(path)
 			r := h.admin_(strings.ToUpper(method), concrete, nil)
 			if r.status == 405 || (r.status == 404 && strings.Contains(string(r.body), "no endpoint")) {
 				t.Errorf("%s %s is documented but not served: %d", method, path, r.status)
@@ -595,3 +597,63 @@ func TestRateLimitHeaders(t *testing.T) {
 		t.Fatalf("headers without rate limits: %v", h)
 	}
 }
+
+func TestPlansOverHTTP(t *testing.T) {
+	h := newHarness(t)
+	p := h.want(h.admin_("POST", "/v1/plans", map[string]any{"name": "free", "max_keys": 1, "allowed_scopes": []string{"data:read"},
+		"rate_limits": []map[string]any{{"name": "minute", "limit": 1, "window_seconds": 60, "algorithm": "token_bucket"}}}), 201)
+	if p["name"] != "free" || p["max_keys"] != 1.0 || p["rate_limits"] == nil || p["quota"] != nil {
+		t.Fatalf("created: %v", p)
+	}
+	if got := h.want(h.admin_("GET", "/v1/plans/free", nil), 200); got["name"] != "free" {
+		t.Fatalf("get: %v", got)
+	}
+	list := h.want(h.admin_("GET", "/v1/plans", nil), 200)["data"].([]any)
+	if len(list) != 2 || list[0].(map[string]any)["name"] != "default" {
+		t.Fatalf("list: %v", list)
+	}
+	for _, tc := range []struct {
+		method, path string
+		body         any
+		status       int
+	}{
+		{"POST", "/v1/plans", map[string]any{"name": "free"}, 409},
+		{"POST", "/v1/plans", map[string]any{"name": "Bad Name"}, 400},
+		{"POST", "/v1/plans", map[string]any{"name": "x", "max_keys": -1}, 400},
+		{"GET", "/v1/plans/nope", nil, 404},
+		{"PATCH", "/v1/plans/nope", map[string]any{"max_keys": 3}, 404},
+		{"PATCH", "/v1/plans/free", map[string]any{"max_keys": null()}, 400},
+		{"POST", "/v1/accounts", map[string]any{"name": "x", "plan": "gold"}, 400},
+	} {
+		r := h.admin_(tc.method, tc.path, tc.body)
+		if r.status != tc.status {
+			t.Fatalf("%s %s %v: %d, want %d: %s", tc.method, tc.path, tc.body, r.status, tc.status, r.body)
+		}
+		assertProblem(t, r)
+	}
+	if r := h.do(h.verify, "GET", "/v1/plans", nil); r.status != 403 {
+		t.Fatalf("verify token on plans: %d", r.status)
+	}
+	// An account on the plan: its key has the plan's limit of 1 a minute.
+	acc := h.want(h.admin_("POST", "/v1/accounts", map[string]any{"name": "Acme", "plan": "free", "allowed_scopes": []string{"*"}}), 201)["id"].(string)
+	key := h.key(acc, map[string]any{"scopes": []string{"data:read"}})["key"].(string)
+	if r := h.admin_("POST", "/v1/accounts/"+acc+"/keys", map[string]any{"name": "second"}); r.status != 409 {
+		t.Fatalf("a second key on a plan of max_keys 1: %d", r.status)
+	}
+	if v := h.verifyKey(key, nil); v["code"] != "VALID" {
+		t.Fatalf("first: %v", v)
+	}
+	if v := h.verifyKey(key, nil); v["code"] != "RATE_LIMITED" {
+		t.Fatalf("second: %v", v)
+	}
+	// null removes the plan's limits; the key is free again at its next request.
+	got := h.want(h.admin_("PATCH", "/v1/plans/free", `{"rate_limits": null}`), 200)
+	if got["rate_limits"] != nil {
+		t.Fatalf("patched: %v", got)
+	}
+	if v := h.verifyKey(key, nil); v["code"] != "VALID" {
+		t.Fatalf("after removing the plan's limits: %v", v)
+	}
+}
+
+func null() any { return nil }

@@ -204,19 +204,29 @@ func (db *DB) RollKey(ctx context.Context, oldID string, roll func(*keyplane.Key
 	return old, successor, nil
 }
 
-var verifyRecordQuery = `SELECT ` + prefixed("k.", keyColumns) + `, a.status, a.allowed_scopes
-	FROM keys k JOIN accounts a ON a.id = k.account_id WHERE k.hash = $1`
+// verifyRecordQuery joins the plan too; LEFT, so an account naming a missing
+// plan still verifies, with no plan facts.
+var verifyRecordQuery = `SELECT ` + prefixed("k.", keyColumns) + `, a.status, a.allowed_scopes,
+	a.plan, p.rate_limits, p.quota, p.allowed_scopes
+	FROM keys k JOIN accounts a ON a.id = k.account_id LEFT JOIN plans p ON p.name = a.plan WHERE k.hash = $1`
 
-// VerifyRecord returns the key with hash and its account's status and scopes.
+// VerifyRecord returns the key with hash, its account's status and scopes and
+// its plan's limits and scopes.
 func (db *DB) VerifyRecord(ctx context.Context, hash [32]byte) (*keyplane.VerifyRecord, error) {
 	rec := &keyplane.VerifyRecord{}
-	k, err := scanKey(db.pool.QueryRow(ctx, verifyRecordQuery, hash[:]), &rec.AccountStatus, &rec.AccountAllowedScopes)
+	var planLimits, planQuota []byte
+	k, err := scanKey(db.pool.QueryRow(ctx, verifyRecordQuery, hash[:]), &rec.AccountStatus, &rec.AccountAllowedScopes,
+		&rec.Plan, &planLimits, &planQuota, &rec.PlanAllowedScopes)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, keyplane.Errorf(keyplane.ENOTFOUND, "no key with that hash")
 	} else if err != nil {
 		return nil, translate(err)
 	}
-	rec.Key = *k
+	var p keyplane.Plan
+	if err := decodePlanColumns(&p, planLimits, planQuota); err != nil {
+		return nil, fmt.Errorf("plan %s: %w", rec.Plan, err)
+	}
+	rec.Key, rec.PlanRateLimits, rec.PlanQuota = *k, p.RateLimits, p.Quota
 	return rec, nil
 }
 

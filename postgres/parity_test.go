@@ -30,7 +30,19 @@ func TestReadsBackAsSQLiteDoes(t *testing.T) {
 		{ID: "acc_scopes", Name: "Ünïcödé 🚀", Plan: "pro", AllowedScopes: []string{"data:*", `odd "scope", {with} \ chars`},
 			Status: keyplane.AccountSuspended, CreatedAt: at, UpdatedAt: at.Add(time.Hour)},
 	}
+	plans := []*keyplane.Plan{
+		{Name: "bare", MaxKeys: 1, CreatedAt: at, UpdatedAt: at},
+		{Name: "empties", RateLimits: []keyplane.RateLimitPolicy{}, Quota: &keyplane.Quota{}, AllowedScopes: []string{}, CreatedAt: at, UpdatedAt: at},
+		{Name: "pro", RateLimits: []keyplane.RateLimitPolicy{{Name: "per_second", Limit: ptr[int64](10), WindowSeconds: 1, Burst: 2, Algorithm: keyplane.TokenBucket}},
+			Quota: &keyplane.Quota{Limit: 5, Period: keyplane.QuotaMonth, Shared: true}, MaxKeys: 100,
+			AllowedScopes: []string{"data:*", `odd "scope", {with} \ chars`}, CreatedAt: at, UpdatedAt: at.Add(time.Hour)},
+	}
+	// acc_nil_scopes names "free", which no store has: its records carry no plan facts.
+	accounts = append(accounts, &keyplane.Account{ID: "acc_empties", Name: "E", Plan: "empties", Status: keyplane.AccountActive, CreatedAt: at, UpdatedAt: at},
+		&keyplane.Account{ID: "acc_bare", Name: "B", Plan: "bare", Status: keyplane.AccountActive, CreatedAt: at, UpdatedAt: at})
 	keys := []*keyplane.Key{
+		{ID: "key_on_empties", AccountID: "acc_empties", Hash: [32]byte{4}, Enabled: true, CreatedAt: at, UpdatedAt: at},
+		{ID: "key_on_bare", AccountID: "acc_bare", Hash: [32]byte{5}, Enabled: true, CreatedAt: at, UpdatedAt: at},
 		{ID: "key_nils", AccountID: "acc_nil_scopes", Hash: [32]byte{1}, Enabled: true, CreatedAt: at, UpdatedAt: at},
 		{ID: "key_empties", AccountID: "acc_nil_scopes", Hash: [32]byte{2}, Scopes: []string{}, AllowedCIDRs: []netip.Prefix{},
 			RateLimits: []keyplane.RateLimitPolicy{}, Quota: &keyplane.Quota{}, Metadata: json.RawMessage(`{}`), CreatedAt: at, UpdatedAt: at},
@@ -46,6 +58,11 @@ func TestReadsBackAsSQLiteDoes(t *testing.T) {
 	}
 
 	for _, s := range []keyplane.Store{lite, pg} {
+		for _, p := range plans {
+			if err := s.CreatePlan(ctx, p); err != nil {
+				t.Fatal(err)
+			}
+		}
 		for _, a := range accounts {
 			if err := s.CreateAccount(ctx, a); err != nil {
 				t.Fatal(err)
@@ -68,6 +85,19 @@ func TestReadsBackAsSQLiteDoes(t *testing.T) {
 		}
 		if !reflect.DeepEqual(got, want) {
 			t.Errorf("account %s:\npostgres %#v\n  sqlite %#v", a.ID, got, want)
+		}
+	}
+	for _, p := range plans {
+		want, err := lite.Plan(ctx, p.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := pg.Plan(ctx, p.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("plan %s:\npostgres %#v\n  sqlite %#v", p.Name, got, want)
 		}
 	}
 	for _, k := range keys {

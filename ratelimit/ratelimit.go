@@ -65,7 +65,7 @@ type policyState struct {
 // Check applies every policy of the key at now for cost units: all of them
 // admit the request and are charged, or none is.
 func (l *Local) Check(_ context.Context, rec *keyplane.VerifyRecord, cost int64, now time.Time) (keyplane.LimitDecision, error) {
-	policies := rec.Key.RateLimits
+	policies := rec.RateLimits()
 	if len(policies) == 0 || len(policies) > maxPolicies {
 		return keyplane.LimitDecision{Code: keyplane.VerifyValid}, nil
 	}

@@ -136,7 +136,7 @@ return out
 
 // Check applies the key's policies in Redis.
 func (l *Limiter) Check(ctx context.Context, rec *keyplane.VerifyRecord, cost int64, now time.Time) (keyplane.LimitDecision, error) {
-	policies := rec.Key.RateLimits
+	policies := rec.RateLimits()
 	keys := make([]string, 0, len(policies))
 	args := make([]any, 2, 2+4*len(policies))
 	args[0], args[1] = now.UnixMicro(), cost

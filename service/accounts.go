@@ -6,9 +6,6 @@ import (
 	"github.com/keyplane/keyplane"
 )
 
-// DefaultPlan is the plan of accounts created without one.
-const DefaultPlan = "default"
-
 // AccountInput creates an account.
 type AccountInput struct {
 	Name          string
@@ -43,7 +40,7 @@ func (s *Service) CreateAccount(ctx context.Context, in AccountInput) (*keyplane
 		return nil, err
 	}
 	if in.Plan == "" {
-		in.Plan = DefaultPlan
+		in.Plan = keyplane.DefaultPlanName
 	}
 	if in.Status == "" {
 		in.Status = keyplane.AccountActive
@@ -53,6 +50,9 @@ func (s *Service) CreateAccount(ctx context.Context, in AccountInput) (*keyplane
 	validPlan(&v, in.Plan)
 	scopes := validScopes(&v, "allowed_scopes", in.AllowedScopes, nil)
 	validAccountStatus(&v, in.Status)
+	if err := s.checkPlanExists(ctx, &v, in.Plan); err != nil {
+		return nil, err
+	}
 	if err := v.Err(); err != nil {
 		return nil, err
 	}
@@ -111,6 +111,11 @@ func (s *Service) UpdateAccount(ctx context.Context, id string, up AccountUpdate
 	}
 	if up.Status != nil {
 		validAccountStatus(&v, *up.Status)
+	}
+	if up.Plan != nil {
+		if err := s.checkPlanExists(ctx, &v, *up.Plan); err != nil {
+			return nil, err
+		}
 	}
 	if err := v.Err(); err != nil {
 		return nil, err

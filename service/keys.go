@@ -55,6 +55,10 @@ func (s *Service) CreateKey(ctx context.Context, accountID string, in KeyInput) 
 	if err != nil {
 		return nil, err
 	}
+	plan, err := s.planOf(ctx, account)
+	if err != nil {
+		return nil, err
+	}
 	if in.Environment == "" {
 		in.Environment = keyplane.EnvLive
 	}
@@ -76,6 +80,7 @@ func (s *Service) CreateKey(ctx context.Context, accountID string, in KeyInput) 
 		UpdatedAt:    now,
 	}
 	validQuota(&v, in.Quota)
+	withinPlan(&v, "scopes", k.Scopes, plan)
 	if !in.Environment.Valid() {
 		v.Add("environment", "%q: want live or test", in.Environment)
 	}
@@ -84,7 +89,7 @@ func (s *Service) CreateKey(ctx context.Context, accountID string, in KeyInput) 
 	}
 	plaintext := apikey.New(s.prefix, string(k.Environment))
 	k.Hash, k.Hint = apikey.Hash(plaintext), apikey.Hint(plaintext)
-	if err := s.store.CreateKey(ctx, k, s.maxKeys, now); err != nil {
+	if err := s.store.CreateKey(ctx, k, plan.MaxKeys, now); err != nil {
 		return nil, err
 	}
 	s.changed(ctx, keyplane.KeyChanged(k.Hash)) // a cached "unknown" for this hash is now wrong
@@ -140,6 +145,10 @@ func (s *Service) UpdateKey(ctx context.Context, id string, up KeyUpdate) (*keyp
 	if err != nil {
 		return nil, err
 	}
+	plan, err := s.planOf(ctx, account)
+	if err != nil {
+		return nil, err
+	}
 	now := s.now()
 	var v keyplane.Validation
 	var name string
@@ -152,6 +161,7 @@ func (s *Service) UpdateKey(ctx context.Context, id string, up KeyUpdate) (*keyp
 	}
 	if up.Scopes.Set {
 		scopes = validScopes(&v, "scopes", up.Scopes.Value, account.AllowedScopes)
+		withinPlan(&v, "scopes", scopes, plan)
 	}
 	if up.AllowedCIDRs.Set {
 		cidrs = validCIDRs(&v, up.AllowedCIDRs.Value)

@@ -507,3 +507,76 @@ func TestFailedVerificationThrottle(t *testing.T) {
 		t.Fatalf("no address given: %s", c)
 	}
 }
+
+func TestPlans(t *testing.T) {
+	e := newEnv(t)
+	two := int64(2)
+	free, err := e.svc.CreatePlan(e.ctx, service.PlanInput{Name: "free", MaxKeys: 2, AllowedScopes: []string{"data:read"},
+		RateLimits: []keyplane.RateLimitPolicy{{Name: "minute", Limit: &two, WindowSeconds: 60, Algorithm: keyplane.TokenBucket}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if free.MaxKeys != 2 || len(free.RateLimits) != 1 {
+		t.Fatalf("plan: %+v", free)
+	}
+	_, err = e.svc.CreatePlan(e.ctx, service.PlanInput{Name: "free"})
+	wantCode(t, err, keyplane.ECONFLICT)
+	for _, bad := range []service.PlanInput{{Name: "Free!"}, {Name: "x", MaxKeys: -1}, {Name: "y", AllowedScopes: []string{"NOPE"}},
+		{Name: "z", RateLimits: []keyplane.RateLimitPolicy{{Name: "p", WindowSeconds: 0, Algorithm: keyplane.TokenBucket}}}} {
+		_, err := e.svc.CreatePlan(e.ctx, bad)
+		wantCode(t, err, keyplane.EINVALID)
+	}
+	_, err = e.svc.CreateAccount(e.ctx, service.AccountInput{Name: "x", Plan: "gold"})
+	wantCode(t, err, keyplane.EINVALID) // no such plan
+
+	acc, err := e.svc.CreateAccount(e.ctx, service.AccountInput{Name: "Acme", Plan: "free", AllowedScopes: []string{"data:*"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The plan bounds the account: data:write is allowed by the account, not the plan.
+	_, err = e.svc.CreateKey(e.ctx, acc.ID, service.KeyInput{Name: "w", Scopes: []string{"data:write"}})
+	wantCode(t, err, keyplane.EINVALID)
+	k := e.key(t, acc.ID, service.KeyInput{Scopes: []string{"data:read"}})
+	own := int64(100)
+	own100 := e.key(t, acc.ID, service.KeyInput{RateLimits: []keyplane.RateLimitPolicy{{Name: "own", Limit: &own, WindowSeconds: 60, Algorithm: keyplane.TokenBucket}}})
+	_, err = e.svc.CreateKey(e.ctx, acc.ID, service.KeyInput{Name: "third"})
+	wantCode(t, err, keyplane.ELIMIT) // the plan's max_keys
+
+	// The key without limits of its own has the plan's: 2 a minute.
+	req := keyplane.VerifyRequest{Key: k.Plaintext, Scope: "data:read", Cost: 1}
+	for i, want := range []keyplane.VerifyCode{keyplane.VerifyValid, keyplane.VerifyValid, keyplane.VerifyRateLimited} {
+		if c := e.verify(t, req); c != want {
+			t.Fatalf("request %d: %s, want %s", i+1, c, want)
+		}
+	}
+	for range 5 {
+		if c := e.verify(t, keyplane.VerifyRequest{Key: own100.Plaintext, Cost: 1}); c != keyplane.VerifyValid {
+			t.Fatalf("a key with its own policy: %s", c)
+		}
+	}
+	// Raising the plan's limit applies at the next request; removing it too.
+	five := int64(5)
+	if _, err := e.svc.UpdatePlan(e.ctx, "free", service.PlanUpdate{RateLimits: service.Optional[[]keyplane.RateLimitPolicy]{Set: true,
+		Value: []keyplane.RateLimitPolicy{{Name: "minute", Limit: &five, WindowSeconds: 60, Algorithm: keyplane.TokenBucket}}}}); err != nil {
+		t.Fatal(err)
+	}
+	if c := e.verify(t, req); c != keyplane.VerifyValid {
+		t.Fatalf("after raising the plan's limit: %s", c)
+	}
+	// Narrowing the plan's scopes restricts keys already issued.
+	if _, err := e.svc.UpdatePlan(e.ctx, "free", service.PlanUpdate{AllowedScopes: service.Optional[[]string]{Set: true, Value: []string{"other:read"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if c := e.verify(t, req); c != keyplane.VerifyInsufficientScope {
+		t.Fatalf("after narrowing the plan's scopes: %s", c)
+	}
+	plans, _, err := e.svc.ListPlans(e.ctx, keyplane.Page{})
+	if err != nil || len(plans) != 2 || plans[0].Name != "default" || plans[1].Name != "free" {
+		t.Fatalf("ListPlans: %v %v", err, plans)
+	}
+	_, err = e.svc.UpdatePlan(e.ctx, "nope", service.PlanUpdate{})
+	wantCode(t, err, keyplane.ENOTFOUND)
+	member := keyplane.NewContextWithActor(context.Background(), keyplane.Actor{Kind: "member", ID: "m", AccountID: acc.ID})
+	_, err = e.svc.Plan(member, "free")
+	wantCode(t, err, keyplane.EFORBIDDEN)
+}

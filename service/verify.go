@@ -65,9 +65,10 @@ func (s *Service) check(ctx context.Context, rec *keyplane.VerifyRecord, req key
 		res.Code = keyplane.VerifyForbidden
 		return res, nil
 	}
-	// The account's allowed scopes bound its keys: narrowing them takes effect
-	// on keys already issued.
-	if req.Scope != "" && (!granted(k.Scopes, req.Scope) || !granted(rec.AccountAllowedScopes, req.Scope)) {
+	// The account's and its plan's allowed scopes bound its keys: narrowing
+	// either takes effect on keys already issued.
+	if req.Scope != "" && (!granted(k.Scopes, req.Scope) || !granted(rec.AccountAllowedScopes, req.Scope) ||
+		rec.PlanAllowedScopes != nil && !granted(rec.PlanAllowedScopes, req.Scope)) {
 		res.Code = keyplane.VerifyInsufficientScope
 		return res, nil
 	}

@@ -375,23 +375,140 @@ func (db *DB) RollKey(ctx context.Context, oldID string, roll func(*keyplane.Key
 	return old, successor, nil
 }
 
-var verifyRecordQuery = `SELECT ` + prefixed("k.", keyColumns) + `, a.status, a.allowed_scopes
-	FROM keys k JOIN accounts a ON a.id = k.account_id WHERE k.hash = ?`
+// verifyRecordQuery joins the plan too; LEFT, so an account naming a missing
+// plan still verifies, with no plan facts.
+var verifyRecordQuery = `SELECT ` + prefixed("k.", keyColumns) + `, a.status, a.allowed_scopes,
+	a.plan, p.rate_limits, p.quota, p.allowed_scopes
+	FROM keys k JOIN accounts a ON a.id = k.account_id LEFT JOIN plans p ON p.name = a.plan WHERE k.hash = ?`
 
-// VerifyRecord returns the key with hash and its account's status and scopes.
+// VerifyRecord returns the key with hash, its account's status and scopes and
+// its plan's limits and scopes.
 func (db *DB) VerifyRecord(ctx context.Context, hash [32]byte) (*keyplane.VerifyRecord, error) {
-	var status, scopes string
-	k, err := scanKey(db.verifyStmt.QueryRowContext(ctx, hash[:]), &status, &scopes)
+	var status, scopes, plan string
+	var planLimits, planQuota, planScopes sql.NullString
+	k, err := scanKey(db.verifyStmt.QueryRowContext(ctx, hash[:]), &status, &scopes, &plan, &planLimits, &planQuota, &planScopes)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, keyplane.Errorf(keyplane.ENOTFOUND, "no key with that hash")
 	} else if err != nil {
 		return nil, readErr(err)
 	}
-	rec := &keyplane.VerifyRecord{Key: *k, AccountStatus: keyplane.AccountStatus(status)}
+	rec := &keyplane.VerifyRecord{Key: *k, AccountStatus: keyplane.AccountStatus(status), Plan: plan}
 	if err := json.Unmarshal([]byte(scopes), &rec.AccountAllowedScopes); err != nil {
 		return nil, fmt.Errorf("sqlite: account %s scopes: %w", k.AccountID, err)
 	}
+	if planScopes.Valid { // the plan exists: its scopes column is NOT NULL
+		var p keyplane.Plan
+		if err := decodePlanJSON(&p, planLimits, planQuota, planScopes.String); err != nil {
+			return nil, fmt.Errorf("sqlite: plan %s: %w", plan, err)
+		}
+		rec.PlanRateLimits, rec.PlanQuota, rec.PlanAllowedScopes = p.RateLimits, p.Quota, p.AllowedScopes
+	}
 	return rec, nil
+}
+
+// ---- plans
+
+const planColumns = `name, rate_limits, quota, max_keys, allowed_scopes, created_at, updated_at`
+
+func scanPlan(row scanner) (*keyplane.Plan, error) {
+	var p keyplane.Plan
+	var limits, quota sql.NullString
+	var scopes string
+	var created, updated int64
+	if err := row.Scan(&p.Name, &limits, &quota, &p.MaxKeys, &scopes, &created, &updated); err != nil {
+		return nil, err
+	}
+	if err := decodePlanJSON(&p, limits, quota, scopes); err != nil {
+		return nil, fmt.Errorf("sqlite: plan %s: %w", p.Name, err)
+	}
+	p.CreatedAt, p.UpdatedAt = fromMicros(created), fromMicros(updated)
+	return &p, nil
+}
+
+// decodePlanJSON fills a plan's JSON columns: NULL limits and quota stay nil,
+// and the scopes are never nil.
+func decodePlanJSON(p *keyplane.Plan, limits, quota sql.NullString, scopes string) error {
+	err := json.Unmarshal([]byte(scopes), &p.AllowedScopes)
+	p.AllowedScopes = stringsOrEmpty(p.AllowedScopes)
+	if limits.Valid {
+		err = errors.Join(err, json.Unmarshal([]byte(limits.String), &p.RateLimits))
+	}
+	if quota.Valid {
+		p.Quota = new(keyplane.Quota)
+		err = errors.Join(err, json.Unmarshal([]byte(quota.String), p.Quota))
+	}
+	return err
+}
+
+// CreatePlan inserts p.
+func (db *DB) CreatePlan(ctx context.Context, p *keyplane.Plan) error {
+	return db.inTx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO plans (`+planColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+			p.Name, rateLimitsJSON(p.RateLimits), quotaJSON(p.Quota), p.MaxKeys, mustJSON(stringsOrEmpty(p.AllowedScopes)),
+			micros(p.CreatedAt), micros(p.UpdatedAt))
+		return translate(err)
+	})
+}
+
+// Plan returns the plan with name.
+func (db *DB) Plan(ctx context.Context, name string) (*keyplane.Plan, error) {
+	return planByName(ctx, db.read, name)
+}
+
+func planByName(ctx context.Context, q querier, name string) (*keyplane.Plan, error) {
+	p, err := scanPlan(q.QueryRowContext(ctx, `SELECT `+planColumns+` FROM plans WHERE name = ?`, name))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, keyplane.Errorf(keyplane.ENOTFOUND, "plan %q not found", name)
+	}
+	return p, readErr(err)
+}
+
+// ListPlans returns plans by name, ascending.
+func (db *DB) ListPlans(ctx context.Context, page keyplane.Page) ([]*keyplane.Plan, string, error) {
+	after, err := keyplane.DecodeCursor(page.Cursor)
+	if err != nil {
+		return nil, "", err
+	}
+	rows, err := db.read.QueryContext(ctx, `SELECT `+planColumns+` FROM plans
+		WHERE (? = '' OR name > ?) ORDER BY name LIMIT ?`, after, after, page.Limit+1)
+	if err != nil {
+		return nil, "", unavailable(err)
+	}
+	defer rows.Close()
+	var out []*keyplane.Plan
+	for rows.Next() {
+		p, err := scanPlan(rows)
+		if err != nil {
+			return nil, "", readErr(err)
+		}
+		out = append(out, p)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, "", unavailable(err)
+	}
+	out, next := cut(out, page.Limit, func(p *keyplane.Plan) string { return p.Name })
+	return out, next, nil
+}
+
+// UpdatePlan applies update to the plan in one transaction.
+func (db *DB) UpdatePlan(ctx context.Context, name string, update func(*keyplane.Plan) error) (*keyplane.Plan, error) {
+	var out *keyplane.Plan
+	err := db.inTx(ctx, func(tx *sql.Tx) error {
+		p, err := planByName(ctx, tx, name)
+		if err != nil {
+			return err
+		}
+		if err := update(p); err != nil {
+			return err
+		}
+		p.Name = name                                     // the row to write is the one locked, whatever the callback did
+		p.AllowedScopes = stringsOrEmpty(p.AllowedScopes) // as a read would return it
+		_, err = tx.ExecContext(ctx, `UPDATE plans SET rate_limits = ?, quota = ?, max_keys = ?, allowed_scopes = ?, updated_at = ? WHERE name = ?`,
+			rateLimitsJSON(p.RateLimits), quotaJSON(p.Quota), p.MaxKeys, mustJSON(p.AllowedScopes), micros(p.UpdatedAt), p.Name)
+		out = p
+		return translate(err)
+	})
+	return out, err
 }
 
 // ---- operator tokens

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -58,6 +59,12 @@ var Tests = []Test{
 	{"TimesAreUTC", testTimesAreUTC},
 	{"LargeMetadataAndUnicode", testLargeMetadataAndUnicode},
 	{"UpdateKeepsRow", testUpdateKeepsRow},
+	{"PlanRoundTrip", testPlanRoundTrip},
+	{"DefaultPlanExists", testDefaultPlanExists},
+	{"PlanNotFoundAndDuplicate", testPlanNotFoundAndDuplicate},
+	{"PlanUpdate", testPlanUpdate},
+	{"PlanPagination", testPlanPagination},
+	{"VerifyRecordCarriesPlan", testVerifyRecordCarriesPlan},
 	{"Tokens", testTokens},
 	{"Ping", testPing},
 }
@@ -643,6 +650,311 @@ func testUpdateKeepsRow(t *testing.T, s keyplane.Store) {
 	}
 	_, _, err := s.ListKeys(ctx, keyplane.KeyFilter{AccountID: a.ID, Status: "sleeping", Now: base, Page: keyplane.Page{Limit: 5}})
 	wantCode(t, err, keyplane.EINVALID)
+}
+
+// newPlan makes a plan with limits, a quota and scopes; the tests change it.
+func newPlan(name string) *keyplane.Plan {
+	return &keyplane.Plan{
+		Name: name,
+		RateLimits: []keyplane.RateLimitPolicy{
+			{Name: "per_second", Limit: ptr[int64](10), WindowSeconds: 1, Burst: 5, Algorithm: keyplane.TokenBucket},
+			{Name: "open", WindowSeconds: 60, Algorithm: keyplane.SlidingWindow},
+		},
+		Quota:         &keyplane.Quota{Limit: 100000, Period: keyplane.QuotaMonth, Shared: true},
+		MaxKeys:       10,
+		AllowedScopes: []string{"data:*", "billing:read"},
+		CreatedAt:     base,
+		UpdatedAt:     base.Add(time.Minute),
+	}
+}
+
+func mustCreatePlan(t *testing.T, s keyplane.Store, p *keyplane.Plan) *keyplane.Plan {
+	t.Helper()
+	if err := s.CreatePlan(ctx, p); err != nil {
+		t.Fatalf("CreatePlan %s: %v", p.Name, err)
+	}
+	return p
+}
+
+// assertPlanEqual compares plans as JSON, which tells nil from empty, after
+// bringing times to microseconds in UTC; the times read must be in UTC.
+func assertPlanEqual(t *testing.T, got, want *keyplane.Plan) {
+	t.Helper()
+	if got.CreatedAt.Location() != time.UTC || got.UpdatedAt.Location() != time.UTC {
+		t.Fatalf("plan %s times not in UTC: %v, %v", got.Name, got.CreatedAt, got.UpdatedAt)
+	}
+	norm := func(p *keyplane.Plan) keyplane.Plan {
+		c := *p
+		c.CreatedAt, c.UpdatedAt = c.CreatedAt.Truncate(time.Microsecond).UTC(), c.UpdatedAt.Truncate(time.Microsecond).UTC()
+		return c
+	}
+	g, _ := json.Marshal(norm(got))
+	w, _ := json.Marshal(norm(want))
+	if !bytes.Equal(g, w) {
+		t.Fatalf("plan differs:\n got %s\nwant %s", g, w)
+	}
+}
+
+func testPlanRoundTrip(t *testing.T, s keyplane.Store) {
+	p := mustCreatePlan(t, s, newPlan("pro"))
+	got, err := s.Plan(ctx, "pro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertPlanEqual(t, got, p)
+	if !got.CreatedAt.Equal(base.Truncate(time.Microsecond)) || got.RateLimits[1].Limit != nil {
+		t.Fatalf("plan read back as %+v", got)
+	}
+
+	// Nil limits and quota are NULL; empty limits stay empty; nil scopes read
+	// back as an empty list.
+	bare := mustCreatePlan(t, s, &keyplane.Plan{Name: "bare", MaxKeys: 1, CreatedAt: base, UpdatedAt: base})
+	got, err = s.Plan(ctx, bare.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.RateLimits != nil || got.Quota != nil || got.AllowedScopes == nil || len(got.AllowedScopes) != 0 || got.MaxKeys != 1 {
+		t.Fatalf("bare plan read back as %+v", got)
+	}
+	empty := newPlan("empty_limits")
+	empty.RateLimits, empty.Quota, empty.AllowedScopes = []keyplane.RateLimitPolicy{}, nil, []string{}
+	mustCreatePlan(t, s, empty)
+	got, err = s.Plan(ctx, empty.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertPlanEqual(t, got, empty)
+	if got.RateLimits == nil || len(got.RateLimits) != 0 {
+		t.Fatalf("empty rate limits read back as %#v", got.RateLimits)
+	}
+}
+
+func testDefaultPlanExists(t *testing.T, s keyplane.Store) {
+	p, err := s.Plan(ctx, keyplane.DefaultPlanName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Name != keyplane.DefaultPlanName || p.MaxKeys != 25 || !equalStrings(p.AllowedScopes, []string{"*"}) || p.RateLimits != nil || p.Quota != nil {
+		t.Fatalf("default plan: %+v", p)
+	}
+	if p.CreatedAt.Location() != time.UTC || !p.UpdatedAt.Equal(p.CreatedAt) || p.CreatedAt.After(time.Now()) {
+		t.Fatalf("default plan times: created %v, updated %v", p.CreatedAt, p.UpdatedAt)
+	}
+}
+
+func testPlanNotFoundAndDuplicate(t *testing.T, s keyplane.Store) {
+	_, err := s.Plan(ctx, "missing")
+	wantCode(t, err, keyplane.ENOTFOUND)
+	var ke *keyplane.Error
+	if !errors.As(err, &ke) || ke.Message != `plan "missing" not found` {
+		t.Fatalf("not-found error: %v", err)
+	}
+	called := false
+	_, err = s.UpdatePlan(ctx, "missing", func(*keyplane.Plan) error { called = true; return nil })
+	wantCode(t, err, keyplane.ENOTFOUND)
+	if called {
+		t.Fatal("UpdatePlan called back for a missing plan")
+	}
+
+	p := mustCreatePlan(t, s, newPlan("pro"))
+	dup := newPlan("pro")
+	dup.MaxKeys = 99
+	wantCode(t, s.CreatePlan(ctx, dup), keyplane.ECONFLICT)
+	wantCode(t, s.CreatePlan(ctx, newPlan(keyplane.DefaultPlanName)), keyplane.ECONFLICT)
+	got, err := s.Plan(ctx, "pro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertPlanEqual(t, got, p)
+	if d, _ := s.Plan(ctx, keyplane.DefaultPlanName); d == nil || d.MaxKeys != 25 {
+		t.Fatalf("a refused duplicate changed the default plan: %+v", d)
+	}
+}
+
+func testPlanUpdate(t *testing.T, s keyplane.Store) {
+	p := mustCreatePlan(t, s, newPlan("pro"))
+	other := mustCreatePlan(t, s, newPlan("other"))
+	later := base.Add(time.Hour)
+	got, err := s.UpdatePlan(ctx, p.Name, func(x *keyplane.Plan) error {
+		x.RateLimits = []keyplane.RateLimitPolicy{{Name: "per_minute", Limit: ptr[int64](600), WindowSeconds: 60, Algorithm: keyplane.SlidingWindow}}
+		x.Quota = &keyplane.Quota{Limit: 50, Period: keyplane.QuotaDay}
+		x.MaxKeys, x.AllowedScopes, x.UpdatedAt = 3, []string{"*"}, later
+		x.Name = other.Name // the locked row is written, not this one
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reread, err := s.Plan(ctx, p.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertPlanEqual(t, reread, got)
+	if got.Name != p.Name || reread.MaxKeys != 3 || !equalStrings(reread.AllowedScopes, []string{"*"}) || len(reread.RateLimits) != 1 ||
+		*reread.RateLimits[0].Limit != 600 || reread.Quota == nil || reread.Quota.Limit != 50 || reread.Quota.Shared ||
+		!reread.UpdatedAt.Equal(later.Truncate(time.Microsecond)) || !reread.CreatedAt.Equal(base.Truncate(time.Microsecond)) {
+		t.Fatalf("after update: %+v", reread)
+	}
+	if o, _ := s.Plan(ctx, other.Name); o == nil || o.MaxKeys != other.MaxKeys {
+		t.Fatalf("UpdatePlan wrote another plan's row: %+v", o)
+	}
+
+	// An error from the callback leaves the row as it was.
+	boom := errors.New("boom")
+	if _, err := s.UpdatePlan(ctx, p.Name, func(x *keyplane.Plan) error { x.MaxKeys, x.Quota = 1000, nil; return boom }); !errors.Is(err, boom) {
+		t.Fatalf("err = %v, want boom", err)
+	}
+	if x, _ := s.Plan(ctx, p.Name); x == nil {
+		t.Fatal("plan gone after an aborted update")
+	} else {
+		assertPlanEqual(t, x, reread)
+	}
+
+	// Back to unlimited: nil limits and quota are stored as such, not as empty.
+	got, err = s.UpdatePlan(ctx, p.Name, func(x *keyplane.Plan) error { x.RateLimits, x.Quota, x.AllowedScopes = nil, nil, nil; return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	reread, err = s.Plan(ctx, p.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertPlanEqual(t, reread, got)
+	if reread.RateLimits != nil || reread.Quota != nil || reread.AllowedScopes == nil || len(reread.AllowedScopes) != 0 {
+		t.Fatalf("after clearing: %+v", reread)
+	}
+	// And to no policies at all, which is not the same as unlimited by nil.
+	if _, err := s.UpdatePlan(ctx, p.Name, func(x *keyplane.Plan) error { x.RateLimits = []keyplane.RateLimitPolicy{}; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if x, _ := s.Plan(ctx, p.Name); x == nil || x.RateLimits == nil || len(x.RateLimits) != 0 {
+		t.Fatalf("empty rate limits after update: %+v", x)
+	}
+}
+
+func testPlanPagination(t *testing.T, s keyplane.Store) {
+	// Created out of order; "a_c" before "ab" is byte order, which a
+	// linguistic collation would not give.
+	names := []string{"zeta", "pro", "a_c", "ab", "a1", "basic", "pro_2", "pro2", "enterprise"}
+	for _, n := range names {
+		mustCreatePlan(t, s, newPlan(n))
+	}
+	want := append(slices.Clone(names), keyplane.DefaultPlanName)
+	slices.Sort(want)
+	for _, limit := range []int{1, 3, len(want), 50} {
+		var got []string
+		cursor := ""
+		for pages := 0; ; pages++ {
+			if pages > len(want)+1 {
+				t.Fatal("pagination does not end")
+			}
+			page, next, err := s.ListPlans(ctx, keyplane.Page{Limit: limit, Cursor: cursor})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(page) > limit {
+				t.Fatalf("page of %d, limit %d", len(page), limit)
+			}
+			for _, p := range page {
+				got = append(got, p.Name)
+			}
+			if next == "" {
+				break
+			}
+			cursor = next
+		}
+		if strings.Join(got, ",") != strings.Join(want, ",") {
+			t.Fatalf("limit %d: got %v, want %v", limit, got, want)
+		}
+	}
+	page, _, err := s.ListPlans(ctx, keyplane.Page{Limit: 50})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range page {
+		if p.Name == "pro" {
+			assertPlanEqual(t, p, newPlan("pro"))
+		}
+	}
+	_, _, err = s.ListPlans(ctx, keyplane.Page{Limit: 3, Cursor: "!!not-a-cursor"})
+	wantCode(t, err, keyplane.EINVALID)
+}
+
+func testVerifyRecordCarriesPlan(t *testing.T, s keyplane.Store) {
+	p := mustCreatePlan(t, s, newPlan("gold"))
+	a := newAccount(t, s, "data:*")
+	if _, err := s.UpdateAccount(ctx, a.ID, func(a *keyplane.Account) error { a.Plan = p.Name; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	k := mustCreateKey(t, s, newKey(a.ID))
+	rec, err := s.VerifyRecord(ctx, k.Hash)
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertKeyEqual(t, &rec.Key, k)
+	if rec.Plan != p.Name || !equalStrings(rec.PlanAllowedScopes, p.AllowedScopes) || !equalJSON(rec.PlanRateLimits, p.RateLimits) ||
+		!equalJSON(rec.PlanQuota, p.Quota) || !equalJSON(rec.RateLimits(), p.RateLimits) {
+		t.Fatalf("plan facts: %+v", rec)
+	}
+
+	// A plan change shows in the next record.
+	if _, err := s.UpdatePlan(ctx, p.Name, func(x *keyplane.Plan) error {
+		x.RateLimits = []keyplane.RateLimitPolicy{{Name: "slow", Limit: ptr[int64](1), WindowSeconds: 1, Algorithm: keyplane.TokenBucket}}
+		x.Quota, x.AllowedScopes = &keyplane.Quota{Limit: 7, Period: keyplane.QuotaDay}, []string{"data:read"}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	rec, err = s.VerifyRecord(ctx, k.Hash)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rec.PlanRateLimits) != 1 || rec.PlanRateLimits[0].Name != "slow" || rec.PlanQuota == nil || rec.PlanQuota.Limit != 7 ||
+		!equalStrings(rec.PlanAllowedScopes, []string{"data:read"}) {
+		t.Fatalf("plan update not seen: %+v", rec)
+	}
+	if _, err := s.UpdatePlan(ctx, p.Name, func(x *keyplane.Plan) error { x.RateLimits, x.Quota = nil, nil; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if rec, err = s.VerifyRecord(ctx, k.Hash); err != nil || rec.PlanRateLimits != nil || rec.PlanQuota != nil {
+		t.Fatalf("plan back to unlimited: %+v, %v", rec, err)
+	}
+
+	// An account on the default plan gets its facts; one naming a missing
+	// plan still verifies, with its plan's name and nothing else.
+	def := newAccount(t, s)
+	if _, err := s.UpdateAccount(ctx, def.ID, func(a *keyplane.Account) error { a.Plan = keyplane.DefaultPlanName; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	dk := mustCreateKey(t, s, newKey(def.ID))
+	if rec, err = s.VerifyRecord(ctx, dk.Hash); err != nil || rec.Plan != keyplane.DefaultPlanName ||
+		!equalStrings(rec.PlanAllowedScopes, []string{"*"}) || rec.PlanRateLimits != nil || rec.PlanQuota != nil {
+		t.Fatalf("default plan facts: %+v, %v", rec, err)
+	}
+	orphan := newAccount(t, s) // its plan, "free", does not exist
+	ok := mustCreateKey(t, s, newKey(orphan.ID))
+	rec, err = s.VerifyRecord(ctx, ok.Hash)
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertKeyEqual(t, &rec.Key, ok)
+	if rec.Plan != orphan.Plan || rec.PlanRateLimits != nil || rec.PlanQuota != nil || len(rec.PlanAllowedScopes) != 0 || rec.AccountStatus != keyplane.AccountActive {
+		t.Fatalf("missing plan facts: %+v", rec)
+	}
+	// Moving the account to a plan shows in the next record.
+	if _, err := s.UpdateAccount(ctx, orphan.ID, func(a *keyplane.Account) error { a.Plan = p.Name; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if rec, err = s.VerifyRecord(ctx, ok.Hash); err != nil || rec.Plan != p.Name || !equalStrings(rec.PlanAllowedScopes, []string{"data:read"}) {
+		t.Fatalf("after moving plans: %+v, %v", rec, err)
+	}
+}
+
+// equalJSON reports whether a and b encode alike: nil and empty differ.
+func equalJSON(a, b any) bool {
+	x, errA := json.Marshal(a)
+	y, errB := json.Marshal(b)
+	return errA == nil && errB == nil && bytes.Equal(x, y)
 }
 
 func testTokens(t *testing.T, s keyplane.Store) {

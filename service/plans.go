@@ -1,0 +1,177 @@
+package service
+
+import (
+	"context"
+
+	"github.com/keyplane/keyplane"
+)
+
+// maxPlanKeys bounds a plan's cap on active keys per account.
+const maxPlanKeys = 1_000_000
+
+// PlanInput creates a plan. Nil RateLimits and Quota mean none; nil
+// AllowedScopes means every scope; MaxKeys 0 means DefaultMaxActiveKeys.
+type PlanInput struct {
+	Name          string
+	RateLimits    []keyplane.RateLimitPolicy
+	Quota         *keyplane.Quota
+	MaxKeys       int
+	AllowedScopes []string
+}
+
+// PlanUpdate changes the fields that are set.
+type PlanUpdate struct {
+	RateLimits    Optional[[]keyplane.RateLimitPolicy]
+	Quota         Optional[*keyplane.Quota]
+	MaxKeys       Optional[int]
+	AllowedScopes Optional[[]string]
+}
+
+func validMaxKeys(v *keyplane.Validation, n int) {
+	if n < 1 || n > maxPlanKeys {
+		v.Add("max_keys", "must be between 1 and %d", maxPlanKeys)
+	}
+}
+
+// CreatePlan creates a plan. Operators only.
+func (s *Service) CreatePlan(ctx context.Context, in PlanInput) (*keyplane.Plan, error) {
+	if err := requireOperator(ctx); err != nil {
+		return nil, err
+	}
+	if in.MaxKeys == 0 {
+		in.MaxKeys = DefaultMaxActiveKeys
+	}
+	if in.AllowedScopes == nil {
+		in.AllowedScopes = []string{"*"}
+	}
+	var v keyplane.Validation
+	if !planPattern.MatchString(in.Name) {
+		v.Add("name", "%q: want 1 to 63 lowercase letters, digits, - or _", in.Name)
+	}
+	p := &keyplane.Plan{
+		Name:          in.Name,
+		RateLimits:    validPolicies(&v, in.RateLimits),
+		Quota:         in.Quota,
+		MaxKeys:       in.MaxKeys,
+		AllowedScopes: validScopes(&v, "allowed_scopes", in.AllowedScopes, nil),
+	}
+	validQuota(&v, in.Quota)
+	validMaxKeys(&v, in.MaxKeys)
+	if err := v.Err(); err != nil {
+		return nil, err
+	}
+	p.CreatedAt = s.now()
+	p.UpdatedAt = p.CreatedAt
+	if err := s.store.CreatePlan(ctx, p); err != nil {
+		if keyplane.ErrorCode(err) == keyplane.ECONFLICT {
+			return nil, keyplane.Errorf(keyplane.ECONFLICT, "a plan named %q exists", in.Name)
+		}
+		return nil, err
+	}
+	return p, nil
+}
+
+// Plan returns a plan. Operators only.
+func (s *Service) Plan(ctx context.Context, name string) (*keyplane.Plan, error) {
+	if err := requireOperator(ctx); err != nil {
+		return nil, err
+	}
+	if !planPattern.MatchString(name) {
+		return nil, keyplane.Errorf(keyplane.ENOTFOUND, "plan not found")
+	}
+	return s.store.Plan(ctx, name)
+}
+
+// ListPlans lists plans by name. Operators only.
+func (s *Service) ListPlans(ctx context.Context, page keyplane.Page) ([]*keyplane.Plan, string, error) {
+	if err := requireOperator(ctx); err != nil {
+		return nil, "", err
+	}
+	limit, err := pageLimit(page.Limit)
+	if err != nil {
+		return nil, "", err
+	}
+	page.Limit = limit
+	return s.store.ListPlans(ctx, page)
+}
+
+// UpdatePlan changes a plan; every instance applies it from the next
+// request of each of its keys. Operators only.
+func (s *Service) UpdatePlan(ctx context.Context, name string, up PlanUpdate) (*keyplane.Plan, error) {
+	if _, err := s.Plan(ctx, name); err != nil {
+		return nil, err
+	}
+	var v keyplane.Validation
+	var scopes []string
+	if up.RateLimits.Set {
+		validPolicies(&v, up.RateLimits.Value)
+	}
+	if up.Quota.Set {
+		validQuota(&v, up.Quota.Value)
+	}
+	if up.MaxKeys.Set {
+		validMaxKeys(&v, up.MaxKeys.Value)
+	}
+	if up.AllowedScopes.Set {
+		scopes = validScopes(&v, "allowed_scopes", up.AllowedScopes.Value, nil)
+	}
+	if err := v.Err(); err != nil {
+		return nil, err
+	}
+	p, err := s.store.UpdatePlan(ctx, name, func(p *keyplane.Plan) error {
+		if up.RateLimits.Set {
+			p.RateLimits = up.RateLimits.Value
+		}
+		if up.Quota.Set {
+			p.Quota = up.Quota.Value
+		}
+		if up.MaxKeys.Set {
+			p.MaxKeys = up.MaxKeys.Value
+		}
+		if up.AllowedScopes.Set {
+			p.AllowedScopes = scopes
+		}
+		p.UpdatedAt = s.now()
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.changed(ctx, keyplane.PlanChanged(name))
+	return p, nil
+}
+
+// checkPlanExists turns an unknown plan name into a validation error.
+func (s *Service) checkPlanExists(ctx context.Context, v *keyplane.Validation, name string) error {
+	if !planPattern.MatchString(name) {
+		return nil // validPlan has said so
+	}
+	_, err := s.store.Plan(ctx, name)
+	if keyplane.ErrorCode(err) == keyplane.ENOTFOUND {
+		v.Add("plan", "no plan named %q: create it with POST /v1/plans", name)
+		return nil
+	}
+	return err
+}
+
+// planOf returns an account's plan; an account whose plan was never created
+// (only possible through the store) gets the defaults.
+func (s *Service) planOf(ctx context.Context, a *keyplane.Account) (*keyplane.Plan, error) {
+	p, err := s.store.Plan(ctx, a.Plan)
+	if keyplane.ErrorCode(err) == keyplane.ENOTFOUND {
+		return &keyplane.Plan{Name: a.Plan, MaxKeys: s.maxKeys}, nil
+	}
+	return p, err
+}
+
+// withinPlan checks that scopes lie within the plan's allowed scopes too.
+func withinPlan(v *keyplane.Validation, field string, scopes []string, plan *keyplane.Plan) {
+	if plan.AllowedScopes == nil {
+		return
+	}
+	for i, sc := range scopes {
+		if !granted(plan.AllowedScopes, sc) {
+			v.Add(field, "%q (scope %d) is outside the %q plan's allowed scopes %v", sc, i, plan.Name, plan.AllowedScopes)
+		}
+	}
+}
