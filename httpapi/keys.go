@@ -163,21 +163,7 @@ func keyUpdate(in *updateKeyInput) (service.KeyUpdate, error) {
 		Metadata:     service.Optional[json.RawMessage]{Set: b.Metadata.Set, Value: json.RawMessage(b.Metadata.Value)},
 		Enabled:      service.Optional[bool](b.Enabled),
 	}
-	if b.RateLimits.Set {
-		up.RateLimits.Set = true
-		if !b.RateLimits.Null {
-			up.RateLimits.Value = policiesFromBody(b.RateLimits.Value)
-			if up.RateLimits.Value == nil {
-				up.RateLimits.Value = []keyplane.RateLimitPolicy{}
-			}
-		}
-	}
-	if b.Quota.Set {
-		up.Quota.Set = true
-		if !b.Quota.Null {
-			up.Quota.Value = quotaFromBody(&b.Quota.Value)
-		}
-	}
+	up.RateLimits, up.Quota = patchPolicies(b.RateLimits), patchQuota(b.Quota)
 	if b.ExpiresAt.Set {
 		up.ExpiresAt.Set = true
 		if !b.ExpiresAt.Null {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/danielgtaylor/huma/v2"
 	"github.com/keyplane/keyplane"
+	"github.com/keyplane/keyplane/service"
 )
 
 // JSONObject is a JSON object kept as raw bytes, so numbers and key order
@@ -211,4 +212,26 @@ func (q PageQuery) page() keyplane.Page { return keyplane.Page{Limit: q.Limit, C
 type List[T any] struct {
 	Data       []T    `json:"data"`
 	NextCursor string `json:"next_cursor" doc:"Pass as cursor to get the next page; empty on the last page"`
+}
+
+// patchPolicies turns a PATCH's rate_limits into a service update: null is
+// nil (none of its own / unlimited), [] an explicit empty list.
+func patchPolicies(n Nullable[[]RateLimitPolicyBody]) service.Optional[[]keyplane.RateLimitPolicy] {
+	out := service.Optional[[]keyplane.RateLimitPolicy]{Set: n.Set}
+	if n.Set && !n.Null {
+		out.Value = policiesFromBody(n.Value)
+		if out.Value == nil {
+			out.Value = []keyplane.RateLimitPolicy{}
+		}
+	}
+	return out
+}
+
+// patchQuota turns a PATCH's quota into a service update: null is nil.
+func patchQuota(n Nullable[QuotaBody]) service.Optional[*keyplane.Quota] {
+	out := service.Optional[*keyplane.Quota]{Set: n.Set}
+	if n.Set && !n.Null {
+		out.Value = quotaFromBody(&n.Value)
+	}
+	return out
 }

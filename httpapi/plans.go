@@ -97,22 +97,8 @@ func (s *Server) planRoutes() {
 	register(s, keyplane.RoleAdmin, huma.Operation{OperationID: "updatePlan", Method: http.MethodPatch, Path: "/v1/plans/{name}", Summary: "Update a plan; it applies to every key of the plan from its next request", Tags: tags, Errors: []int{http.StatusNotFound}},
 		func(ctx context.Context, in *updatePlanInput) (*planOutput, error) {
 			b := in.Body
-			up := service.PlanUpdate{MaxKeys: service.Optional[int](b.MaxKeys), AllowedScopes: service.Optional[[]string](b.AllowedScopes)}
-			if b.RateLimits.Set {
-				up.RateLimits.Set = true
-				if !b.RateLimits.Null {
-					up.RateLimits.Value = policiesFromBody(b.RateLimits.Value)
-					if up.RateLimits.Value == nil {
-						up.RateLimits.Value = []keyplane.RateLimitPolicy{}
-					}
-				}
-			}
-			if b.Quota.Set {
-				up.Quota.Set = true
-				if !b.Quota.Null {
-					up.Quota.Value = quotaFromBody(&b.Quota.Value)
-				}
-			}
+			up := service.PlanUpdate{MaxKeys: service.Optional[int](b.MaxKeys), AllowedScopes: service.Optional[[]string](b.AllowedScopes),
+				RateLimits: patchPolicies(b.RateLimits), Quota: patchQuota(b.Quota)}
 			p, err := s.svc.UpdatePlan(ctx, in.Name, up)
 			if err != nil {
 				return nil, err

@@ -16,16 +16,7 @@ import (
 // BenchmarkRedisLimiter is one verification's rate-limit check in cluster
 // mode: one script round trip to the local Redis, two policies.
 func BenchmarkRedisLimiter(b *testing.B) {
-	url := redistest.URL(b)
-	bus, err := redis.Open(context.Background(), url, redistest.Channel(b), slog.New(slog.DiscardHandler))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer bus.Close()
-	prefix := "keyplane-bench:" + redistest.Channel(b) + ":"
-	defer redistest.DeleteKeys(b, url, prefix+"*")
-	l := bus.Limiter(redis.LimiterConfig{KeyPrefix: prefix})
-	defer l.Close()
+	l, _, _ := benchLimiter(b)
 	big := int64(1) << 40
 	rec := &keyplane.VerifyRecord{Key: keyplane.Key{ID: "key_bench", RateLimits: []keyplane.RateLimitPolicy{
 		{Name: "second", Limit: &big, WindowSeconds: 1, Algorithm: keyplane.TokenBucket},
@@ -58,16 +49,7 @@ func BenchmarkRedisLimiter(b *testing.B) {
 // comparison, a sorted-set sliding log (one member per request in the
 // window), the common alternative. It runs once; use -benchtime 1x.
 func BenchmarkRedisMemory(b *testing.B) {
-	url := redistest.URL(b)
-	bus, err := redis.Open(context.Background(), url, redistest.Channel(b), slog.New(slog.DiscardHandler))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer bus.Close()
-	prefix := "keyplane-bench:" + redistest.Channel(b) + ":"
-	defer redistest.DeleteKeys(b, url, prefix+"*")
-	l := bus.Limiter(redis.LimiterConfig{KeyPrefix: prefix})
-	defer l.Close()
+	l, url, prefix := benchLimiter(b)
 	opt, _ := goredis.ParseURL(url)
 	raw := goredis.NewClient(opt)
 	defer raw.Close()
@@ -95,4 +77,20 @@ func BenchmarkRedisMemory(b *testing.B) {
 		bytes, _ := raw.MemoryUsage(ctx, log).Result()
 		b.ReportMetric(float64(bytes), "sorted-set-log-bytes")
 	}
+}
+
+// benchLimiter is a limiter on the test Redis with keys of its own, removed
+// when the benchmark ends.
+func benchLimiter(b *testing.B) (l *redis.Limiter, url, prefix string) {
+	url = redistest.URL(b)
+	bus, err := redis.Open(context.Background(), url, redistest.Channel(b), slog.New(slog.DiscardHandler))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { bus.Close() })
+	prefix = "keyplane-bench:" + redistest.Channel(b) + ":"
+	b.Cleanup(func() { redistest.DeleteKeys(b, url, prefix+"*") })
+	l = bus.Limiter(redis.LimiterConfig{KeyPrefix: prefix})
+	b.Cleanup(func() { l.Close() })
+	return l, url, prefix
 }
