@@ -54,13 +54,19 @@ type Cache struct {
 	// (A single key's change needs none of this: otter discards a load that
 	// races an invalidation of the same key.)
 	generation atomic.Uint64
-	clearedAt  atomic.Uint64                            // generation of the last MissedChanges
-	accountsAt atomic.Pointer[map[string]accountChange] // account ids and planKeys; copy-on-write, read on every verification
-	accountsMu sync.Mutex                               // serialises the copies
+	clearedAt  atomic.Uint64                             // generation of the last MissedChanges
+	accountsAt atomic.Pointer[map[changed]accountChange] // accounts and plans; copy-on-write, read on every verification
+	accountsMu sync.Mutex                                // serialises the copies
 	serveStale time.Duration
 }
 
-// accountChange is when an account last changed; once ServeStale has passed,
+// changed names an account or a plan in the map of changes.
+type changed struct {
+	plan bool
+	name string // account id or plan name
+}
+
+// accountChange is when an account or plan last changed; once ServeStale has passed,
 // every entry read before it has expired and it can be forgotten.
 type accountChange struct {
 	generation uint64
@@ -102,7 +108,7 @@ func New(store keyplane.RecordSource, cfg Config) (*Cache, error) {
 		return nil, errors.New("cache: serve-stale must be at least the TTL")
 	}
 	c := &Cache{store: store, log: cfg.Logger, serveStale: cfg.ServeStale}
-	c.accountsAt.Store(&map[string]accountChange{})
+	c.accountsAt.Store(&map[changed]accountChange{})
 	c.loader = otter.LoaderFunc[[32]byte, entry](c.load)
 	var err error
 	c.otter, err = otter.New(&otter.Options[[32]byte, entry]{
@@ -141,11 +147,14 @@ func (c *Cache) stale(e entry) bool {
 		return false
 	}
 	changes := *c.accountsAt.Load()
-	if ch, changed := changes[e.rec.Key.AccountID]; changed && e.generation < ch.generation {
+	if len(changes) == 0 {
+		return false // nothing changed recently: the common case
+	}
+	if ch, ok := changes[changed{name: e.rec.Key.AccountID}]; ok && e.generation < ch.generation {
 		return true
 	}
-	ch, changed := changes[planKey(e.rec.Plan)]
-	return changed && e.generation < ch.generation
+	ch, ok := changes[changed{plan: true, name: e.rec.Plan}]
+	return ok && e.generation < ch.generation
 }
 
 // VerifyRecord returns the cached record, loading it on a miss. Records are
@@ -179,19 +188,19 @@ func (c *Cache) ApplyChange(ch keyplane.Change) {
 		c.otter.Invalidate(ch.KeyHash)
 		return
 	}
-	changed := ch.AccountID
+	what := changed{name: ch.AccountID}
 	if ch.Plan != "" {
-		changed = planKey(ch.Plan)
+		what = changed{plan: true, name: ch.Plan}
 	}
 	c.accountsMu.Lock()
 	now := time.Now()
-	next := make(map[string]accountChange, len(*c.accountsAt.Load())+1)
+	next := make(map[changed]accountChange, len(*c.accountsAt.Load())+1)
 	for id, past := range *c.accountsAt.Load() {
 		if now.Sub(past.at) < 2*c.serveStale {
 			next[id] = past
 		}
 	}
-	next[changed] = accountChange{generation: c.generation.Add(1), at: now}
+	next[what] = accountChange{generation: c.generation.Add(1), at: now}
 	c.accountsAt.Store(&next)
 	c.accountsMu.Unlock()
 	// Free what is cached now; loads in flight are caught by the generation.
@@ -202,15 +211,12 @@ func (c *Cache) ApplyChange(ch keyplane.Change) {
 	}
 }
 
-// planKey names a plan in the map of changes, apart from account ids.
-func planKey(name string) string { return "plan:" + name }
-
 // MissedChanges forgets everything: some change may have gone unseen.
 func (c *Cache) MissedChanges() {
 	c.log.Warn("cache cleared: change notifications may have been missed")
 	c.accountsMu.Lock()
 	c.clearedAt.Store(c.generation.Add(1))
-	c.accountsAt.Store(&map[string]accountChange{}) // the clear supersedes every account's change
+	c.accountsAt.Store(&map[changed]accountChange{}) // the clear supersedes every account's change
 	c.accountsMu.Unlock()
 	c.otter.InvalidateAll()
 }

@@ -52,13 +52,13 @@ type fixture struct {
 
 func newFixtureB(b *testing.B) *fixture {
 	store := teststore.New(b)
-	c, err := cache.New(store, cache.Config{Logger: slog.New(slog.DiscardHandler)})
+	clock := coarseclock.New(time.Millisecond)
+	b.Cleanup(clock.Stop)
+	c, err := cache.New(store, cache.Config{Logger: slog.New(slog.DiscardHandler), Clock: clock}) // as serve wires it
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(c.Close)
-	clock := coarseclock.New(time.Millisecond)
-	b.Cleanup(clock.Stop)
 	limiter, throttle := ratelimit.New(), ratelimit.NewThrottle(ratelimit.ThrottleConfig{})
 	b.Cleanup(limiter.Close)
 	b.Cleanup(throttle.Close)

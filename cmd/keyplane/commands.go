@@ -66,7 +66,9 @@ func serve(ctx context.Context, o serveOptions, stdout io.Writer, log *slog.Logg
 		return err
 	}
 	defer store.Close()
-	records, err := cache.New(store, cache.Config{MaxEntries: o.cacheSize, TTL: o.cacheTTL, ServeStale: o.cacheServeStale, Logger: log})
+	clock := coarseclock.New(time.Millisecond)
+	defer clock.Stop()
+	records, err := cache.New(store, cache.Config{MaxEntries: o.cacheSize, TTL: o.cacheTTL, ServeStale: o.cacheServeStale, Logger: log, Clock: clock})
 	if err != nil {
 		return err
 	}
@@ -85,8 +87,6 @@ func serve(ctx context.Context, o serveOptions, stdout io.Writer, log *slog.Logg
 			return err
 		}
 	}
-	clock := coarseclock.New(time.Millisecond)
-	defer clock.Stop()
 	local := ratelimit.New()
 	defer local.Close()
 	var limiter keyplane.Limiter = local
