@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -19,8 +20,11 @@ type Throttle struct {
 	// Sharded maps rather than a sync.Map: boxing a netip.Addr into an
 	// interface key would allocate on every verification.
 	shards [64]ipShard
-	stop   chan struct{}
-	once   sync.Once
+	// tracked counts the addresses held, so that while there are none (the
+	// usual state) Blocked answers without touching a shard.
+	tracked atomic.Int64
+	stop    chan struct{}
+	once    sync.Once
 }
 
 type ipShard struct {
@@ -73,6 +77,9 @@ func (t *Throttle) Close() { t.once.Do(func() { close(t.stop) }) }
 
 // Blocked returns how long ip is still refused at now; 0 when it is not.
 func (t *Throttle) Blocked(ip netip.Addr, now time.Time) time.Duration {
+	if t.tracked.Load() == 0 {
+		return 0
+	}
 	ip = ip.Unmap()
 	sh := t.shard(ip)
 	sh.mu.RLock()
@@ -101,6 +108,7 @@ func (t *Throttle) Failed(ip netip.Addr, now time.Time) {
 		if !ok {
 			st = &ipState{}
 			sh.ips[ip] = st
+			t.tracked.Add(1)
 		}
 		sh.mu.Unlock()
 		st.mu.Lock()
@@ -142,6 +150,7 @@ func (t *Throttle) sweep(now int64) {
 			if st.tat < now && st.blockedUntil < now {
 				st.dead = true
 				delete(sh.ips, ip)
+				t.tracked.Add(-1)
 			}
 			st.mu.Unlock()
 		}
