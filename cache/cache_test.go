@@ -360,3 +360,30 @@ func TestPlanChangeIsSeen(t *testing.T) {
 		t.Fatalf("after the plan got a limit of 1: %s then %s", first.Code, second.Code)
 	}
 }
+
+// Accounts may name a plan before it exists; creating it reaches their cached keys.
+func TestPlanCreatedLater(t *testing.T) {
+	f := newFixture(t, 0)
+	acc, err := f.svc.CreateAccount(f.ctx, service.AccountInput{Name: "a", AllowedScopes: []string{"*"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := f.src.store.(keyplane.Store)
+	if _, err := store.UpdateAccount(f.ctx, acc.ID, func(a *keyplane.Account) error { a.Plan = "pro"; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	f.cache.ApplyChange(keyplane.AccountChanged(acc.ID))
+	k := f.newKey(t, acc.ID)
+	req := keyplane.VerifyRequest{Key: k.Plaintext, Cost: 1}
+	f.svc.Verify(f.ctx, req) // cached with no plan behind it
+	one := int64(1)
+	if _, err := f.svc.CreatePlan(f.ctx, service.PlanInput{Name: "pro", RateLimits: []keyplane.RateLimitPolicy{
+		{Name: "m", Limit: &one, WindowSeconds: 60, Algorithm: keyplane.TokenBucket}}}); err != nil {
+		t.Fatal(err)
+	}
+	first, _ := f.svc.Verify(f.ctx, req)
+	second, _ := f.svc.Verify(f.ctx, req)
+	if first.Code != keyplane.VerifyValid || second.Code != keyplane.VerifyRateLimited {
+		t.Fatalf("after creating the plan: %s then %s", first.Code, second.Code)
+	}
+}

@@ -592,6 +592,11 @@ func TestRateLimitHeaders(t *testing.T) {
 		}
 	}
 	h = http.Header{}
+	httpapi.RateLimitHeaders(h, keyplane.VerifyResult{Code: keyplane.VerifyRateLimited, RetryAfter: 5 * time.Minute})
+	if h.Get("Retry-After") != "300" {
+		t.Fatalf("a refusal without a policy's state (the failure throttle): %v", h)
+	}
+	h = http.Header{}
 	httpapi.RateLimitHeaders(h, keyplane.VerifyResult{Code: keyplane.VerifyValid})
 	if len(h) != 0 {
 		t.Fatalf("headers without rate limits: %v", h)

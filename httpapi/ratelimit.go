@@ -15,6 +15,9 @@ import (
 // X-RateLimit-* ones and, for a refusal, Retry-After. Forward-auth and the
 // gateway put them on the responses the operator's clients see.
 func RateLimitHeaders(h http.Header, res keyplane.VerifyResult) {
+	if res.Code == keyplane.VerifyRateLimited {
+		h.Set("Retry-After", strconv.FormatInt(max(1, ceilSeconds(res.RetryAfter)), 10))
+	}
 	rl := res.RateLimit
 	if rl == nil {
 		return
@@ -25,9 +28,6 @@ func RateLimitHeaders(h http.Header, res keyplane.VerifyResult) {
 	h.Set("X-RateLimit-Limit", strconv.FormatInt(rl.Limit, 10))
 	h.Set("X-RateLimit-Remaining", strconv.FormatInt(rl.Remaining, 10))
 	h.Set("X-RateLimit-Reset", strconv.FormatInt(reset, 10))
-	if res.Code == keyplane.VerifyRateLimited {
-		h.Set("Retry-After", strconv.FormatInt(max(1, ceilSeconds(res.RetryAfter)), 10))
-	}
 }
 
 // ceilSeconds rounds up to whole seconds, so a client that waits that long is

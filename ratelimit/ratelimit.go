@@ -71,7 +71,9 @@ func (l *Local) Check(_ context.Context, rec *keyplane.VerifyRecord, cost int64,
 	}
 	st := l.lock(rec.Key.ID)
 	defer st.mu.Unlock()
-	ts := now.UnixNano()
+	// Microseconds, as the Redis limiter counts (its Lua numbers are doubles),
+	// so both give the same answers.
+	ts := now.UnixMicro()
 	st.sync(policies)
 
 	// First pass: would every policy admit the request? Nothing changes yet.
@@ -91,7 +93,7 @@ func (l *Local) Check(_ context.Context, rec *keyplane.VerifyRecord, cost int64,
 		}
 	}
 	if refused.policy != nil {
-		return keyplane.LimitDecision{Code: keyplane.VerifyRateLimited, RateLimit: refused.state(), RetryAfter: time.Duration(refused.retryAfter)}, nil
+		return keyplane.LimitDecision{Code: keyplane.VerifyRateLimited, RateLimit: refused.state(), RetryAfter: micros(refused.retryAfter)}, nil
 	}
 	// Second pass: all admit it, so charge them all.
 	idle := ts
@@ -167,16 +169,24 @@ type outcome struct {
 	policy     *keyplane.RateLimitPolicy
 	limit      int64
 	remaining  int64
-	reset      int64 // ns until the policy is fully available again
-	retryAfter int64 // ns, when refused
+	reset      int64 // µs until the policy is fully available again
+	retryAfter int64 // µs, when refused; math.MaxInt64 for never
 }
 
 func (o *outcome) state() *keyplane.RateLimitState {
 	return &keyplane.RateLimitState{Policy: o.policy.Name, Limit: o.limit, Remaining: o.remaining,
-		Reset: time.Duration(o.reset), Window: time.Duration(o.policy.WindowSeconds) * time.Second}
+		Reset: micros(o.reset), Window: time.Duration(o.policy.WindowSeconds) * time.Second}
 }
 
-func (p *policyState) window() int64 { return p.config.WindowSeconds * int64(time.Second) }
+func (p *policyState) window() int64 { return p.config.WindowSeconds * 1_000_000 } // µs
+
+// micros converts µs to a Duration, keeping "never" as the longest duration.
+func micros(v int64) time.Duration {
+	if v > math.MaxInt64/1000 {
+		return time.Duration(math.MaxInt64)
+	}
+	return time.Duration(v) * time.Microsecond
+}
 
 // apply answers whether cost may pass at now and, when commit is set and it
 // may, charges it. Without commit the state is left as it was.
@@ -203,7 +213,7 @@ func (p *policyState) tokenBucket(now, cost int64, commit bool, o *outcome) {
 		o.reset = p.window()
 		return
 	}
-	interval := ceilDiv(p.window(), p.limit) // ns per unit, rounded up: never over-admit
+	interval := ceilDiv(p.window(), p.limit) // µs per unit, rounded up: never over-admit
 	capacity, overflow := mul(interval, burst)
 	increment, overflow2 := mul(interval, cost)
 	if overflow || overflow2 || cost > burst {
@@ -250,6 +260,9 @@ func (p *policyState) slidingWindow(now, cost int64, commit bool, o *outcome) {
 	if used+cost > p.limit {
 		o.remaining = max(0, p.limit-used)
 		o.retryAfter = p.slidingRetry(start, prev, cur, now, cost)
+		if cost > p.limit {
+			o.retryAfter, o.remaining = math.MaxInt64, 0 // this cost can never pass
+		}
 		return
 	}
 	if commit {
@@ -289,7 +302,7 @@ func (l *Local) sweepEvery(d time.Duration) {
 		case <-l.stop:
 			return
 		case now := <-t.C:
-			l.sweep(now.UnixNano())
+			l.sweep(now.UnixMicro())
 		}
 	}
 }
@@ -315,7 +328,14 @@ func (l *Local) Len() int {
 	return n
 }
 
-func ceilDiv(a, b int64) int64 { return (a + b - 1) / b }
+// ceilDiv divides rounding up, without the overflow of (a+b-1)/b.
+func ceilDiv(a, b int64) int64 {
+	q := a / b
+	if a%b != 0 {
+		q++
+	}
+	return q
+}
 
 // mul multiplies non-negative a and b, reporting overflow of int64.
 func mul(a, b int64) (int64, bool) {

@@ -36,7 +36,7 @@ func TestSweepFreesIdleKeys(t *testing.T) {
 	if l.Len() != 100 {
 		t.Fatalf("%d states", l.Len())
 	}
-	l.sweep(t0.Add(time.Minute).UnixNano())
+	l.sweep(t0.Add(time.Minute).UnixMicro())
 	if l.Len() != 0 {
 		t.Fatalf("%d states left after the sweep", l.Len())
 	}

@@ -80,7 +80,7 @@ func (t *Throttle) Blocked(ip netip.Addr, now time.Time) time.Duration {
 	if t.tracked.Load() == 0 {
 		return 0
 	}
-	ip = ip.Unmap()
+	ip = source(ip)
 	sh := t.shard(ip)
 	sh.mu.RLock()
 	st, ok := sh.ips[ip]
@@ -96,9 +96,24 @@ func (t *Throttle) Blocked(ip netip.Addr, now time.Time) time.Duration {
 	return 0
 }
 
+// maxTracked bounds the throttle's memory under a flood from many
+// addresses: past it, new addresses are not tracked (the throttle fails open).
+const maxTracked = 100_000
+
+// source is what the throttle counts: an IPv4 address, or an IPv6 /64, the
+// block one subscriber usually holds whole.
+func source(ip netip.Addr) netip.Addr {
+	ip = ip.Unmap()
+	if ip.Is6() {
+		p, _ := ip.Prefix(64)
+		return p.Addr()
+	}
+	return ip
+}
+
 // Failed records a failed verification from ip at now.
 func (t *Throttle) Failed(ip netip.Addr, now time.Time) {
-	ip = ip.Unmap()
+	ip = source(ip)
 	ts := now.UnixNano()
 	interval := int64(t.window) / t.failures
 	sh := t.shard(ip)
@@ -106,6 +121,10 @@ func (t *Throttle) Failed(ip netip.Addr, now time.Time) {
 		sh.mu.Lock()
 		st, ok := sh.ips[ip]
 		if !ok {
+			if t.tracked.Load() >= maxTracked {
+				sh.mu.Unlock()
+				return
+			}
 			st = &ipState{}
 			sh.ips[ip] = st
 			t.tracked.Add(1)

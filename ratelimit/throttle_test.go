@@ -43,3 +43,25 @@ func TestThrottle(t *testing.T) {
 		t.Fatalf("%d IPs left after the sweep", n)
 	}
 }
+
+// An IPv6 /64 counts as one source; a flood of addresses cannot grow the
+// throttle without bound.
+func TestThrottleSourcesAndCap(t *testing.T) {
+	th := NewThrottle(ThrottleConfig{Failures: 20, Window: time.Minute, Block: 5 * time.Minute})
+	defer th.Close()
+	for i := range 21 {
+		th.Failed(netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 15: byte(i)}), t0)
+	}
+	if d := th.Blocked(netip.MustParseAddr("2001:db8::ffff"), t0); d == 0 {
+		t.Fatal("21 failures from one /64 did not block it")
+	}
+	if d := th.Blocked(netip.MustParseAddr("2001:db8:0:1::1"), t0); d != 0 {
+		t.Fatal("the next /64 is blocked too")
+	}
+	for i := range maxTracked + 1000 {
+		th.Failed(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), t0)
+	}
+	if n := th.Len(); n > maxTracked {
+		t.Fatalf("%d addresses tracked, over the cap of %d", n, maxTracked)
+	}
+}

@@ -100,11 +100,15 @@ for i = 1, #KEYS do
     local start = now - (now % window)
     local st = redis.call("HMGET", KEYS[i], "s", "p", "c")
     local s, prev, cur = tonumber(st[1] or -1), tonumber(st[2] or 0), tonumber(st[3] or 0)
+    -- An instance whose clock runs a little behind must not move the window
+    -- back (and wipe its counts): it counts in the newer window.
+    if s > start then start = s end
     if s ~= start then
       if s == start - window then prev, cur = cur, 0 else prev, cur = 0, 0 end
     end
     local used = cur
-    if prev > 0 then used = used + math.ceil(prev * (window - (now - start)) / window) end
+    local elapsed = math.max(0, now - start)
+    if prev > 0 then used = used + math.ceil(prev * (window - elapsed) / window) end
     local reset = start + window - now
     if used + cost > limit then
       refused = true
@@ -112,7 +116,7 @@ for i = 1, #KEYS do
       local room = limit - cur - cost
       if room >= 0 and prev > 0 then
         local e = math.ceil(window * (1 - room / prev))
-        retry = math.max(1, math.min(e - (now - start), reset))
+        retry = math.max(1, math.min(e - elapsed, reset))
       end
       out[#out + 1] = 0; out[#out + 1] = math.max(0, limit - used); out[#out + 1] = reset; out[#out + 1] = retry
     else
@@ -150,7 +154,7 @@ func (l *Limiter) Check(ctx context.Context, rec *keyplane.VerifyRecord, cost in
 		if burst == 0 {
 			burst = *p.Limit
 		}
-		if *p.Limit <= 0 || burst <= 0 || cost > burst && p.Algorithm == keyplane.TokenBucket || cost > *p.Limit {
+		if *p.Limit <= 0 || burst <= 0 || p.Algorithm == keyplane.TokenBucket && cost > burst || p.Algorithm == keyplane.SlidingWindow && cost > *p.Limit {
 			// Refused whatever the state: no need to ask.
 			return refuse(p, *p.Limit, time.Duration(p.WindowSeconds)*time.Second, cost > burst), nil
 		}

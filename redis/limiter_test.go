@@ -4,7 +4,9 @@ import (
 	"context"
 	"log/slog"
 	"testing"
+	"time"
 
+	"github.com/keyplane/keyplane"
 	"github.com/keyplane/keyplane/ratelimit/limitertest"
 	"github.com/keyplane/keyplane/redis"
 	"github.com/keyplane/keyplane/redis/redistest"
@@ -22,4 +24,32 @@ func TestLimiterConformance(t *testing.T) {
 	l := bus.Limiter(redis.LimiterConfig{KeyPrefix: prefix})
 	defer l.Close()
 	limitertest.Run(t, l)
+}
+
+// An instance whose clock runs behind must not move a sliding window back
+// and wipe its count: the window's limit holds across instances.
+func TestSlidingWindowClockSkew(t *testing.T) {
+	url := redistest.URL(t)
+	bus, err := redis.Open(context.Background(), url, redistest.Channel(t), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bus.Close()
+	prefix := "keyplane-test:" + redistest.Channel(t) + ":"
+	t.Cleanup(func() { redistest.DeleteKeys(t, url, prefix+"*") })
+	l := bus.Limiter(redis.LimiterConfig{KeyPrefix: prefix})
+	defer l.Close()
+	limit := int64(100)
+	rec := &keyplane.VerifyRecord{Key: keyplane.Key{ID: "key_skew", RateLimits: []keyplane.RateLimitPolicy{
+		{Name: "m", Limit: &limit, WindowSeconds: 60, Algorithm: keyplane.SlidingWindow}}}}
+	boundary := time.Date(2026, 1, 1, 0, 1, 0, 0, time.UTC)
+	ahead, behind := boundary.Add(time.Millisecond), boundary.Add(-2*time.Millisecond)
+	for range 100 {
+		if d, err := l.Check(context.Background(), rec, 1, ahead); err != nil || d.Code != keyplane.VerifyValid {
+			t.Fatalf("filling the window: %v %v", d.Code, err)
+		}
+	}
+	if d, _ := l.Check(context.Background(), rec, 1, behind); d.Code != keyplane.VerifyRateLimited {
+		t.Fatalf("a check 2 ms behind, across the boundary: %s; the window's count was lost", d.Code)
+	}
 }

@@ -68,6 +68,8 @@ func (s *Service) CreatePlan(ctx context.Context, in PlanInput) (*keyplane.Plan,
 		}
 		return nil, err
 	}
+	// Accounts may name a plan before it exists; their cached keys learn of it now.
+	s.changed(ctx, keyplane.PlanChanged(p.Name))
 	return p, nil
 }
 

@@ -580,3 +580,32 @@ func TestPlans(t *testing.T) {
 	_, err = e.svc.Plan(member, "free")
 	wantCode(t, err, keyplane.EFORBIDDEN)
 }
+
+// failingLimiter stands for a limiter whose store is down and that fails closed.
+type failingLimiter struct{}
+
+func (failingLimiter) Check(context.Context, *keyplane.VerifyRecord, int64, time.Time) (keyplane.LimitDecision, error) {
+	return keyplane.LimitDecision{}, &keyplane.Error{Code: keyplane.EUNAVAILABLE, Message: "the rate limiter is unavailable"}
+}
+
+func TestLimiterOutageIsAnError(t *testing.T) {
+	e := newEnv(t)
+	svc, _ := service.New(e.store, service.Config{Limiter: failingLimiter{}})
+	acc := e.account(t)
+	k := e.key(t, acc.ID, service.KeyInput{})
+	_, err := svc.Verify(e.ctx, keyplane.VerifyRequest{Key: k.Plaintext, Cost: 1})
+	wantCode(t, err, keyplane.EUNAVAILABLE)
+}
+
+func TestPolicyBounds(t *testing.T) {
+	e := newEnv(t)
+	acc := e.account(t)
+	huge, one := int64(9223372036854775807), int64(1)
+	for _, p := range []keyplane.RateLimitPolicy{
+		{Name: "huge", Limit: &huge, WindowSeconds: 1, Algorithm: keyplane.TokenBucket},
+		{Name: "deep", Limit: &one, WindowSeconds: 86400, Burst: 100000, Algorithm: keyplane.TokenBucket},
+	} {
+		_, err := e.svc.CreateKey(e.ctx, acc.ID, service.KeyInput{Name: "k", RateLimits: []keyplane.RateLimitPolicy{p}})
+		wantCode(t, err, keyplane.EINVALID)
+	}
+}

@@ -23,6 +23,8 @@ const (
 	maxPolicies      = 10
 	maxMetadataBytes = 4096
 	maxWindow        = 366 * 24 * 3600
+	maxLimit         = 1e12
+	maxBucketSeconds = 100 * 366 * 24 * 3600
 )
 
 var (
@@ -112,14 +114,17 @@ func validPolicies(v *keyplane.Validation, policies []keyplane.RateLimitPolicy) 
 			v.Add(f+".name", "%q is used by another policy of this key", p.Name)
 		}
 		seen[p.Name] = true
-		if p.Limit != nil && *p.Limit < 0 {
-			v.Add(f+".limit", "must not be negative (null means unlimited)")
+		if p.Limit != nil && (*p.Limit < 0 || *p.Limit > maxLimit) {
+			v.Add(f+".limit", "must be between 0 and %d (null means unlimited)", int64(maxLimit))
 		}
 		if p.WindowSeconds < 1 || p.WindowSeconds > maxWindow {
 			v.Add(f+".window_seconds", "must be between 1 and %d", maxWindow)
 		}
 		if p.Burst < 0 {
 			v.Add(f+".burst", "must be at least 1")
+		} else if p.Limit != nil && *p.Limit > 0 && p.WindowSeconds > 0 && p.Burst > 0 &&
+			float64(p.WindowSeconds)/float64(*p.Limit)*float64(p.Burst) > maxBucketSeconds {
+			v.Add(f+".burst", "holds more than 100 years of the limit's rate")
 		}
 		if p.Algorithm != keyplane.TokenBucket && p.Algorithm != keyplane.SlidingWindow {
 			v.Add(f+".algorithm", "%q: want token_bucket or sliding_window", p.Algorithm)

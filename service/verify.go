@@ -74,14 +74,16 @@ func (s *Service) check(ctx context.Context, rec *keyplane.VerifyRecord, req key
 	}
 	if s.limiter != nil {
 		d, err := s.limiter.Check(ctx, rec, req.Cost, now)
-		if err != nil || d.Code != keyplane.VerifyValid {
-			res.Code, res.RateLimit, res.Quota, res.RetryAfter = d.Code, d.RateLimit, d.Quota, d.RetryAfter
-			if err != nil {
-				res.Code = keyplane.VerifyRateLimited // a limiter that cannot answer refuses
-			}
+		if err != nil {
+			// A limiter that cannot answer (fail-closed, Redis down) is an
+			// outage, a 503 the caller can tell from a refusal.
+			return keyplane.VerifyResult{}, err
+		}
+		res.RateLimit, res.Quota, res.RetryAfter = d.RateLimit, d.Quota, d.RetryAfter
+		if d.Code != keyplane.VerifyValid {
+			res.Code = d.Code
 			return res, nil
 		}
-		res.RateLimit, res.Quota = d.RateLimit, d.Quota
 	}
 	res.Valid, res.Code = true, keyplane.VerifyValid
 	return res, nil

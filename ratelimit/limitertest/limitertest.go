@@ -5,6 +5,7 @@ package limitertest
 import (
 	"context"
 	"fmt"
+	"math"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -21,6 +22,7 @@ func Run(t *testing.T, l keyplane.Limiter) {
 		"SlidingWindowAccuracy":         testSlidingWindowAccuracy,
 		"PoliciesAreAtomic":             testPoliciesAreAtomic,
 		"UnlimitedZeroAndChangedPolicy": testUnlimitedZeroAndChangedPolicies,
+		"ExactAnswers":                  testExactAnswers,
 	} {
 		t.Run(name, func(t *testing.T) { fn(t, l) })
 	}
@@ -185,4 +187,37 @@ func testUnlimitedZeroAndChangedPolicies(t *testing.T, l keyplane.Limiter) {
 	if got := admitted(t, l, rec, t0, 320); got != 10 {
 		t.Fatalf("after raising the limit: admitted %d, want 10", got)
 	}
+}
+
+// testExactAnswers pins what both limiters answer, to the microsecond, where
+// they could drift apart: a limit that does not divide its window, a burst
+// above the limit, a cost between the two, and costs that can never pass.
+func testExactAnswers(t *testing.T, l keyplane.Limiter) {
+	ctx := context.Background()
+	check := func(rec *keyplane.VerifyRecord, cost int64, at time.Time, want keyplane.VerifyCode, remaining int64, retry time.Duration) {
+		t.Helper()
+		d, err := l.Check(ctx, rec, cost, at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.Code != want || d.RateLimit == nil || d.RateLimit.Remaining != remaining || d.RetryAfter != retry {
+			t.Fatalf("at +%v cost %d: %s remaining %v retry %v; want %s remaining %d retry %v",
+				at.Sub(t0), cost, d.Code, d.RateLimit, d.RetryAfter, want, remaining, retry)
+		}
+	}
+	// 7 per second: one unit every 142,858 µs (rounded up, never over-admitting).
+	seven := record(policy("s", 7, 1, 0, keyplane.TokenBucket))
+	for range 7 {
+		l.Check(ctx, seven, 1, t0)
+	}
+	check(seven, 1, t0.Add(142857*time.Microsecond), keyplane.VerifyRateLimited, 0, time.Microsecond)
+	check(seven, 1, t0.Add(142858*time.Microsecond), keyplane.VerifyValid, 0, 0)
+	// Burst 20 over a limit of 10: a cost of 15 fits a full bucket.
+	burst := record(policy("b", 10, 1, 20, keyplane.TokenBucket))
+	check(burst, 15, t0, keyplane.VerifyValid, 5, 0)
+	check(burst, 21, t0.Add(time.Hour), keyplane.VerifyRateLimited, 0, time.Duration(math.MaxInt64))
+	// A sliding window never admits a cost above its limit.
+	sliding := record(policy("w", 10, 60, 0, keyplane.SlidingWindow))
+	check(sliding, 11, t0, keyplane.VerifyRateLimited, 0, time.Duration(math.MaxInt64))
+	check(sliding, 10, t0, keyplane.VerifyValid, 0, 0)
 }
