@@ -13,32 +13,13 @@ import (
 )
 
 func TestLimiterConformance(t *testing.T) {
-	url := redistest.URL(t)
-	bus, err := redis.Open(context.Background(), url, redistest.Channel(t), slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer bus.Close()
-	prefix := "keyplane-test:" + redistest.Channel(t) + ":"
-	t.Cleanup(func() { redistest.DeleteKeys(t, url, prefix+"*") })
-	l := bus.Limiter(redis.LimiterConfig{KeyPrefix: prefix})
-	defer l.Close()
-	limitertest.Run(t, l)
+	limitertest.Run(t, testLimiter(t))
 }
 
 // An instance whose clock runs behind must not move a sliding window back
 // and wipe its count: the window's limit holds across instances.
 func TestSlidingWindowClockSkew(t *testing.T) {
-	url := redistest.URL(t)
-	bus, err := redis.Open(context.Background(), url, redistest.Channel(t), slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer bus.Close()
-	prefix := "keyplane-test:" + redistest.Channel(t) + ":"
-	t.Cleanup(func() { redistest.DeleteKeys(t, url, prefix+"*") })
-	l := bus.Limiter(redis.LimiterConfig{KeyPrefix: prefix})
-	defer l.Close()
+	l := testLimiter(t)
 	limit := int64(100)
 	rec := &keyplane.VerifyRecord{Key: keyplane.Key{ID: "key_skew", RateLimits: []keyplane.RateLimitPolicy{
 		{Name: "m", Limit: &limit, WindowSeconds: 60, Algorithm: keyplane.SlidingWindow}}}}
@@ -52,4 +33,20 @@ func TestSlidingWindowClockSkew(t *testing.T) {
 	if d, _ := l.Check(context.Background(), rec, 1, behind); d.Code != keyplane.VerifyRateLimited {
 		t.Fatalf("a check 2 ms behind, across the boundary: %s; the window's count was lost", d.Code)
 	}
+}
+
+// testLimiter is a limiter on the test Redis with keys of its own, removed
+// when the test ends.
+func testLimiter(t *testing.T) *redis.Limiter {
+	url := redistest.URL(t)
+	bus, err := redis.Open(context.Background(), url, redistest.Channel(t), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { bus.Close() })
+	prefix := "keyplane-test:" + redistest.Channel(t) + ":"
+	t.Cleanup(func() { redistest.DeleteKeys(t, url, prefix+"*") })
+	l := bus.Limiter(redis.LimiterConfig{KeyPrefix: prefix})
+	t.Cleanup(func() { l.Close() })
+	return l
 }
