@@ -76,13 +76,6 @@ func (k *Key) Status(now time.Time) KeyStatus {
 	return KeyActive
 }
 
-// CountsTowardCap reports whether the key uses one of its account's active-key
-// slots: not revoked, not expired and not already replaced by a roll.
-func (k *Key) CountsTowardCap(now time.Time) bool {
-	s := k.Status(now)
-	return s != KeyRevoked && s != KeyExpired && k.RolledToID == ""
-}
-
 // Algorithm is a rate-limiting algorithm.
 type Algorithm string
 

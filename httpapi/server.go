@@ -67,9 +67,6 @@ func New(cfg Config) *Server {
 // ServeHTTP serves the API.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
 
-// OpenAPI returns the generated OpenAPI document.
-func (s *Server) OpenAPI() *huma.OpenAPI { return s.api.OpenAPI() }
-
 // register adds an operation that needs an operator token of role (admin
 // routes accept only admin; the verify route accepts both).
 func register[I, O any](s *Server, role keyplane.Role, op huma.Operation, h func(context.Context, *I) (*O, error)) {

@@ -90,7 +90,8 @@ func updateKeyRow(ctx context.Context, tx pgx.Tx, k *keyplane.Key) error {
 }
 
 // liveKeyCondition selects keys that use one of the account's active-key
-// slots at @now; it mirrors Key.CountsTowardCap and the sqlite package.
+// slots at @now: not revoked, not expired, not replaced by a roll (disabled
+// keys count). It mirrors the sqlite package; storetest's KeyCap holds both to it.
 const liveKeyCondition = `revoked_at IS NULL AND (expires_at IS NULL OR expires_at > @now) AND rolled_to_id IS NULL`
 
 // CreateKey inserts k if its account has fewer than maxActive live keys. The

@@ -54,15 +54,6 @@ func Open(ctx context.Context, url string) (*DB, error) {
 	return &DB{pool: pool}, nil
 }
 
-// Migrate brings the database at url to the newest schema, for `keyplane migrate`.
-func Migrate(ctx context.Context, url string) error {
-	db, err := Open(ctx, url)
-	if err != nil {
-		return err
-	}
-	return db.Close()
-}
-
 // serverAddress is host:port of the first server in the config, for messages.
 func serverAddress(cfg pgconn.Config) string {
 	return net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port)))

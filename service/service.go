@@ -81,9 +81,6 @@ func New(store keyplane.Store, cfg Config) (*Service, error) {
 	return s, nil
 }
 
-// KeyPrefix returns the deployment's key prefix.
-func (s *Service) KeyPrefix() string { return s.prefix }
-
 // now is the clock in UTC at the precision both stores keep, so what a call
 // returns equals what a later read returns.
 func (s *Service) now() time.Time { return s.clock().UTC().Truncate(time.Microsecond) }

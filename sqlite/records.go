@@ -256,7 +256,8 @@ func updateKeyRow(ctx context.Context, tx *sql.Tx, k *keyplane.Key) error {
 }
 
 // liveKeyCondition selects keys that use one of the account's active-key
-// slots at the time bound to the named parameter; it mirrors Key.CountsTowardCap.
+// slots at the time bound to the named parameter: not revoked, not expired, not
+// replaced by a roll (disabled keys count). storetest's KeyCap checks it.
 const liveKeyCondition = `revoked_at IS NULL AND (expires_at IS NULL OR expires_at > :now) AND rolled_to_id IS NULL`
 
 // CreateKey inserts k if its account has fewer than maxActive live keys.

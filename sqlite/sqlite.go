@@ -69,15 +69,6 @@ func Open(ctx context.Context, path string) (*DB, error) {
 	return db, nil
 }
 
-// Migrate brings the file at path to the newest schema, for `keyplane migrate`.
-func Migrate(ctx context.Context, path string) error {
-	db, err := Open(ctx, path)
-	if err != nil {
-		return err
-	}
-	return db.Close()
-}
-
 func (db *DB) migrate(ctx context.Context) error {
 	sub, err := fs.Sub(migrations, "migrations")
 	if err != nil {
