@@ -77,15 +77,7 @@ func (s *Service) Account(ctx context.Context, id string) (*keyplane.Account, er
 
 // ListAccounts lists accounts, newest first. Operators only.
 func (s *Service) ListAccounts(ctx context.Context, page keyplane.Page) ([]*keyplane.Account, string, error) {
-	if err := requireOperator(ctx); err != nil {
-		return nil, "", err
-	}
-	limit, err := pageLimit(page.Limit)
-	if err != nil {
-		return nil, "", err
-	}
-	page.Limit = limit
-	return s.store.ListAccounts(ctx, page)
+	return listForOperator(ctx, page, s.store.ListAccounts)
 }
 
 // UpdateAccount changes an account; suspending it stops all its keys at once.

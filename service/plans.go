@@ -86,15 +86,7 @@ func (s *Service) Plan(ctx context.Context, name string) (*keyplane.Plan, error)
 
 // ListPlans lists plans by name. Operators only.
 func (s *Service) ListPlans(ctx context.Context, page keyplane.Page) ([]*keyplane.Plan, string, error) {
-	if err := requireOperator(ctx); err != nil {
-		return nil, "", err
-	}
-	limit, err := pageLimit(page.Limit)
-	if err != nil {
-		return nil, "", err
-	}
-	page.Limit = limit
-	return s.store.ListPlans(ctx, page)
+	return listForOperator(ctx, page, s.store.ListPlans)
 }
 
 // UpdatePlan changes a plan; every instance applies it from the next

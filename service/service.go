@@ -142,6 +142,20 @@ var idPattern = regexp.MustCompile(`^[a-z]{3}_[0-9a-z]{26}$`)
 // belongs must not come back in an error message.
 func validID(id string) bool { return idPattern.MatchString(id) }
 
+// listForOperator is a list only operators may read, with the page size
+// bounded.
+func listForOperator[T any](ctx context.Context, page keyplane.Page, list func(context.Context, keyplane.Page) ([]T, string, error)) ([]T, string, error) {
+	if err := requireOperator(ctx); err != nil {
+		return nil, "", err
+	}
+	limit, err := pageLimit(page.Limit)
+	if err != nil {
+		return nil, "", err
+	}
+	page.Limit = limit
+	return list(ctx, page)
+}
+
 // pageLimit applies the default and bounds of list page sizes.
 func pageLimit(limit int) (int, error) {
 	switch {
