@@ -629,6 +629,7 @@ func TestPlansOverHTTP(t *testing.T) {
 		{"PATCH", "/v1/plans/nope", map[string]any{"max_keys": 3}, 404},
 		{"PATCH", "/v1/plans/free", map[string]any{"max_keys": null()}, 400},
 		{"POST", "/v1/accounts", map[string]any{"name": "x", "plan": "gold"}, 400},
+		{"PATCH", "/v1/accounts/" + h.account(), map[string]any{"plan": "gold"}, 400},
 	} {
 		r := h.admin_(tc.method, tc.path, tc.body)
 		if r.status != tc.status {

@@ -45,11 +45,11 @@ func measurePropagation(t *testing.T, a, b *server, token string) {
 		return a.call(t, token, "POST", "/v1/accounts", map[string]any{"name": "acme", "allowed_scopes": []string{"*"}}, 201)["id"].(string)
 	}
 	newKey := func(acc string) (id, plaintext string) {
-		k := a.call(t, token, "POST", "/v1/accounts/"+acc+"/keys", map[string]any{"name": "k"}, 201)
+		k := a.call(t, token, "POST", "/v1/accounts/"+acc+"/keys", map[string]any{"name": "k", "scopes": []string{"data:read"}}, 201)
 		return k["id"].(string), k["key"].(string)
 	}
 	codeOnB := func(key string) string {
-		return b.call(t, token, "POST", "/v1/verify", map[string]any{"key": key}, 200)["code"].(string)
+		return b.call(t, token, "POST", "/v1/verify", map[string]any{"key": key, "scope": "data:read"}, 200)["code"].(string)
 	}
 	// trial caches the key on B, makes the change on A and returns how long B
 	// still said VALID after A answered.
@@ -94,6 +94,19 @@ func measurePropagation(t *testing.T, a, b *server, token string) {
 		}, "DISABLED"))
 	}
 
+	// A plan's change reaches B: narrowing its scopes refuses the keys of
+	// every account on it.
+	var plan []time.Duration
+	for i := range 10 {
+		name := fmt.Sprintf("tier%d", i)
+		a.call(t, token, "POST", "/v1/plans", map[string]any{"name": name}, 201)
+		acc := a.call(t, token, "POST", "/v1/accounts", map[string]any{"name": "acme", "plan": name, "allowed_scopes": []string{"*"}}, 201)["id"].(string)
+		_, key := newKey(acc)
+		plan = append(plan, trial(key, func() {
+			a.call(t, token, "PATCH", "/v1/plans/"+name, map[string]any{"allowed_scopes": []string{"billing:*"}}, 200)
+		}, "INSUFFICIENT_SCOPE"))
+	}
+
 	// A roll's overlap ends on B on time: B learns the new expiry from the
 	// roll's notification and compares it with its own clock.
 	acc = account()
@@ -114,9 +127,9 @@ func measurePropagation(t *testing.T, a, b *server, token string) {
 		t.Fatalf("after the overlap: %s", c)
 	}
 
-	all := slices.Concat(revoke, roll, suspend)
-	t.Logf("propagation to the other instance: revoke %s; roll %s; suspend %s; all %s; overlap end seen %v after expires_at",
-		summary(revoke), summary(roll), summary(suspend), summary(all), overlapEnd.Round(time.Microsecond))
+	all := slices.Concat(revoke, roll, suspend, plan)
+	t.Logf("propagation to the other instance: revoke %s; roll %s; suspend %s; plan %s; all %s; overlap end seen %v after expires_at",
+		summary(revoke), summary(roll), summary(suspend), summary(plan), summary(all), overlapEnd.Round(time.Microsecond))
 }
 
 // summary gives p50, p99 and max of durations.
