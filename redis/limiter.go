@@ -141,6 +141,9 @@ return out
 // Check applies the key's policies in Redis.
 func (l *Limiter) Check(ctx context.Context, rec *keyplane.VerifyRecord, cost int64, now time.Time) (keyplane.LimitDecision, error) {
 	policies := rec.RateLimits()
+	if len(policies) == 0 {
+		return keyplane.LimitDecision{Code: keyplane.VerifyValid}, nil // no allocation for unlimited keys
+	}
 	keys := make([]string, 0, len(policies))
 	args := make([]any, 2, 2+4*len(policies))
 	args[0], args[1] = now.UnixMicro(), cost

@@ -50,3 +50,11 @@ func testLimiter(t *testing.T) *redis.Limiter {
 	t.Cleanup(func() { l.Close() })
 	return l
 }
+
+func TestUnlimitedKeyCostsNothing(t *testing.T) {
+	l := testLimiter(t)
+	rec := &keyplane.VerifyRecord{Key: keyplane.Key{ID: "key_free"}}
+	if n := testing.AllocsPerRun(100, func() { l.Check(context.Background(), rec, 1, time.Now()) }); n != 0 {
+		t.Fatalf("checking a key without policies allocates %v times", n)
+	}
+}
