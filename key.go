@@ -92,18 +92,3 @@ type RateLimitPolicy struct {
 	Burst         int64     `json:"burst,omitempty"`
 	Algorithm     Algorithm `json:"algorithm"`
 }
-
-// QuotaPeriod is how often a quota resets.
-type QuotaPeriod string
-
-const (
-	QuotaDay   QuotaPeriod = "day"
-	QuotaMonth QuotaPeriod = "month"
-)
-
-// Quota caps requests (or cost units) per period.
-type Quota struct {
-	Limit  int64       `json:"limit"`
-	Period QuotaPeriod `json:"period"`
-	Shared bool        `json:"shared,omitempty"` // counted across the account's keys
-}

@@ -57,7 +57,9 @@ type RateLimitState struct {
 // QuotaState is the quota's state after a check.
 type QuotaState struct {
 	Limit     int64
+	Used      int64
 	Remaining int64
+	Period    QuotaPeriod
 	ResetsAt  time.Time
 }
 

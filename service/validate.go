@@ -143,6 +143,9 @@ func validQuota(v *keyplane.Validation, q *keyplane.Quota) {
 	if q.Period != keyplane.QuotaDay && q.Period != keyplane.QuotaMonth {
 		v.Add("quota.period", "%q: want day or month", q.Period)
 	}
+	if q.ResetDay != 0 && (q.Period != keyplane.QuotaMonth || q.ResetDay < 1 || q.ResetDay > keyplane.MaxQuotaResetDay) {
+		v.Add("quota.reset_day", "%d: want 1 to %d, on monthly quotas only", q.ResetDay, keyplane.MaxQuotaResetDay)
+	}
 }
 
 // validMetadata checks metadata is a JSON object of at most 4 KiB and returns it compacted.
