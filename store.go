@@ -42,6 +42,8 @@ type Store interface {
 	TokenByHash(ctx context.Context, hash [32]byte) (*Token, error)
 	CountTokens(ctx context.Context) (int, error)
 
+	QuotaStore
+
 	// Ping reports whether the database answers.
 	Ping(ctx context.Context) error
 	Close() error

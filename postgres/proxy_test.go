@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"testing"
+	"time"
 
 	"github.com/keyplane/keyplane"
 	"github.com/keyplane/keyplane/postgres"
@@ -36,6 +37,14 @@ func TestUnavailableWhileServerDown(t *testing.T) {
 	_, err = db.UpdateAccount(ctx, a.ID, func(*keyplane.Account) error { return nil })
 	if code := keyplane.ErrorCode(err); code != keyplane.EUNAVAILABLE {
 		t.Fatalf("UpdateAccount while down: code %q (%v), want %q", code, err, keyplane.EUNAVAILABLE)
+	}
+	quota := keyplane.QuotaRef{Subject: "key_1", PeriodStart: time.Date(2026, 3, 4, 0, 0, 0, 0, time.UTC)}
+	_, addErr := db.AddQuotaUsage(ctx, []keyplane.QuotaDelta{{QuotaRef: quota, Used: 1}, {QuotaRef: quota, Used: 2}})
+	_, readErr := db.QuotaUsage(ctx, []keyplane.QuotaRef{quota})
+	for name, err := range map[string]error{"AddQuotaUsage": addErr, "QuotaUsage": readErr, "ResetQuotaUsage": db.ResetQuotaUsage(ctx, quota)} {
+		if code := keyplane.ErrorCode(err); code != keyplane.EUNAVAILABLE {
+			t.Fatalf("%s while down: code %q (%v), want %q", name, code, err, keyplane.EUNAVAILABLE)
+		}
 	}
 
 	p.Up(t)

@@ -66,6 +66,14 @@ var Tests = []Test{
 	{"PlanPagination", testPlanPagination},
 	{"VerifyRecordCarriesPlan", testVerifyRecordCarriesPlan},
 	{"Tokens", testTokens},
+	{"QuotaAddTotals", testQuotaAddTotals},
+	{"QuotaAddConcurrent", testQuotaAddConcurrent},
+	{"QuotaRefsIndependent", testQuotaRefsIndependent},
+	{"QuotaClampsAtZero", testQuotaClampsAtZero},
+	{"QuotaUsageOrder", testQuotaUsageOrder},
+	{"QuotaReset", testQuotaReset},
+	{"QuotaEmptyBatch", testQuotaEmptyBatch},
+	{"QuotaBatchIsAtomic", testQuotaBatchIsAtomic},
 	{"Ping", testPing},
 }
 
