@@ -27,18 +27,22 @@ const MaxQuotaResetDay = 28
 
 // PeriodAt returns the start and end of the period that contains t.
 func (q *Quota) PeriodAt(t time.Time) (start, end time.Time) {
-	t = t.UTC()
-	y, m, d := t.Date()
-	if q.Period == QuotaMonth {
-		day := max(q.ResetDay, 1)
-		if d < day {
-			m--
-		}
-		start = time.Date(y, m, day, 0, 0, 0, 0, time.UTC)
-		return start, start.AddDate(0, 1, 0)
+	if q.Period != QuotaMonth {
+		// Days are plain arithmetic on Unix time: UTC has no DST, and this
+		// runs on every verification of a key with a daily quota.
+		const day = 24 * 60 * 60
+		secs := t.Unix()
+		secs -= ((secs % day) + day) % day
+		start = time.Unix(secs, 0).UTC()
+		return start, start.Add(day * time.Second)
 	}
-	start = time.Date(y, m, d, 0, 0, 0, 0, time.UTC)
-	return start, start.AddDate(0, 0, 1)
+	y, m, d := t.UTC().Date()
+	resetDay := max(q.ResetDay, 1)
+	if d < resetDay {
+		m-- // time.Date normalises month 0 to December of the year before
+	}
+	start = time.Date(y, m, resetDay, 0, 0, 0, 0, time.UTC)
+	return start, start.AddDate(0, 1, 0)
 }
 
 // QuotaFor returns the quota that applies to the record's key and the

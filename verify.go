@@ -36,11 +36,13 @@ type VerifyRequest struct {
 
 // VerifyResult answers a VerifyRequest. For NOT_FOUND only Valid and Code are set.
 type VerifyResult struct {
-	Valid      bool
-	Code       VerifyCode
-	Key        *Key // nil for NOT_FOUND; shared with the cache, never modify
-	RateLimit  *RateLimitState
-	Quota      *QuotaState
+	Valid     bool
+	Code      VerifyCode
+	Key       *Key // nil for NOT_FOUND; shared with the cache, never modify
+	RateLimit *RateLimitState
+	// Quota is zero (Counted false) when the key has no quota. A value, not
+	// a pointer: verification of a metered key then allocates nothing for it.
+	Quota      QuotaState
 	RetryAfter time.Duration
 }
 
@@ -56,15 +58,19 @@ type RateLimitState struct {
 
 // QuotaState is the quota's state after a check.
 type QuotaState struct {
-	Limit     int64
-	Used      int64
-	Remaining int64
-	Period    QuotaPeriod
-	ResetsAt  time.Time
+	Limit       int64
+	Used        int64
+	Remaining   int64
+	Period      QuotaPeriod
+	PeriodStart time.Time
+	ResetsAt    time.Time
 }
 
-// Limiter enforces rate limits and quotas. Verification calls it last, only
-// when every other check passed, so a refused request charges nothing else.
+// Counted reports whether there is a quota: a zero QuotaState means none.
+func (s *QuotaState) Counted() bool { return s.Period != "" }
+
+// Limiter enforces rate limits. Verification calls it last, only when every
+// other check passed (a quota charge is refunded when it refuses).
 type Limiter interface {
 	Check(ctx context.Context, rec *VerifyRecord, cost int64, now time.Time) (LimitDecision, error)
 }
@@ -78,11 +84,10 @@ type FailureThrottle interface {
 	Failed(ip netip.Addr, now time.Time)
 }
 
-// LimitDecision is a Limiter's answer; Code is VALID, RATE_LIMITED or QUOTA_EXCEEDED.
+// LimitDecision is a Limiter's answer; Code is VALID or RATE_LIMITED.
 type LimitDecision struct {
 	Code       VerifyCode
 	RateLimit  *RateLimitState
-	Quota      *QuotaState
 	RetryAfter time.Duration
 }
 

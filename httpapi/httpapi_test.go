@@ -17,6 +17,7 @@ import (
 	"github.com/keyplane/keyplane/httpapi"
 	"github.com/keyplane/keyplane/postgres"
 	"github.com/keyplane/keyplane/postgres/postgrestest"
+	"github.com/keyplane/keyplane/quota"
 	"github.com/keyplane/keyplane/ratelimit"
 	"github.com/keyplane/keyplane/service"
 	"github.com/keyplane/keyplane/teststore"
@@ -38,7 +39,9 @@ func newHarnessOn(t *testing.T, store keyplane.Store) *harness {
 	t.Helper()
 	limiter := ratelimit.New()
 	t.Cleanup(limiter.Close)
-	svc, err := service.New(store, service.Config{Limiter: limiter})
+	quotas := quota.New(store, quota.Config{})
+	t.Cleanup(func() { quotas.Close(context.Background()) })
+	svc, err := service.New(store, service.Config{Limiter: limiter, Quotas: quotas})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -290,6 +293,9 @@ func TestBadInput(t *testing.T) {
 		{"zero window", "POST", "/v1/accounts/" + acc + "/keys", map[string]any{"name": "x", "rate_limits": []map[string]any{{"name": "d", "limit": 5, "window_seconds": 0, "algorithm": "token_bucket"}}}, 400, "rate_limits[0].window_seconds"},
 		{"burst below 1", "POST", "/v1/accounts/" + acc + "/keys", map[string]any{"name": "x", "rate_limits": []map[string]any{{"name": "d", "limit": 5, "window_seconds": 1, "burst": 0, "algorithm": "token_bucket"}}}, 400, "rate_limits[0].burst"},
 		{"unknown algorithm", "POST", "/v1/accounts/" + acc + "/keys", map[string]any{"name": "x", "rate_limits": []map[string]any{{"name": "d", "limit": 5, "window_seconds": 1, "algorithm": "leaky"}}}, 400, "rate_limits[0].algorithm"},
+		{"reset day past 28", "POST", "/v1/accounts/" + acc + "/keys", map[string]any{"name": "x", "quota": map[string]any{"limit": 1, "period": "month", "reset_day": 31}}, 400, "quota.reset_day"},
+		{"negative quota", "POST", "/v1/accounts/" + acc + "/keys", map[string]any{"name": "x", "quota": map[string]any{"limit": -1, "period": "day"}}, 400, "quota.limit"},
+		{"unknown quota period", "POST", "/v1/accounts/" + acc + "/keys", map[string]any{"name": "x", "quota": map[string]any{"limit": 1, "period": "week"}}, 400, "quota.period"},
 		{"past expiry", "POST", "/v1/accounts/" + acc + "/keys", map[string]any{"name": "x", "expires_at": "2001-01-01T00:00:00Z"}, 400, "expires_at"},
 		{"bad time", "POST", "/v1/accounts/" + acc + "/keys", map[string]any{"name": "x", "expires_at": "tomorrow"}, 400, "expires_at"},
 		{"bad environment", "POST", "/v1/accounts/" + acc + "/keys", map[string]any{"name": "x", "environment": "prod"}, 400, "environment"},
@@ -420,17 +426,19 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 	}
 	paths := doc["paths"].(map[string]any)
 	want := map[string][]string{
-		"/v1/accounts":           {"get", "post"},
-		"/v1/accounts/{id}":      {"get", "patch"},
-		"/v1/accounts/{id}/keys": {"get", "post"},
-		"/v1/keys/{id}":          {"get", "patch"},
-		"/v1/keys/{id}/revoke":   {"post"},
-		"/v1/keys/{id}/roll":     {"post"},
-		"/v1/verify":             {"post"},
-		"/v1/plans":              {"get", "post"},
-		"/v1/plans/{name}":       {"get", "patch"},
-		"/healthz":               {"get"},
-		"/readyz":                {"get"},
+		"/v1/accounts":              {"get", "post"},
+		"/v1/accounts/{id}":         {"get", "patch"},
+		"/v1/accounts/{id}/keys":    {"get", "post"},
+		"/v1/keys/{id}":             {"get", "patch"},
+		"/v1/keys/{id}/revoke":      {"post"},
+		"/v1/keys/{id}/roll":        {"post"},
+		"/v1/keys/{id}/quota":       {"get"},
+		"/v1/keys/{id}/quota/reset": {"post"},
+		"/v1/verify":                {"post"},
+		"/v1/plans":                 {"get", "post"},
+		"/v1/plans/{name}":          {"get", "patch"},
+		"/healthz":                  {"get"},
+		"/readyz":                   {"get"},
 	}
 	for path, methods := range want {
 		ops, ok := paths[path].(map[string]any)

@@ -104,9 +104,10 @@ type RateLimitPolicyBody struct {
 
 // QuotaBody caps requests (or cost units) per period.
 type QuotaBody struct {
-	Limit  int64  `json:"limit"`
-	Period string `json:"period" enum:"day,month"`
-	Shared bool   `json:"shared,omitempty" doc:"Count all of the account's keys together"`
+	Limit    int64  `json:"limit"`
+	Period   string `json:"period" enum:"day,month" doc:"UTC days; months start on reset_day"`
+	ResetDay int    `json:"reset_day,omitempty" doc:"Day of the month (1-28) monthly quotas reset on; default 1"`
+	Shared   bool   `json:"shared,omitempty" doc:"Count all of the account's keys together"`
 }
 
 func policiesFromBody(in []RateLimitPolicyBody) []keyplane.RateLimitPolicy {
@@ -144,14 +145,14 @@ func quotaFromBody(q *QuotaBody) *keyplane.Quota {
 	if q == nil {
 		return nil
 	}
-	return &keyplane.Quota{Limit: q.Limit, Period: keyplane.QuotaPeriod(q.Period), Shared: q.Shared}
+	return &keyplane.Quota{Limit: q.Limit, Period: keyplane.QuotaPeriod(q.Period), ResetDay: q.ResetDay, Shared: q.Shared}
 }
 
 func quotaToBody(q *keyplane.Quota) *QuotaBody {
 	if q == nil {
 		return nil
 	}
-	return &QuotaBody{Limit: q.Limit, Period: string(q.Period), Shared: q.Shared}
+	return &QuotaBody{Limit: q.Limit, Period: string(q.Period), ResetDay: q.ResetDay, Shared: q.Shared}
 }
 
 // KeyBody is a key as the API shows it. Key, the plaintext, is present only

@@ -15,7 +15,7 @@ import (
 // X-RateLimit-* ones and, for a refusal, Retry-After. Forward-auth and the
 // gateway put them on the responses the operator's clients see.
 func RateLimitHeaders(h http.Header, res keyplane.VerifyResult) {
-	if res.Code == keyplane.VerifyRateLimited {
+	if res.Code == keyplane.VerifyRateLimited || res.Code == keyplane.VerifyQuotaExceeded {
 		h.Set("Retry-After", strconv.FormatInt(max(1, ceilSeconds(res.RetryAfter)), 10))
 	}
 	rl := res.RateLimit

@@ -57,6 +57,7 @@ func New(cfg Config) *Server {
 	s.healthRoutes()
 	s.accountRoutes()
 	s.keyRoutes()
+	s.quotaRoutes()
 	s.planRoutes()
 	s.verifyRoutes(mux)
 	mux.Handle("/", unmatched(mux))

@@ -38,7 +38,7 @@ type VerifyResponse struct {
 	ExpiresAt   *time.Time     `json:"expires_at,omitempty"`
 	RateLimit   *RateLimitInfo `json:"ratelimit,omitempty"`
 	Quota       *QuotaInfo     `json:"quota,omitempty"`
-	// RetryAfterSeconds is set with RATE_LIMITED: when to try again.
+	// RetryAfterSeconds is set with RATE_LIMITED and QUOTA_EXCEEDED: when to try again.
 	RetryAfterSeconds int64 `json:"retry_after_seconds,omitempty"`
 }
 
@@ -51,10 +51,12 @@ type RateLimitInfo struct {
 	ResetSeconds int64  `json:"reset_seconds"`
 }
 
-// QuotaInfo is the state of the quota.
+// QuotaInfo is the state of the quota after the request.
 type QuotaInfo struct {
 	Limit     int64     `json:"limit"`
+	Used      int64     `json:"used"`
 	Remaining int64     `json:"remaining"`
+	Period    string    `json:"period" enum:"day,month"`
 	ResetsAt  time.Time `json:"resets_at"`
 }
 
@@ -74,7 +76,7 @@ func (s *Server) verifyRoutes(mux *http.ServeMux) {
 	s.api.OpenAPI().AddOperation(&huma.Operation{
 		OperationID: "verifyKey", Method: http.MethodPost, Path: "/v1/verify",
 		Summary:     "Verify a key: 200 for every outcome",
-		Description: "Checks, in order: NOT_FOUND, REVOKED, EXPIRED, DISABLED, FORBIDDEN, INSUFFICIENT_SCOPE, RATE_LIMITED, QUOTA_EXCEEDED; the first failure wins.",
+		Description: "Checks, in order: NOT_FOUND, REVOKED, EXPIRED, DISABLED, FORBIDDEN, INSUFFICIENT_SCOPE, then QUOTA_EXCEEDED and RATE_LIMITED (neither charged when the other refuses); the first failure wins.",
 		Tags:        []string{"Verification"},
 		Security:    []map[string][]string{{"bearer": {}}},
 		RequestBody: &huma.RequestBody{Required: true, Content: jsonOf(VerifyRequest{}, "VerifyRequest")},
@@ -143,6 +145,10 @@ func (in *VerifyRequest) verifyRequest() (keyplane.VerifyRequest, error) {
 	return req, v.Err()
 }
 
+func quotaInfo(q *keyplane.QuotaState) *QuotaInfo {
+	return &QuotaInfo{Limit: q.Limit, Used: q.Used, Remaining: q.Remaining, Period: string(q.Period), ResetsAt: q.ResetsAt}
+}
+
 func verifyResponse(res keyplane.VerifyResult) VerifyResponse {
 	out := VerifyResponse{Valid: res.Valid, Code: string(res.Code)}
 	if k := res.Key; k != nil {
@@ -152,11 +158,11 @@ func verifyResponse(res keyplane.VerifyResult) VerifyResponse {
 	if rl := res.RateLimit; rl != nil {
 		out.RateLimit = &RateLimitInfo{Policy: rl.Policy, Limit: rl.Limit, Remaining: rl.Remaining, ResetSeconds: ceilSeconds(rl.Reset)}
 	}
-	if res.Code == keyplane.VerifyRateLimited {
+	if res.Code == keyplane.VerifyRateLimited || res.Code == keyplane.VerifyQuotaExceeded {
 		out.RetryAfterSeconds = max(1, ceilSeconds(res.RetryAfter))
 	}
-	if q := res.Quota; q != nil {
-		out.Quota = &QuotaInfo{Limit: q.Limit, Remaining: q.Remaining, ResetsAt: q.ResetsAt}
+	if res.Quota.Counted() {
+		out.Quota = quotaInfo(&res.Quota)
 	}
 	return out
 }

@@ -27,7 +27,9 @@ type Config struct {
 	KeyPrefix     string           // deployment prefix of keys, default "kp"
 	MaxActiveKeys int              // per account, default 25
 	Now           func() time.Time // the clock; tests inject their own
-	Limiter       keyplane.Limiter // rate limits and quotas; nil allows all
+	Limiter       keyplane.Limiter // rate limits; nil allows all
+	// Quotas counts quota usage; nil ignores quotas.
+	Quotas keyplane.QuotaMeter
 	// Throttle refuses client IPs that keep presenting bad keys; nil never does.
 	Throttle keyplane.FailureThrottle
 
@@ -48,6 +50,7 @@ type Service struct {
 	maxKeys  int
 	clock    func() time.Time
 	limiter  keyplane.Limiter
+	quotas   keyplane.QuotaMeter
 	throttle keyplane.FailureThrottle
 	records  keyplane.RecordSource
 	cache    keyplane.ChangeListener
@@ -58,7 +61,7 @@ type Service struct {
 
 // New returns a Service on store.
 func New(store keyplane.Store, cfg Config) (*Service, error) {
-	s := &Service{store: store, prefix: cfg.KeyPrefix, maxKeys: cfg.MaxActiveKeys, clock: cfg.Now, limiter: cfg.Limiter,
+	s := &Service{store: store, prefix: cfg.KeyPrefix, maxKeys: cfg.MaxActiveKeys, clock: cfg.Now, limiter: cfg.Limiter, quotas: cfg.Quotas,
 		records: cfg.Records, cache: cfg.Cache, bus: cfg.Bus, throttle: cfg.Throttle}
 	if s.records == nil {
 		s.records = store

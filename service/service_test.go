@@ -11,6 +11,7 @@ import (
 
 	"github.com/keyplane/keyplane"
 	"github.com/keyplane/keyplane/apikey"
+	"github.com/keyplane/keyplane/quota"
 	"github.com/keyplane/keyplane/ratelimit"
 	"github.com/keyplane/keyplane/service"
 	"github.com/keyplane/keyplane/teststore"
@@ -26,26 +27,33 @@ func (c *clock) Now() time.Time      { c.mu.Lock(); defer c.mu.Unlock(); return 
 func (c *clock) Add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
 
 type env struct {
-	svc   *service.Service
-	store keyplane.Store
-	clock *clock
-	ctx   context.Context // as an admin operator
+	svc    *service.Service
+	store  keyplane.Store
+	clock  *clock
+	quotas *quota.Meter    // flushes only when a test says so
+	ctx    context.Context // as an admin operator
 }
 
 func newEnv(t testing.TB) *env {
 	t.Helper()
-	store := teststore.New(t)
-	c := &clock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
+	return newEnvOn(t, teststore.New(t), &clock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)})
+}
+
+// newEnvOn starts a service on an existing store: another instance, or a restart.
+func newEnvOn(t testing.TB, store keyplane.Store, c *clock) *env {
+	t.Helper()
 	limiter := ratelimit.New()
 	t.Cleanup(limiter.Close)
 	throttle := ratelimit.NewThrottle(ratelimit.ThrottleConfig{})
 	t.Cleanup(throttle.Close)
-	svc, err := service.New(store, service.Config{Now: c.Now, Limiter: limiter, Throttle: throttle})
+	quotas := quota.New(store, quota.Config{FlushInterval: time.Hour, Now: c.Now})
+	t.Cleanup(func() { quotas.Close(context.Background()) })
+	svc, err := service.New(store, service.Config{Now: c.Now, Limiter: limiter, Throttle: throttle, Quotas: quotas})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx := keyplane.NewContextWithActor(context.Background(), keyplane.Actor{Kind: "token", ID: "tok_test", Role: keyplane.RoleAdmin})
-	return &env{svc: svc, store: store, clock: c, ctx: ctx}
+	return &env{svc: svc, store: store, clock: c, quotas: quotas, ctx: ctx}
 }
 
 func (e *env) account(t testing.TB, scopes ...string) *keyplane.Account {

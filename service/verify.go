@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"time"
 
 	"github.com/keyplane/keyplane"
 	"github.com/keyplane/keyplane/apikey"
@@ -72,15 +73,32 @@ func (s *Service) check(ctx context.Context, rec *keyplane.VerifyRecord, req key
 		res.Code = keyplane.VerifyInsufficientScope
 		return res, nil
 	}
+	// The quota is charged first and refunded if a rate limit refuses, so
+	// that an exhausted quota costs no rate-limit allowance and a request
+	// refused for its rate is not counted against the quota.
+	q, subject := rec.QuotaFor()
+	if q != nil && s.quotas != nil {
+		st, ok, err := s.quotas.Charge(ctx, q, subject, req.Cost, now)
+		if err != nil {
+			return keyplane.VerifyResult{}, err
+		}
+		res.Quota = st
+		if !ok {
+			res.Code, res.RetryAfter = keyplane.VerifyQuotaExceeded, st.ResetsAt.Sub(now)
+			return res, nil
+		}
+	}
 	if s.limiter != nil {
 		d, err := s.limiter.Check(ctx, rec, req.Cost, now)
 		if err != nil {
 			// A limiter that cannot answer (fail-closed, Redis down) is an
 			// outage, a 503 the caller can tell from a refusal.
+			s.refundQuota(&res.Quota, q, subject, req.Cost, now)
 			return keyplane.VerifyResult{}, err
 		}
-		res.RateLimit, res.Quota, res.RetryAfter = d.RateLimit, d.Quota, d.RetryAfter
+		res.RateLimit, res.RetryAfter = d.RateLimit, d.RetryAfter
 		if d.Code != keyplane.VerifyValid {
+			s.refundQuota(&res.Quota, q, subject, req.Cost, now)
 			res.Code = d.Code
 			return res, nil
 		}
@@ -103,4 +121,15 @@ func ipAllowed(k *keyplane.Key, req keyplane.VerifyRequest) bool {
 		}
 	}
 	return false
+}
+
+// refundQuota takes back a quota charge, if one was made, and corrects the
+// state the result reports.
+func (s *Service) refundQuota(state *keyplane.QuotaState, q *keyplane.Quota, subject string, cost int64, now time.Time) {
+	if !state.Counted() || cost <= 0 {
+		return
+	}
+	s.quotas.Refund(q, subject, cost, now)
+	state.Used -= cost
+	state.Remaining = min(state.Remaining+cost, state.Limit)
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/keyplane/keyplane/coarseclock"
 	"github.com/keyplane/keyplane/httpapi"
 	"github.com/keyplane/keyplane/postgres"
+	"github.com/keyplane/keyplane/quota"
 	"github.com/keyplane/keyplane/ratelimit"
 	"github.com/keyplane/keyplane/redis"
 	"github.com/keyplane/keyplane/service"
@@ -24,7 +25,7 @@ import (
 // serveOptions are the flags of serve.
 type serveOptions struct {
 	addr, database, redisURL, channel, prefix, logLevel, logFormat string
-	shutdownTimeout, cacheTTL, cacheServeStale                     time.Duration
+	shutdownTimeout, cacheTTL, cacheServeStale, quotaFlushInterval time.Duration
 	cacheSize                                                      int
 	rateLimitFailClosed                                            bool
 }
@@ -54,6 +55,7 @@ func newServeCommand() *cobra.Command {
 	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 15*time.Second, "how long in-flight requests may take to finish on SIGTERM ($KEYPLANE_SHUTDOWN_TIMEOUT)")
 	f.DurationVar(&o.cacheTTL, "cache-ttl", cache.DefaultTTL, "the longest a cached key goes without a reload; bounds a change whose notification was lost ($KEYPLANE_CACHE_TTL)")
 	f.DurationVar(&o.cacheServeStale, "cache-serve-stale", cache.DefaultServeStale, "how long cached keys keep verifying while the database is down ($KEYPLANE_CACHE_SERVE_STALE)")
+	f.DurationVar(&o.quotaFlushInterval, "quota-flush-interval", quota.DefaultFlushInterval, "how often quota usage is written to the database; instances may overshoot a quota by what they admit in one interval ($KEYPLANE_QUOTA_FLUSH_INTERVAL)")
 	f.BoolVar(&o.rateLimitFailClosed, "rate-limit-fail-closed", false, "in cluster mode, refuse verifications (503) while Redis is unreachable instead of limiting each instance on its own ($KEYPLANE_RATE_LIMIT_FAIL_CLOSED)")
 	f.IntVar(&o.cacheSize, "cache-size", cache.DefaultMaxEntries, "the most keys kept in memory, about 1 KB each ($KEYPLANE_CACHE_SIZE)")
 	return cmd
@@ -98,8 +100,15 @@ func serve(ctx context.Context, o serveOptions, stdout io.Writer, log *slog.Logg
 	}
 	throttle := ratelimit.NewThrottle(ratelimit.ThrottleConfig{})
 	defer throttle.Close()
+	quotas := quota.New(store, quota.Config{FlushInterval: o.quotaFlushInterval, Logger: log})
+	defer func() {
+		// Normally already flushed below; this covers a server that failed.
+		ctx, cancel := contextWithTimeout(10 * time.Second)
+		defer cancel()
+		quotas.Close(ctx)
+	}()
 	svc, err := service.New(store, service.Config{KeyPrefix: o.prefix, Now: clock.Now, Records: records, Cache: records, Bus: bus,
-		Limiter: limiter, Throttle: throttle})
+		Limiter: limiter, Throttle: throttle, Quotas: quotas})
 	if err != nil {
 		return err
 	}
@@ -142,6 +151,10 @@ func serve(ctx context.Context, o serveOptions, stdout io.Writer, log *slog.Logg
 	}
 	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
 		return err
+	}
+	// Only now: no request can charge a quota any more.
+	if err := quotas.Close(shutdownCtx); err != nil {
+		return fmt.Errorf("write quota usage: %w", err)
 	}
 	log.Info("stopped")
 	return nil

@@ -40,6 +40,7 @@ var envNames = map[string]string{
 	"cache-serve-stale":      "KEYPLANE_CACHE_SERVE_STALE",
 	"cache-size":             "KEYPLANE_CACHE_SIZE",
 	"rate-limit-fail-closed": "KEYPLANE_RATE_LIMIT_FAIL_CLOSED",
+	"quota-flush-interval":   "KEYPLANE_QUOTA_FLUSH_INTERVAL",
 }
 
 func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
