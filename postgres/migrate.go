@@ -31,7 +31,7 @@ func migrate(ctx context.Context, cfg *pgx.ConnConfig) error {
 	}
 	sqlDB := stdlib.OpenDB(*cfg.Copy())
 	defer sqlDB.Close()
-	p, err := goose.NewProvider(goose.DialectPostgres, sqlDB, sub, goose.WithSessionLocker(locker))
+	p, err := goose.NewProvider(goose.DialectPostgres, sqlDB, sub, goose.WithSessionLocker(locker), goose.WithAllowOutofOrder(true))
 	if err != nil {
 		return fmt.Errorf("migrations: %w", err)
 	}

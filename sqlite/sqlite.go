@@ -74,7 +74,9 @@ func (db *DB) migrate(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	p, err := goose.NewProvider(goose.DialectSQLite3, db.write, sub)
+	// Out of order: features developed side by side number their migrations
+	// ahead of time, and a database may have seen a later one first.
+	p, err := goose.NewProvider(goose.DialectSQLite3, db.write, sub, goose.WithAllowOutofOrder(true))
 	if err != nil {
 		return fmt.Errorf("sqlite: migrations: %w", err)
 	}
