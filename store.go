@@ -13,6 +13,8 @@ import (
 // uniqueness violations and EUNAVAILABLE when the database cannot be reached.
 // Update callbacks run inside the store's transaction with the row locked, so a
 // read-modify-write is atomic; an error from the callback aborts it.
+// Every write appends, in its own transaction, the pending events of the
+// AuditTrail its context carries (see WithAuditTrail).
 type Store interface {
 	CreateAccount(ctx context.Context, a *Account) error
 	Account(ctx context.Context, id string) (*Account, error)
@@ -43,6 +45,7 @@ type Store interface {
 	CountTokens(ctx context.Context) (int, error)
 
 	QuotaStore
+	AuditStore
 
 	// Ping reports whether the database answers.
 	Ping(ctx context.Context) error

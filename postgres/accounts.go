@@ -31,9 +31,11 @@ func scanAccount(row pgx.Row) (*keyplane.Account, error) {
 
 // CreateAccount inserts a.
 func (db *DB) CreateAccount(ctx context.Context, a *keyplane.Account) error {
-	_, err := db.pool.Exec(ctx, `INSERT INTO accounts (`+accountColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
-		a.ID, a.Name, a.Plan, stringsOrEmpty(a.AllowedScopes), a.Status, a.CreatedAt, a.UpdatedAt)
-	return translate(err)
+	return db.inTx(ctx, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `INSERT INTO accounts (`+accountColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+			a.ID, a.Name, a.Plan, stringsOrEmpty(a.AllowedScopes), a.Status, a.CreatedAt, a.UpdatedAt)
+		return translate(err)
+	})
 }
 
 // Account returns the account with id.

@@ -43,9 +43,11 @@ func decodePlanColumns(p *keyplane.Plan, limits, quota []byte) error {
 
 // CreatePlan inserts p.
 func (db *DB) CreatePlan(ctx context.Context, p *keyplane.Plan) error {
-	_, err := db.pool.Exec(ctx, `INSERT INTO plans (`+planColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
-		p.Name, rateLimitsJSON(p.RateLimits), quotaJSON(p.Quota), p.MaxKeys, stringsOrEmpty(p.AllowedScopes), p.CreatedAt, p.UpdatedAt)
-	return translate(err)
+	return db.inTx(ctx, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `INSERT INTO plans (`+planColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+			p.Name, rateLimitsJSON(p.RateLimits), quotaJSON(p.Quota), p.MaxKeys, stringsOrEmpty(p.AllowedScopes), p.CreatedAt, p.UpdatedAt)
+		return translate(err)
+	})
 }
 
 // Plan returns the plan with name.

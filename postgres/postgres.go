@@ -83,7 +83,9 @@ func (db *DB) Close() error {
 	return nil
 }
 
-// inTx runs fn in a transaction and commits when it returns nil.
+// inTx runs fn in a transaction and commits when it returns nil. The audit
+// events of the change in progress (an AuditTrail in ctx) are appended in the
+// same transaction, after fn, so callbacks inside fn can add them.
 func (db *DB) inTx(ctx context.Context, fn func(pgx.Tx) error) error {
 	tx, err := db.pool.Begin(ctx)
 	if err != nil {
@@ -93,7 +95,15 @@ func (db *DB) inTx(ctx context.Context, fn func(pgx.Tx) error) error {
 	if err := fn(tx); err != nil {
 		return err
 	}
-	return translate(tx.Commit(ctx))
+	trail := keyplane.AuditTrailFromContext(ctx)
+	if err := appendAudit(ctx, tx, trail.Pending()); err != nil {
+		return err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return translate(err)
+	}
+	trail.Committed()
+	return nil
 }
 
 // queryer is what reads need: the pool outside transactions, a pgx.Tx inside.

@@ -33,9 +33,37 @@ func TestConformance(t *testing.T) {
 	postgrestest.Connect(t, postgrestest.AdminURL()) // without a server, skip once rather than per test
 	storetest.Run(t, func(t *testing.T) keyplane.Store {
 		t.Parallel() // each test has its own database; overlapping their setup halves the run
-		return openTestDB(t)
+		url := postgrestest.NewDatabase(t)
+		return &rawDB{DB: openURL(t, url), url: url}
 	})
 }
+
+func openURL(t *testing.T, url string) *postgres.DB {
+	t.Helper()
+	db, err := postgres.Open(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+// rawDB gives the conformance suite what storetest.Raw asks: SQL on the
+// database behind the store's back, and a second store (its own pool) on it.
+type rawDB struct {
+	*postgres.DB
+	url string
+}
+
+func (r *rawDB) ExecSQL(t *testing.T, statement string) {
+	t.Helper()
+	conn := postgrestest.Connect(t, r.url)
+	if _, err := conn.Exec(ctx, statement); err != nil {
+		t.Fatalf("%s: %v", statement, err)
+	}
+}
+
+func (r *rawDB) OpenAgain(t *testing.T) keyplane.Store { return openURL(t, r.url) }
 
 func TestOpenUnreachableNamesServerNotPassword(t *testing.T) {
 	_, err := postgres.Open(ctx, "postgres://root:s3cret-pw@127.0.0.1:1/keyplane?sslmode=disable&connect_timeout=5")

@@ -91,8 +91,10 @@ func (db *DB) QuotaUsage(ctx context.Context, refs []keyplane.QuotaRef) ([]int64
 
 // ResetQuotaUsage sets a count to 0, creating it if nothing was counted yet.
 func (db *DB) ResetQuotaUsage(ctx context.Context, ref keyplane.QuotaRef) error {
-	_, err := db.pool.Exec(ctx, `INSERT INTO quota_usage (subject, period_start, used, updated_at) VALUES ($1, $2, 0, $3)
-		ON CONFLICT (subject, period_start) DO UPDATE SET used = 0, updated_at = excluded.updated_at`,
-		ref.Subject, ref.PeriodStart, time.Now())
-	return translate(err)
+	return db.inTx(ctx, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `INSERT INTO quota_usage (subject, period_start, used, updated_at) VALUES ($1, $2, 0, $3)
+			ON CONFLICT (subject, period_start) DO UPDATE SET used = 0, updated_at = excluded.updated_at`,
+			ref.Subject, ref.PeriodStart, time.Now())
+		return translate(err)
+	})
 }

@@ -11,9 +11,11 @@ import (
 
 // CreateToken inserts t.
 func (db *DB) CreateToken(ctx context.Context, t *keyplane.Token) error {
-	_, err := db.pool.Exec(ctx, `INSERT INTO operator_tokens (id, name, role, hash, created_at) VALUES ($1, $2, $3, $4, $5)`,
-		t.ID, t.Name, t.Role, t.Hash[:], t.CreatedAt)
-	return translate(err)
+	return db.inTx(ctx, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `INSERT INTO operator_tokens (id, name, role, hash, created_at) VALUES ($1, $2, $3, $4, $5)`,
+			t.ID, t.Name, t.Role, t.Hash[:], t.CreatedAt)
+		return translate(err)
+	})
 }
 
 // TokenByHash returns the token with hash.

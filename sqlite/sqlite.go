@@ -108,7 +108,9 @@ func (db *DB) Close() error {
 	return errors.Join(errs...)
 }
 
-// inTx runs fn in a write transaction and commits when it returns nil.
+// inTx runs fn in a write transaction and commits when it returns nil. The
+// audit events of the change in progress (an AuditTrail in ctx) are appended
+// in the same transaction, after fn, so callbacks inside fn can add them.
 func (db *DB) inTx(ctx context.Context, fn func(*sql.Tx) error) error {
 	tx, err := db.write.BeginTx(ctx, nil)
 	if err != nil {
@@ -118,9 +120,14 @@ func (db *DB) inTx(ctx context.Context, fn func(*sql.Tx) error) error {
 	if err := fn(tx); err != nil {
 		return err
 	}
+	trail := keyplane.AuditTrailFromContext(ctx)
+	if err := appendAudit(ctx, tx, trail.Pending()); err != nil {
+		return err
+	}
 	if err := tx.Commit(); err != nil {
 		return translate(err)
 	}
+	trail.Committed()
 	return nil
 }
 

@@ -55,7 +55,7 @@ func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newServeCommand(), newMigrateCommand(), newTokenCommand(), &cobra.Command{
+	root.AddCommand(newServeCommand(), newMigrateCommand(), newTokenCommand(), newAuditCommand(), &cobra.Command{
 		Use:   "version",
 		Short: "Print the version",
 		Args:  cobra.NoArgs,
