@@ -13,6 +13,7 @@ import (
 	"github.com/keyplane/keyplane"
 	"github.com/keyplane/keyplane/cache"
 	"github.com/keyplane/keyplane/coarseclock"
+	"github.com/keyplane/keyplane/grpcapi"
 	"github.com/keyplane/keyplane/httpapi"
 	"github.com/keyplane/keyplane/postgres"
 	"github.com/keyplane/keyplane/quota"
@@ -113,6 +114,10 @@ func serve(ctx context.Context, o serveOptions, stdout io.Writer, log *slog.Logg
 		return err
 	}
 	handler := httpapi.New(httpapi.Config{Service: svc, Store: store, Logger: log, Version: versionString()})
+	// One port for both APIs: gRPC paths (/keyplane.v1.…/) to connect-go, the rest to the HTTP API.
+	mux := http.NewServeMux()
+	grpcapi.New(grpcapi.Config{Service: svc, Logger: log}).Register(mux)
+	mux.Handle("/", handler)
 	ln, err := net.Listen("tcp", o.addr)
 	if err != nil {
 		return err
@@ -127,7 +132,8 @@ func serve(ctx context.Context, o serveOptions, stdout io.Writer, log *slog.Logg
 		fmt.Fprintf(stdout, "First admin token (shown only this once; keep it safe):\n%s\n", first.Plaintext)
 	}
 	srv := &http.Server{
-		Handler:           handler,
+		Handler:           mux,
+		Protocols:         plaintextHTTP2(),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,
@@ -158,6 +164,15 @@ func serve(ctx context.Context, o serveOptions, stdout io.Writer, log *slog.Logg
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// plaintextHTTP2 serves HTTP/1.1 and unencrypted HTTP/2 (h2c), which gRPC
+// clients such as grpcurl -plaintext speak; TLS is the proxy's in front.
+func plaintextHTTP2() *http.Protocols {
+	p := new(http.Protocols)
+	p.SetHTTP1(true)
+	p.SetUnencryptedHTTP2(true)
+	return p
 }
 
 // openBus picks how changes reach other instances: Redis when configured,
