@@ -6,6 +6,7 @@ package grpcapi
 import (
 	"context"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -86,7 +87,11 @@ func (s *Server) authenticate() connect.UnaryInterceptorFunc {
 			if actor.Role != keyplane.RoleAdmin && !strings.HasPrefix(req.Spec().Procedure, "/"+keyplanev1connect.VerifyServiceName+"/") {
 				return nil, keyplane.Errorf(keyplane.EFORBIDDEN, "this token has role %s; it may only call %s", actor.Role, keyplanev1connect.VerifyServiceName)
 			}
-			return next(keyplane.NewContextWithActor(ctx, actor), req)
+			ctx = keyplane.NewContextWithActor(ctx, actor)
+			// For the audit events of changes, as the HTTP API records them.
+			ip, _, _ := net.SplitHostPort(req.Peer().Addr)
+			ctx = keyplane.NewContextWithRequestInfo(ctx, keyplane.RequestInfo{SourceIP: ip, UserAgent: req.Header().Get("User-Agent")})
+			return next(ctx, req)
 		}
 	}
 }
