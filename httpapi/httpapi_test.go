@@ -36,6 +36,11 @@ func newHarness(t *testing.T) *harness {
 }
 
 func newHarnessOn(t *testing.T, store keyplane.Store) *harness {
+	return newHarnessWith(t, store, nil)
+}
+
+// newHarnessWith lets a test configure the server, e.g. its forward-auth gate.
+func newHarnessWith(t *testing.T, store keyplane.Store, configure func(*httpapi.Config)) *harness {
 	t.Helper()
 	limiter := ratelimit.New()
 	t.Cleanup(limiter.Close)
@@ -45,7 +50,11 @@ func newHarnessOn(t *testing.T, store keyplane.Store) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(httpapi.New(httpapi.Config{Service: svc, Store: store, Version: "test", Logger: slog.New(slog.DiscardHandler)}))
+	cfg := httpapi.Config{Service: svc, Store: store, Version: "test", Logger: slog.New(slog.DiscardHandler)}
+	if configure != nil {
+		configure(&cfg)
+	}
+	srv := httptest.NewServer(httpapi.New(cfg))
 	t.Cleanup(srv.Close)
 	sys := keyplane.NewContextWithActor(context.Background(), service.SystemActor)
 	admin, err := svc.CreateToken(sys, "admin", keyplane.RoleAdmin)
@@ -435,6 +444,7 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 		"/v1/keys/{id}/quota":       {"get"},
 		"/v1/keys/{id}/quota/reset": {"post"},
 		"/v1/verify":                {"post"},
+		"/v1/forward-auth":          {"get"},
 		"/v1/plans":                 {"get", "post"},
 		"/v1/plans/{name}":          {"get", "patch"},
 		"/healthz":                  {"get"},

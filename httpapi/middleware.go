@@ -82,7 +82,7 @@ func (s *Server) requestLog(next http.Handler) http.Handler {
 			rec.status = http.StatusOK
 		}
 		level := slog.LevelDebug // verification traffic is metered, not logged
-		if r.URL.Path != "/v1/verify" || rec.status >= 500 {
+		if r.URL.Path != "/v1/verify" && !strings.HasPrefix(r.URL.Path, forwardAuthPath) || rec.status >= 500 {
 			level = slog.LevelInfo
 		}
 		s.log.Log(r.Context(), level, "http request", "method", r.Method, "path", redactKeys(r.URL.Path), "status", rec.status,

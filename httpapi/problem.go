@@ -134,3 +134,52 @@ var nullField = regexp.MustCompile(`cannot unmarshal null into Go struct field [
 func init() {
 	huma.NewError = humaError
 }
+
+// statusOfRefusal maps a refused verification to the status forward-auth
+// and the gateway answer the operator's client with; it is the only place
+// that does. An unusable key is a 401, a usable one that may not do this a
+// 403, and a limit a 429.
+var statusOfRefusal = map[keyplane.VerifyCode]int{
+	keyplane.VerifyNotFound:          http.StatusUnauthorized,
+	keyplane.VerifyRevoked:           http.StatusUnauthorized,
+	keyplane.VerifyExpired:           http.StatusUnauthorized,
+	keyplane.VerifyDisabled:          http.StatusUnauthorized,
+	keyplane.VerifyForbidden:         http.StatusForbidden,
+	keyplane.VerifyInsufficientScope: http.StatusForbidden,
+	keyplane.VerifyRateLimited:       http.StatusTooManyRequests,
+	keyplane.VerifyQuotaExceeded:     http.StatusTooManyRequests,
+}
+
+// refusal is the problem for a verification that did not pass: its code is
+// the verify code in lower case, and limits carry the rate-limit headers.
+func refusal(res keyplane.VerifyResult, scope string) *Problem {
+	var detail string
+	switch res.Code {
+	case keyplane.VerifyNotFound:
+		detail = "the API key is not valid"
+	case keyplane.VerifyRevoked:
+		detail = "the API key has been revoked"
+	case keyplane.VerifyExpired:
+		detail = "the API key has expired"
+	case keyplane.VerifyDisabled:
+		detail = "the API key is disabled"
+	case keyplane.VerifyForbidden:
+		detail = "the API key may not be used from this address"
+	case keyplane.VerifyInsufficientScope:
+		detail = "the API key lacks the scope " + scope
+	case keyplane.VerifyRateLimited:
+		detail = "rate limit exceeded; see Retry-After"
+	case keyplane.VerifyQuotaExceeded:
+		detail = "quota exceeded; see Retry-After"
+	}
+	status := statusOfRefusal[res.Code]
+	if status == 0 {
+		status = http.StatusForbidden
+	}
+	p := newProblem(status, strings.ToLower(string(res.Code)), detail, nil)
+	if p.header == nil {
+		p.header = http.Header{}
+	}
+	RateLimitHeaders(p.header, res)
+	return p
+}

@@ -24,6 +24,9 @@ type Server struct {
 	now     func() time.Time
 	api     huma.API
 	handler http.Handler
+
+	gate        *Gate
+	forwardAuth ForwardAuthConfig
 }
 
 // Config wires a Server.
@@ -33,13 +36,23 @@ type Config struct {
 	Logger  *slog.Logger
 	Version string
 	Now     func() time.Time // for derived statuses; defaults to time.Now
+	// Gate admits forward-auth requests; nil: no route rules, no trusted
+	// proxies, the key in Authorization or X-API-Key.
+	Gate        *Gate
+	ForwardAuth ForwardAuthConfig
 }
 
 // New returns the API's handler.
 func New(cfg Config) *Server {
-	s := &Server{svc: cfg.Service, store: cfg.Store, log: cfg.Logger, now: cfg.Now}
+	s := &Server{svc: cfg.Service, store: cfg.Store, log: cfg.Logger, now: cfg.Now, gate: cfg.Gate, forwardAuth: cfg.ForwardAuth}
 	if s.log == nil {
 		s.log = slog.Default()
+	}
+	if s.gate == nil {
+		s.gate = NewGate(GateConfig{Service: cfg.Service, Logger: s.log})
+	}
+	if s.forwardAuth.Mode == "" {
+		s.forwardAuth.Mode = ModeStandard
 	}
 	if s.now == nil {
 		s.now = time.Now
@@ -60,6 +73,7 @@ func New(cfg Config) *Server {
 	s.quotaRoutes()
 	s.planRoutes()
 	s.verifyRoutes(mux)
+	s.forwardAuthRoutes(mux)
 	mux.Handle("/", unmatched(mux))
 	s.handler = s.requestLog(jsonByDefault(mux))
 	return s

@@ -1,9 +1,9 @@
 package service
 
-import "regexp"
+import "github.com/keyplane/keyplane"
 
-// A scope is "resource:action"; a grant may end in ":*" or be "*" alone.
-var scopePattern = regexp.MustCompile(`^(\*|[a-z0-9][a-z0-9_.-]{0,63}:(\*|[a-z0-9][a-z0-9_.-]{0,63}))$`)
+// A scope is "resource:action"; a grant may end in ":*" or be "*".
+var scopePattern = keyplane.ScopePattern
 
 // covers reports whether grant allows scope: equal, "*", or "res:*" for "res:…".
 func covers(grant, scope string) bool {

@@ -29,6 +29,7 @@ type serveOptions struct {
 	shutdownTimeout, cacheTTL, cacheServeStale, quotaFlushInterval time.Duration
 	cacheSize                                                      int
 	rateLimitFailClosed                                            bool
+	gate                                                           gateOptions
 }
 
 func newServeCommand() *cobra.Command {
@@ -59,6 +60,7 @@ func newServeCommand() *cobra.Command {
 	f.DurationVar(&o.quotaFlushInterval, "quota-flush-interval", quota.DefaultFlushInterval, "how often quota usage is written to the database; instances may overshoot a quota by what they admit in one interval ($KEYPLANE_QUOTA_FLUSH_INTERVAL)")
 	f.BoolVar(&o.rateLimitFailClosed, "rate-limit-fail-closed", false, "in cluster mode, refuse verifications (503) while Redis is unreachable instead of limiting each instance on its own ($KEYPLANE_RATE_LIMIT_FAIL_CLOSED)")
 	f.IntVar(&o.cacheSize, "cache-size", cache.DefaultMaxEntries, "the most keys kept in memory, about 1 KB each ($KEYPLANE_CACHE_SIZE)")
+	o.gate.addFlags(f)
 	return cmd
 }
 
@@ -113,7 +115,12 @@ func serve(ctx context.Context, o serveOptions, stdout io.Writer, log *slog.Logg
 	if err != nil {
 		return err
 	}
-	handler := httpapi.New(httpapi.Config{Service: svc, Store: store, Logger: log, Version: versionString()})
+	gate, forwardAuth, rules, err := o.gate.gate(svc, log)
+	if err != nil {
+		return err
+	}
+	reloadOnHangup(ctx, rules, log)
+	handler := httpapi.New(httpapi.Config{Service: svc, Store: store, Logger: log, Version: versionString(), Gate: gate, ForwardAuth: forwardAuth})
 	// One port for both APIs: gRPC paths (/keyplane.v1.…/) to connect-go, the rest to the HTTP API.
 	mux := http.NewServeMux()
 	grpcapi.New(grpcapi.Config{Service: svc, Logger: log}).Register(mux)
