@@ -447,6 +447,8 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 		"/v1/forward-auth":          {"get"},
 		"/v1/plans":                 {"get", "post"},
 		"/v1/plans/{name}":          {"get", "patch"},
+		"/v1/audit":                 {"get"},
+		"/v1/accounts/{id}/audit":   {"get"},
 		"/healthz":                  {"get"},
 		"/readyz":                   {"get"},
 	}

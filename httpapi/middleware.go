@@ -6,20 +6,36 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"log/slog"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
 
+	"github.com/keyplane/keyplane"
 	"github.com/keyplane/keyplane/apikey"
 )
 
-type requestIDKey struct{}
-
 func requestIDFrom(ctx context.Context) string {
-	id, _ := ctx.Value(requestIDKey{}).(string)
-	return id
+	return keyplane.RequestInfoFromContext(ctx).RequestID
+}
+
+// maxUserAgent bounds what an audit event keeps of a User-Agent header.
+const maxUserAgent = 256
+
+// requestInfo is what the audit log records of a request: the peer's
+// address (keyplane trusts no forwarding header), its user agent, its id.
+func requestInfo(r *http.Request, id string) keyplane.RequestInfo {
+	ip, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		ip = r.RemoteAddr
+	}
+	ua := r.UserAgent()
+	if len(ua) > maxUserAgent {
+		ua = strings.ToValidUTF8(ua[:maxUserAgent], "")
+	}
+	return keyplane.RequestInfo{SourceIP: ip, UserAgent: ua, RequestID: id}
 }
 
 // validRequestID accepts a caller's id only if it is short and plain, so a
@@ -77,7 +93,7 @@ func (s *Server) requestLog(next http.Handler) http.Handler {
 		}
 		w.Header().Set("X-Request-Id", id)
 		rec := &statusRecorder{ResponseWriter: w}
-		next.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), requestIDKey{}, id)))
+		next.ServeHTTP(rec, r.WithContext(keyplane.NewContextWithRequestInfo(r.Context(), requestInfo(r, id))))
 		if rec.status == 0 {
 			rec.status = http.StatusOK
 		}

@@ -72,6 +72,7 @@ func New(cfg Config) *Server {
 	s.keyRoutes()
 	s.quotaRoutes()
 	s.planRoutes()
+	s.auditRoutes()
 	s.verifyRoutes(mux)
 	s.forwardAuthRoutes(mux)
 	mux.Handle("/", unmatched(mux))

@@ -58,6 +58,8 @@ func (s *Service) CreateAccount(ctx context.Context, in AccountInput) (*keyplane
 	}
 	now := s.now()
 	a := &keyplane.Account{ID: newID("acc"), Name: name, Plan: in.Plan, AllowedScopes: scopes, Status: in.Status, CreatedAt: now, UpdatedAt: now}
+	ctx, _ = audited(ctx, s.event(ctx, keyplane.AuditAccountCreated, a.ID, "", map[string]any{
+		"name": a.Name, "plan": a.Plan, "allowed_scopes": a.AllowedScopes, "status": a.Status}))
 	if err := s.store.CreateAccount(ctx, a); err != nil {
 		return nil, err
 	}
@@ -112,7 +114,10 @@ func (s *Service) UpdateAccount(ctx context.Context, id string, up AccountUpdate
 	if err := v.Err(); err != nil {
 		return nil, err
 	}
+	set := map[string]bool{"name": up.Name != nil, "plan": up.Plan != nil, "allowed_scopes": up.AllowedScopes != nil, "status": up.Status != nil}
+	ctx, trail := audited(ctx)
 	a, err := s.store.UpdateAccount(ctx, id, func(a *keyplane.Account) error {
+		wasStatus := a.Status
 		if up.Name != nil {
 			a.Name = name
 		}
@@ -126,6 +131,7 @@ func (s *Service) UpdateAccount(ctx context.Context, id string, up AccountUpdate
 			a.Status = *up.Status
 		}
 		a.UpdatedAt = s.now()
+		s.recordAccountUpdate(ctx, trail, a, wasStatus, set)
 		return nil
 	})
 	if err != nil {
@@ -133,4 +139,22 @@ func (s *Service) UpdateAccount(ctx context.Context, id string, up AccountUpdate
 	}
 	s.changed(ctx, keyplane.AccountChanged(a.ID))
 	return a, nil
+}
+
+// recordAccountUpdate records a suspension or reactivation as such, and
+// any other field set as account.updated; an update that set nothing but
+// an unchanged status is still an account.updated.
+func (s *Service) recordAccountUpdate(ctx context.Context, trail *keyplane.AuditTrail, a *keyplane.Account, wasStatus keyplane.AccountStatus, set map[string]bool) {
+	if a.Status != wasStatus {
+		typ := keyplane.AuditAccountReactivated
+		if a.Status == keyplane.AccountSuspended {
+			typ = keyplane.AuditAccountSuspended
+		}
+		trail.Add(s.event(ctx, typ, a.ID, "", map[string]any{"status": a.Status, "previous_status": wasStatus}))
+		set["status"] = false
+		if len(changedFields(set)) == 0 {
+			return
+		}
+	}
+	trail.Add(s.event(ctx, keyplane.AuditAccountUpdated, a.ID, "", map[string]any{"fields": changedFields(set), "name": a.Name, "plan": a.Plan}))
 }

@@ -89,6 +89,8 @@ func (s *Service) CreateKey(ctx context.Context, accountID string, in KeyInput) 
 	}
 	plaintext := apikey.New(s.prefix, string(k.Environment))
 	k.Hash, k.Hint = apikey.Hash(plaintext), apikey.Hint(plaintext)
+	ctx, _ = audited(ctx, s.event(ctx, keyplane.AuditKeyCreated, k.AccountID, k.ID, map[string]any{
+		"name": k.Name, "environment": k.Environment, "scopes": k.Scopes, "enabled": k.Enabled, "expires_at": k.ExpiresAt}))
 	if err := s.store.CreateKey(ctx, k, plan.MaxKeys, now); err != nil {
 		return nil, err
 	}
@@ -181,7 +183,11 @@ func (s *Service) UpdateKey(ctx context.Context, id string, up KeyUpdate) (*keyp
 	if err := v.Err(); err != nil {
 		return nil, err
 	}
+	set := map[string]bool{"name": up.Name.Set, "scopes": up.Scopes.Set, "allowed_cidrs": up.AllowedCIDRs.Set, "rate_limits": up.RateLimits.Set,
+		"quota": up.Quota.Set, "metadata": up.Metadata.Set, "expires_at": up.ExpiresAt.Set, "enabled": up.Enabled.Set}
+	ctx, trail := audited(ctx)
 	return s.updateKey(ctx, id, func(k *keyplane.Key) error {
+		wasEnabled := k.Enabled
 		switch k.Status(now) {
 		case keyplane.KeyRevoked:
 			return keyplane.Errorf(keyplane.ECONFLICT, "key %q is revoked; revocation is final", id)
@@ -216,8 +222,27 @@ func (s *Service) UpdateKey(ctx context.Context, id string, up KeyUpdate) (*keyp
 			k.Enabled = up.Enabled.Value
 		}
 		k.UpdatedAt = now
+		s.recordKeyUpdate(ctx, trail, k, wasEnabled, set)
 		return nil
 	})
+}
+
+// recordKeyUpdate records disabling or enabling a key as such, and any
+// other field set as key.updated; an update that set nothing but an
+// unchanged enabled flag is still a key.updated.
+func (s *Service) recordKeyUpdate(ctx context.Context, trail *keyplane.AuditTrail, k *keyplane.Key, wasEnabled bool, set map[string]bool) {
+	if k.Enabled != wasEnabled {
+		typ := keyplane.AuditKeyEnabled
+		if !k.Enabled {
+			typ = keyplane.AuditKeyDisabled
+		}
+		trail.Add(s.event(ctx, typ, k.AccountID, k.ID, nil))
+		set["enabled"] = false
+		if len(changedFields(set)) == 0 {
+			return
+		}
+	}
+	trail.Add(s.event(ctx, keyplane.AuditKeyUpdated, k.AccountID, k.ID, map[string]any{"fields": changedFields(set)}))
 }
 
 // RevokeKey revokes a key now, for good. Revoking a revoked key changes nothing.
@@ -226,9 +251,11 @@ func (s *Service) RevokeKey(ctx context.Context, id string) (*keyplane.Key, erro
 		return nil, err
 	}
 	now := s.now()
+	ctx, trail := audited(ctx)
 	return s.updateKey(ctx, id, func(k *keyplane.Key) error {
 		if k.RevokedAt == nil {
 			k.RevokedAt, k.UpdatedAt = &now, now
+			trail.Add(s.event(ctx, keyplane.AuditKeyRevoked, k.AccountID, k.ID, nil))
 		}
 		return nil
 	})
@@ -252,6 +279,7 @@ func (s *Service) RollKey(ctx context.Context, id string, overlap time.Duration)
 	}
 	now := s.now()
 	var plaintext string
+	ctx, trail := audited(ctx)
 	old, next, err := s.store.RollKey(ctx, id, func(old *keyplane.Key) (*keyplane.Key, error) {
 		switch st := old.Status(now); st {
 		case keyplane.KeyRevoked, keyplane.KeyExpired:
@@ -272,6 +300,8 @@ func (s *Service) RollKey(ctx context.Context, id string, overlap time.Duration)
 		} else if end := now.Add(overlap); old.ExpiresAt == nil || end.Before(*old.ExpiresAt) {
 			old.ExpiresAt = &end
 		}
+		trail.Add(s.event(ctx, keyplane.AuditKeyRolled, old.AccountID, old.ID, map[string]any{
+			"successor_id": next.ID, "overlap_seconds": int64(overlap / time.Second), "expires_at": old.ExpiresAt}))
 		return &next, nil
 	})
 	if err != nil {

@@ -62,6 +62,7 @@ func (s *Service) CreatePlan(ctx context.Context, in PlanInput) (*keyplane.Plan,
 	}
 	p.CreatedAt = s.now()
 	p.UpdatedAt = p.CreatedAt
+	ctx, _ = audited(ctx, s.event(ctx, keyplane.AuditPlanCreated, "", "", map[string]any{"name": p.Name, "max_keys": p.MaxKeys}))
 	if err := s.store.CreatePlan(ctx, p); err != nil {
 		if keyplane.ErrorCode(err) == keyplane.ECONFLICT {
 			return nil, keyplane.Errorf(keyplane.ECONFLICT, "a plan named %q exists", in.Name)
@@ -112,6 +113,8 @@ func (s *Service) UpdatePlan(ctx context.Context, name string, up PlanUpdate) (*
 	if err := v.Err(); err != nil {
 		return nil, err
 	}
+	set := map[string]bool{"rate_limits": up.RateLimits.Set, "quota": up.Quota.Set, "max_keys": up.MaxKeys.Set, "allowed_scopes": up.AllowedScopes.Set}
+	ctx, _ = audited(ctx, s.event(ctx, keyplane.AuditPlanUpdated, "", "", map[string]any{"name": name, "fields": changedFields(set)}))
 	p, err := s.store.UpdatePlan(ctx, name, func(p *keyplane.Plan) error {
 		if up.RateLimits.Set {
 			p.RateLimits = up.RateLimits.Value

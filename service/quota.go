@@ -18,7 +18,7 @@ type KeyQuota struct {
 // QuotaUsage returns the quota of a key the caller may see and what it used
 // this period (on a shared quota, what all of the account's keys used).
 func (s *Service) QuotaUsage(ctx context.Context, keyID string) (*KeyQuota, error) {
-	q, subject, err := s.keyQuota(ctx, keyID)
+	q, subject, _, err := s.keyQuota(ctx, keyID)
 	if err != nil {
 		return nil, err
 	}
@@ -35,11 +35,18 @@ func (s *Service) ResetQuota(ctx context.Context, keyID string) (*KeyQuota, erro
 	if err := requireOperator(ctx); err != nil {
 		return nil, err
 	}
-	q, subject, err := s.keyQuota(ctx, keyID)
+	q, subject, k, err := s.keyQuota(ctx, keyID)
 	if err != nil {
 		return nil, err
 	}
-	if err := s.quotas.Reset(ctx, q, subject, s.clock()); err != nil {
+	now := s.clock()
+	start, _ := q.PeriodAt(now)
+	ctx, trail := audited(ctx, s.event(ctx, keyplane.AuditQuotaReset, k.AccountID, k.ID, map[string]any{
+		"subject": subject, "shared": q.Shared, "period": q.Period, "period_start": start}))
+	if err := s.quotas.Reset(ctx, q, subject, now); err != nil {
+		return nil, err
+	}
+	if err := s.flushTrail(ctx, trail); err != nil {
 		return nil, err
 	}
 	return s.QuotaUsage(ctx, keyID)
@@ -47,21 +54,21 @@ func (s *Service) ResetQuota(ctx context.Context, keyID string) (*KeyQuota, erro
 
 // keyQuota resolves the quota that applies to a key, read from the store so
 // that a change just made is seen.
-func (s *Service) keyQuota(ctx context.Context, keyID string) (*keyplane.Quota, string, error) {
+func (s *Service) keyQuota(ctx context.Context, keyID string) (*keyplane.Quota, string, *keyplane.Key, error) {
 	k, err := s.Key(ctx, keyID)
 	if err != nil {
-		return nil, "", err
+		return nil, "", nil, err
 	}
 	if s.quotas == nil {
-		return nil, "", keyplane.Errorf(keyplane.EUNAVAILABLE, "quotas are not counted by this instance")
+		return nil, "", nil, keyplane.Errorf(keyplane.EUNAVAILABLE, "quotas are not counted by this instance")
 	}
 	rec, err := s.store.VerifyRecord(ctx, k.Hash)
 	if err != nil {
-		return nil, "", err
+		return nil, "", nil, err
 	}
 	q, subject := rec.QuotaFor()
 	if q == nil {
-		return nil, "", keyplane.Errorf(keyplane.ENOTFOUND, "key %q has no quota, and neither has its plan", keyID)
+		return nil, "", nil, keyplane.Errorf(keyplane.ENOTFOUND, "key %q has no quota, and neither has its plan", keyID)
 	}
-	return q, subject, nil
+	return q, subject, k, nil
 }

@@ -42,6 +42,7 @@ func (s *Service) CreateToken(ctx context.Context, name string, role keyplane.Ro
 	}
 	plaintext := apikey.NewToken()
 	t := &keyplane.Token{ID: newID("tok"), Name: name, Role: role, Hash: apikey.Hash(plaintext), CreatedAt: s.now()}
+	ctx, _ = audited(ctx, s.event(ctx, keyplane.AuditTokenCreated, "", "", map[string]any{"token_id": t.ID, "name": t.Name, "role": t.Role}))
 	if err := s.store.CreateToken(ctx, t); err != nil {
 		return nil, err
 	}

@@ -54,3 +54,51 @@ func TestAuditVerifyExitCodes(t *testing.T) {
 		t.Fatalf("unreachable database: exit %d, stderr %q; want 2", code, errOut)
 	}
 }
+
+// TestAuditExport: token creation through the CLI is recorded, and export
+// writes it as one JSON object a line, filtered like the API.
+func TestAuditExport(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "export.db")
+	for _, name := range []string{"ci", "deploy"} {
+		if code, _, errOut := runCLI(t, "token", "create", "--name", name, "--role", "verify", "--database", db); code != 0 {
+			t.Fatalf("token create: %s", errOut)
+		}
+	}
+	code, out, errOut := runCLI(t, "audit", "export", "--database", db, "--type", "token.created", "--actor", "system")
+	if code != 0 {
+		t.Fatalf("export: exit %d: %s", code, errOut)
+	}
+	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("export wrote %d lines, want 2: %q", len(lines), out)
+	}
+	var names []string
+	for _, line := range lines {
+		var ev struct {
+			Type    string
+			Seq     int64
+			Hash    string
+			Actor   struct{ Kind, ID string }
+			Details struct{ Name string }
+		}
+		if err := json.Unmarshal([]byte(line), &ev); err != nil {
+			t.Fatalf("line %q: %v", line, err)
+		}
+		if ev.Type != keyplane.AuditTokenCreated || ev.Actor.Kind != "system" || len(ev.Hash) != 64 {
+			t.Fatalf("event %+v", ev)
+		}
+		names = append(names, ev.Details.Name)
+	}
+	if strings.Join(names, " ") != "deploy ci" {
+		t.Fatalf("exported %v, want newest first", names)
+	}
+	if code, out, _ := runCLI(t, "audit", "export", "--database", db, "--type", "key.created"); code != 0 || out != "" {
+		t.Fatalf("filter matching nothing: exit %d, %q", code, out)
+	}
+	if code, _, errOut := runCLI(t, "audit", "export", "--database", db, "--from", "yesterday"); code == 0 || !strings.Contains(errOut, "--from") {
+		t.Fatalf("bad --from: exit %d, %q", code, errOut)
+	}
+	if code, out, _ := runCLI(t, "audit", "verify", "--database", db); code != 0 || !strings.Contains(out, "intact: 1 chains, 2 events") {
+		t.Fatalf("verify after the CLI's changes: exit %d %q", code, out)
+	}
+}
