@@ -45,10 +45,11 @@ type VerifyResponse struct {
 // RateLimitInfo is the state of the tightest rate-limit policy (the refusing
 // one, for RATE_LIMITED).
 type RateLimitInfo struct {
-	Policy       string `json:"policy"`
-	Limit        int64  `json:"limit"`
-	Remaining    int64  `json:"remaining"`
-	ResetSeconds int64  `json:"reset_seconds"`
+	Policy        string `json:"policy"`
+	Limit         int64  `json:"limit"`
+	Remaining     int64  `json:"remaining"`
+	ResetSeconds  int64  `json:"reset_seconds"`
+	WindowSeconds int64  `json:"window_seconds" doc:"The policy's window, for RateLimit-Policy's w="`
 }
 
 // QuotaInfo is the state of the quota after the request.
@@ -156,7 +157,7 @@ func verifyResponse(res keyplane.VerifyResult) VerifyResponse {
 		out.Scopes, out.Metadata, out.ExpiresAt = k.Scopes, JSONObject(k.MetadataJSON()), k.ExpiresAt
 	}
 	if rl := res.RateLimit; rl != nil {
-		out.RateLimit = &RateLimitInfo{Policy: rl.Policy, Limit: rl.Limit, Remaining: rl.Remaining, ResetSeconds: ceilSeconds(rl.Reset)}
+		out.RateLimit = &RateLimitInfo{Policy: rl.Policy, Limit: rl.Limit, Remaining: rl.Remaining, ResetSeconds: ceilSeconds(rl.Reset), WindowSeconds: ceilSeconds(rl.Window)}
 	}
 	if res.Code == keyplane.VerifyRateLimited || res.Code == keyplane.VerifyQuotaExceeded {
 		out.RetryAfterSeconds = max(1, ceilSeconds(res.RetryAfter))
