@@ -22,7 +22,6 @@ package keyplanemw
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -34,6 +33,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/keyplane/keyplane/apikey"
 	"github.com/maypok86/otter/v2"
 )
 
@@ -82,7 +82,7 @@ type Config struct {
 	FailOpen bool
 	// Usage receives an event for each request after the handler ran (or
 	// was refused); nil reports nothing.
-	Usage UsageReporter
+	Usage  UsageReporter
 	Logger *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
@@ -111,7 +111,7 @@ func FromContext(ctx context.Context) (*Identity, bool) {
 // cacheKey is what a valid answer depends on: the key (by its hash, so the
 // plaintext is not kept), the scope asked and the client address.
 type cacheKey struct {
-	hash  [sha256.Size]byte
+	hash  [32]byte
 	scope string
 	ip    netip.Addr
 }
@@ -182,7 +182,7 @@ func (m *middleware) wrap(next http.Handler) http.Handler {
 			req.Scope = m.cfg.Scope(r)
 		}
 		ip := m.clientIP(r)
-		ck := cacheKey{hash: sha256.Sum256([]byte(key)), scope: req.Scope, ip: ip}
+		ck := cacheKey{hash: apikey.Hash(key), scope: req.Scope, ip: ip}
 		if id, ok := m.lookup(ck, start); ok {
 			m.serve(w, r, next, id, nil, start)
 			return
