@@ -27,7 +27,6 @@ import (
 // keyplaneServer is a real keyplane (HTTP and gRPC API on one port) on
 // 127.0.0.1, as keyplane serve runs it.
 type keyplaneServer struct {
-	t     *testing.T
 	srv   *httptest.Server
 	svc   *service.Service
 	token string // role verify
