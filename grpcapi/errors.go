@@ -37,7 +37,7 @@ func (s *Server) connectError(ctx context.Context, procedure string, err error) 
 	code := codeOf[keyplane.ErrorCode(err)]
 	out := connect.NewError(code, errors.New(keyplane.ErrorMessage(err)))
 	if code == connect.CodeInternal || code == connect.CodeUnavailable {
-		s.log.ErrorContext(ctx, "grpc call failed", "procedure", procedure, "error", err)
+		s.log.ErrorContext(ctx, "grpc call failed", "procedure", procedure, "error", err, "request_id", keyplane.RequestInfoFromContext(ctx).RequestID)
 	}
 	var e *keyplane.Error
 	if errors.As(err, &e) && len(e.Fields) > 0 {

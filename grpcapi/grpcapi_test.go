@@ -2,6 +2,7 @@ package grpcapi_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
@@ -410,4 +411,51 @@ func TestAccounts(t *testing.T) {
 	wantCode(t, err, connect.CodeNotFound)
 	_, err = accounts.UpdateAccount(ctx, connect.NewRequest(&pb.UpdateAccountRequest{Id: id, Plan: ptr("no-such-plan")}))
 	wantCode(t, err, connect.CodeInvalidArgument)
+}
+
+// Changes made over gRPC are audited like those over HTTP: actor, address,
+// user agent and request id.
+func TestAuditOverGRPC(t *testing.T) {
+	h := newHarness(t)
+	acc := h.account()
+	req := connect.NewRequest(&pb.CreateKeyRequest{AccountId: acc, Name: "audited"})
+	req.Header().Set("X-Request-Id", "grpc-test-1")
+	req.Header().Set("User-Agent", "audit-test/1.0")
+	res, err := h.keys(h.admin).CreateKey(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := res.Header().Get("X-Request-Id"); got != "grpc-test-1" {
+		t.Fatalf("response request id %q", got)
+	}
+	_, err = h.keys(h.admin).GetKey(context.Background(), connect.NewRequest(&pb.GetKeyRequest{Id: "nonsense"}))
+	if ce := wantCode(t, err, connect.CodeNotFound); ce.Meta().Get("X-Request-Id") == "" {
+		t.Fatal("an error without a request id")
+	}
+
+	hreq, _ := http.NewRequest("GET", h.url+"/v1/audit?key_id="+res.Msg.Key.Id, nil)
+	hreq.Header.Set("Authorization", "Bearer "+h.admin)
+	resp, err := http.DefaultClient.Do(hreq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var page struct {
+		Data []struct {
+			Type      string `json:"type"`
+			IP        string `json:"ip"`
+			UserAgent string `json:"user_agent"`
+			RequestID string `json:"request_id"`
+			Actor     struct {
+				Kind string `json:"kind"`
+			} `json:"actor"`
+		} `json:"data"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&page); err != nil || len(page.Data) != 1 {
+		t.Fatalf("audit: %v %+v", err, page)
+	}
+	ev := page.Data[0]
+	if ev.Type != "key.created" || ev.IP != "127.0.0.1" || ev.UserAgent != "audit-test/1.0" || ev.RequestID != "grpc-test-1" || ev.Actor.Kind != "token" {
+		t.Fatalf("audit event %+v", ev)
+	}
 }

@@ -5,10 +5,15 @@ package grpcapi
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"connectrpc.com/connect"
@@ -44,6 +49,9 @@ func New(cfg Config) *Server {
 	return s
 }
 
+// maxUserAgent bounds what an audit event keeps of a user agent, as in the HTTP API.
+const maxUserAgent = 256
+
 // maxMessageBytes bounds requests as the HTTP API bounds bodies.
 const maxMessageBytes = 1 << 20
 
@@ -59,7 +67,8 @@ var Services = []string{
 // rest of the paths: gRPC paths (/package.Service/Method) never collide with /v1/….
 func (s *Server) Register(mux *http.ServeMux) {
 	opts := []connect.HandlerOption{
-		connect.WithInterceptors(s.errors(), s.authenticate()), // errors outermost: it maps authentication's too
+		// errors outside authenticate: it maps authentication's errors too.
+		connect.WithInterceptors(s.requestInfo(), s.errors(), s.authenticate()),
 		connect.WithReadMaxBytes(maxMessageBytes),
 	}
 	mux.Handle(keyplanev1connect.NewVerifyServiceHandler(verifyService{s}, opts...))
@@ -87,13 +96,68 @@ func (s *Server) authenticate() connect.UnaryInterceptorFunc {
 			if actor.Role != keyplane.RoleAdmin && !strings.HasPrefix(req.Spec().Procedure, "/"+keyplanev1connect.VerifyServiceName+"/") {
 				return nil, keyplane.Errorf(keyplane.EFORBIDDEN, "this token has role %s; it may only call %s", actor.Role, keyplanev1connect.VerifyServiceName)
 			}
-			ctx = keyplane.NewContextWithActor(ctx, actor)
-			// For the audit events of changes, as the HTTP API records them.
-			ip, _, _ := net.SplitHostPort(req.Peer().Addr)
-			ctx = keyplane.NewContextWithRequestInfo(ctx, keyplane.RequestInfo{SourceIP: ip, UserAgent: req.Header().Get("User-Agent")})
-			return next(ctx, req)
+			return next(keyplane.NewContextWithActor(ctx, actor), req)
 		}
 	}
+}
+
+// requestInfo gives each call an id (the caller's X-Request-Id when plain)
+// and records the caller's address and user agent, for the audit events of
+// the changes it makes, as the HTTP API does. Every answer carries the id.
+func (s *Server) requestInfo() connect.UnaryInterceptorFunc {
+	return func(next connect.UnaryFunc) connect.UnaryFunc {
+		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+			ip, _, _ := net.SplitHostPort(req.Peer().Addr)
+			ua := req.Header().Get("User-Agent")
+			if len(ua) > maxUserAgent {
+				ua = strings.ToValidUTF8(ua[:maxUserAgent], "")
+			}
+			id := req.Header().Get("X-Request-Id")
+			if !validRequestID(id) {
+				id = newRequestID()
+			}
+			res, err := next(keyplane.NewContextWithRequestInfo(ctx, keyplane.RequestInfo{SourceIP: ip, UserAgent: ua, RequestID: id}), req)
+			if err != nil {
+				var ce *connect.Error
+				if errors.As(err, &ce) {
+					ce.Meta().Set("X-Request-Id", id)
+				}
+				return nil, err
+			}
+			res.Header().Set("X-Request-Id", id)
+			return res, nil
+		}
+	}
+}
+
+// validRequestID accepts a caller's id only if it is short and plain, as the
+// HTTP API does, so a forged one cannot inject into logs or audit events.
+func validRequestID(id string) bool {
+	if id == "" || len(id) > 64 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+// Request ids are a random per-process prefix and a counter: unique across
+// instances without a crypto/rand read per call.
+var (
+	requestIDPrefix = func() string {
+		var b [6]byte
+		rand.Read(b[:])
+		return "g" + hex.EncodeToString(b[:])
+	}()
+	requestIDCounter atomic.Uint64
+)
+
+func newRequestID() string {
+	return requestIDPrefix + "-" + strconv.FormatUint(requestIDCounter.Add(1), 36)
 }
 
 // errors turns every error a handler or the authentication returns into a
