@@ -1,10 +1,20 @@
 package keyplane
 
-import "time"
+import (
+	"context"
+	"time"
+)
 
 // UsageEvent is one request's outcome, as verification, the gateway, the
 // forward-auth endpoint or an operator's API (POST /v1/usage) saw it.
 // Events of a key that was never found carry no KeyID and are not metered.
+//
+// An event without a Status is a verification: it counts a request (a
+// success when VALID, else a rejection by its code). An event with a Status
+// is the upstream's outcome of a request whose verification was recorded
+// already, so it counts no request: a 5xx moves it from successes to errors,
+// and its latency joins the latency summary. Whoever verifies through the
+// service and then proxies records both; nothing is counted twice.
 type UsageEvent struct {
 	KeyID     string
 	AccountID string
@@ -25,4 +35,152 @@ type UsageEvent struct {
 // memory and write to storage in batches.
 type UsageRecorder interface {
 	Record(ev UsageEvent)
+}
+
+// MaxUsageEndpoints bounds the endpoints metered per key: more would let
+// one key's callers grow storage without bound. Endpoints beyond it are
+// counted as OtherEndpoint.
+const MaxUsageEndpoints = 100
+
+// OtherEndpoint collects the endpoints of a key beyond MaxUsageEndpoints.
+const OtherEndpoint = "(other)"
+
+// MaxEndpointLength bounds an endpoint's name, in bytes.
+const MaxEndpointLength = 200
+
+// UsageGranularity is the width of a usage bucket. Every bucket is stored at
+// all three: minutes for recent detail, hours and days so that long ranges
+// read few rows.
+type UsageGranularity string
+
+const (
+	UsageMinute UsageGranularity = "minute"
+	UsageHour   UsageGranularity = "hour"
+	UsageDay    UsageGranularity = "day"
+)
+
+// UsageGranularities lists the granularities, finest first.
+var UsageGranularities = [...]UsageGranularity{UsageMinute, UsageHour, UsageDay}
+
+// Valid reports whether g is a known granularity.
+func (g UsageGranularity) Valid() bool { return g == UsageMinute || g == UsageHour || g == UsageDay }
+
+// Seconds is the width of g's buckets.
+func (g UsageGranularity) Seconds() int64 {
+	switch g {
+	case UsageMinute:
+		return 60
+	case UsageHour:
+		return 60 * 60
+	}
+	return 24 * 60 * 60
+}
+
+// BucketStart returns the start of g's bucket that contains the Unix time
+// secs, in Unix seconds: buckets are plain arithmetic on UTC.
+func (g UsageGranularity) BucketStart(secs int64) int64 {
+	w := g.Seconds()
+	return secs - ((secs%w)+w)%w
+}
+
+// UsageRejectionCodes are the verification codes counted as rejections, in
+// the order of UsageCounts.Rejected. NOT_FOUND is not among them: a key that
+// was not found has no usage.
+var UsageRejectionCodes = [...]VerifyCode{VerifyRevoked, VerifyExpired, VerifyDisabled, VerifyForbidden,
+	VerifyInsufficientScope, VerifyRateLimited, VerifyQuotaExceeded}
+
+// RejectionIndex is code's index in UsageRejectionCodes, or -1.
+func RejectionIndex(code VerifyCode) int {
+	for i, c := range UsageRejectionCodes {
+		if c == code {
+			return i
+		}
+	}
+	return -1
+}
+
+// UsageCounts are the counts of a usage bucket. Requests = Successes + Errors
+// + the sum of Rejected, unless an outcome was reported without its
+// verification.
+type UsageCounts struct {
+	Requests  int64
+	Successes int64 // let through, and the upstream did not answer 5xx (when known)
+	Errors    int64 // let through, and the upstream answered 5xx
+	Rejected  [len(UsageRejectionCodes)]int64
+}
+
+// Add adds o to c.
+func (c *UsageCounts) Add(o *UsageCounts) {
+	c.Requests += o.Requests
+	c.Successes += o.Successes
+	c.Errors += o.Errors
+	for i := range c.Rejected {
+		c.Rejected[i] += o.Rejected[i]
+	}
+}
+
+// Rejections is the number of requests verification refused.
+func (c *UsageCounts) Rejections() int64 {
+	var n int64
+	for _, r := range c.Rejected {
+		n += r
+	}
+	return n
+}
+
+// IsZero reports whether nothing was counted.
+func (c *UsageCounts) IsZero() bool { return *c == UsageCounts{} }
+
+// UsageRow is one subject's usage of one endpoint in one bucket. The subject
+// is a key, or an account for the sum of its keys: account rows are written
+// beside key rows so that an account's usage reads as few rows as a key's.
+type UsageRow struct {
+	Granularity UsageGranularity
+	Subject     string // a key id or an account id
+	AccountID   string
+	Endpoint    string
+	BucketStart time.Time
+	UsageCounts
+	// Latency is an encoded sketch of the upstream latencies in
+	// milliseconds (see package usage); nil when none was measured.
+	Latency []byte
+}
+
+// KeyUsageTotal is a key's usage over its life.
+type KeyUsageTotal struct {
+	KeyID      string
+	AccountID  string
+	Requests   int64
+	LastUsedAt time.Time // zero when never used
+}
+
+// UsageQuery selects a subject's rows of one granularity whose buckets start
+// in [From, To).
+type UsageQuery struct {
+	Subject     string
+	Granularity UsageGranularity
+	From, To    time.Time
+}
+
+// LatencyMerge merges two encoded latency sketches; the store calls it to
+// add a flush's latencies to a stored row's inside its transaction.
+type LatencyMerge func(stored, add []byte) ([]byte, error)
+
+// UsageStore persists usage. Writes are additive, so instances flushing
+// their counts to one database add up.
+type UsageStore interface {
+	// AddUsage adds each row's counts to the stored row (creating it),
+	// merges its latency into the stored one with merge, and adds the
+	// totals (keeping the latest LastUsedAt), all in one transaction.
+	AddUsage(ctx context.Context, rows []UsageRow, totals []KeyUsageTotal, merge LatencyMerge) error
+	// UsageRows returns the rows q selects, ordered by bucket then endpoint.
+	UsageRows(ctx context.Context, q UsageQuery) ([]UsageRow, error)
+	// KeyUsageTotals returns the totals of the keys, in order; a key never
+	// used has zero Requests and LastUsedAt.
+	KeyUsageTotals(ctx context.Context, keyIDs []string) ([]KeyUsageTotal, error)
+	// KeyAccounts maps each of the ids that names a key to its account.
+	KeyAccounts(ctx context.Context, keyIDs []string) (map[string]string, error)
+	// PruneUsage deletes rows of granularity g whose buckets start before
+	// before, and returns how many.
+	PruneUsage(ctx context.Context, g UsageGranularity, before time.Time) (int64, error)
 }
