@@ -46,6 +46,7 @@ type Store interface {
 
 	QuotaStore
 	AuditStore
+	UsageStore
 
 	// Ping reports whether the database answers.
 	Ping(ctx context.Context) error

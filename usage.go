@@ -171,7 +171,8 @@ type LatencyMerge func(stored, add []byte) ([]byte, error)
 type UsageStore interface {
 	// AddUsage adds each row's counts to the stored row (creating it),
 	// merges its latency into the stored one with merge, and adds the
-	// totals (keeping the latest LastUsedAt), all in one transaction.
+	// totals (keeping the latest LastUsedAt), all in one transaction. The
+	// rows name distinct buckets; totals distinct keys.
 	AddUsage(ctx context.Context, rows []UsageRow, totals []KeyUsageTotal, merge LatencyMerge) error
 	// UsageRows returns the rows q selects, ordered by bucket then endpoint.
 	UsageRows(ctx context.Context, q UsageQuery) ([]UsageRow, error)

@@ -87,6 +87,12 @@ var Tests = []Test{
 	{"AuditTamperSwapOrder", testAuditTamperSwapOrder},
 	{"AuditTamperSwapContents", testAuditTamperSwapContents},
 	{"AuditTamperOtherChainsIntact", testAuditTamperOtherChainsIntact},
+	{"UsageAddsUp", testUsageAddsUp},
+	{"UsageLatencyMerge", testUsageLatencyMerge},
+	{"UsageConcurrentMerges", testUsageConcurrentMerges},
+	{"UsageTotals", testUsageTotals},
+	{"UsageKeyAccounts", testUsageKeyAccounts},
+	{"UsagePrune", testUsagePrune},
 	{"Ping", testPing},
 }
 
