@@ -185,3 +185,50 @@ type UsageStore interface {
 	// before, and returns how many.
 	PruneUsage(ctx context.Context, g UsageGranularity, before time.Time) (int64, error)
 }
+
+// UsageReport is a subject's usage over a range: a series of buckets (every
+// bucket of the range, empty ones included), the totals, the latency over
+// the whole range and the most used endpoints.
+type UsageReport struct {
+	Subject      string
+	Granularity  UsageGranularity
+	From, To     time.Time
+	Series       []UsageBucket
+	Totals       UsageCounts
+	Latency      LatencySummary
+	TopEndpoints []EndpointUsage
+}
+
+// UsageBucket is one bucket of a report's series.
+type UsageBucket struct {
+	Start time.Time
+	UsageCounts
+	Latency LatencySummary
+}
+
+// EndpointUsage is one endpoint's usage over a report's range.
+type EndpointUsage struct {
+	Endpoint string
+	UsageCounts
+	Latency LatencySummary
+}
+
+// LatencySummary are percentiles of measured upstream latencies, in
+// milliseconds; all zero when Count is.
+type LatencySummary struct {
+	Count         int64
+	P50, P95, P99 float64
+}
+
+// ErrorRate is the share of requests the upstream answered with a 5xx.
+func (c *UsageCounts) ErrorRate() float64 {
+	if c.Requests <= 0 {
+		return 0
+	}
+	return float64(c.Errors) / float64(c.Requests)
+}
+
+// UsageReporter builds usage reports from stored usage.
+type UsageReporter interface {
+	UsageReport(ctx context.Context, q UsageQuery) (*UsageReport, error)
+}

@@ -227,4 +227,3 @@ func (db *DB) PruneUsage(ctx context.Context, g keyplane.UsageGranularity, befor
 		}
 	}
 }
-

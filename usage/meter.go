@@ -1,0 +1,307 @@
+// Package usage meters how keys are used and answers analytics over it.
+//
+// A Meter counts usage events in memory, per key, endpoint and minute, and
+// flushes them every interval (default 1 s) and on Close. Each flush adds
+// its counts to the stored minute, hour and day rows of the key and of its
+// account, and to the key's totals, in one transaction: instances sharing a
+// database add up, a graceful shutdown loses nothing and a crash loses at
+// most one interval. Latencies go into DDSketches (relative accuracy 1 %),
+// which merge across buckets, instances and flushes; the store merges a
+// flush's sketch into the stored one inside its transaction.
+//
+// Record, on the verify path, takes one shard's lock and allocates nothing
+// for a key and endpoint already counted this minute.
+package usage
+
+import (
+	"context"
+	"hash/maphash"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/DataDog/sketches-go/ddsketch"
+	"github.com/keyplane/keyplane"
+)
+
+// DefaultFlushInterval is how often counts are written to the store.
+const DefaultFlushInterval = time.Second
+
+// DefaultIdleAfter is how long a key without events stays in memory.
+const DefaultIdleAfter = 10 * time.Minute
+
+// DefaultPruneInterval is how often rows past their retention are deleted.
+const DefaultPruneInterval = time.Hour
+
+// Config tunes a Meter; zero values take the defaults.
+type Config struct {
+	FlushInterval time.Duration
+	Retention     Retention
+	PruneInterval time.Duration
+	IdleAfter     time.Duration
+	Logger        *slog.Logger
+	// Now is the clock for idleness and retention; tests inject their own.
+	Now func() time.Time
+}
+
+// Meter implements keyplane.UsageRecorder on a keyplane.UsageStore.
+type Meter struct {
+	store     keyplane.UsageStore
+	log       *slog.Logger
+	now       func() time.Time
+	idleAfter time.Duration
+	retention Retention
+
+	seed   maphash.Seed
+	shards [shardCount]shard
+
+	flushMu sync.Mutex // one flush at a time; guards what follows
+	pending map[rowKey]*pendingRow
+	totals  map[string]*keyplane.KeyUsageTotal
+
+	stop  chan struct{}
+	done  sync.WaitGroup
+	close sync.Once
+}
+
+var _ keyplane.UsageRecorder = (*Meter)(nil)
+
+const shardCount = 64
+
+// maxFreeCells bounds the cells a shard keeps for reuse.
+const maxFreeCells = 256
+
+type shard struct {
+	mu    sync.Mutex
+	cells map[cellKey]*cell
+	keys  map[string]*keyState
+	free  []*cell
+	_     [64]byte // keeps shards' locks off each other's cache lines
+}
+
+type cellKey struct {
+	keyID, endpoint string
+	minute          int64 // Unix seconds
+}
+
+// keyState is what a shard knows of one key: its endpoints, bounded, and
+// its totals since the last flush.
+type keyState struct {
+	keyID, accountID string
+	endpoints        map[string]string // each endpoint to its retained copy
+	cells            int               // cells of this key in the shard's map
+	requests         int64             // since the last flush
+	lastUsed         int64             // Unix nanoseconds of the latest verification
+	flushedLastUsed  int64
+	active           bool      // had events since the last flush
+	lastActive       time.Time // the meter's clock at the last flush that saw events
+}
+
+// cell counts one key's usage of one endpoint in one minute.
+type cell struct {
+	key      *keyState
+	endpoint string
+	minute   int64
+	counts   keyplane.UsageCounts
+	sketch   *ddsketch.DDSketch // kept across flushes, cleared: no allocation per minute
+	samples  int                // latencies in sketch
+	dirty    bool
+}
+
+// New returns a Meter that flushes every cfg.FlushInterval and prunes
+// every cfg.PruneInterval until Close.
+func New(store keyplane.UsageStore, cfg Config) *Meter {
+	if cfg.FlushInterval <= 0 {
+		cfg.FlushInterval = DefaultFlushInterval
+	}
+	if cfg.PruneInterval <= 0 {
+		cfg.PruneInterval = DefaultPruneInterval
+	}
+	if cfg.IdleAfter <= 0 {
+		cfg.IdleAfter = DefaultIdleAfter
+	}
+	if cfg.Retention == (Retention{}) {
+		cfg.Retention = DefaultRetention
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	m := &Meter{store: store, log: cfg.Logger, now: cfg.Now, idleAfter: cfg.IdleAfter, retention: cfg.Retention,
+		seed: maphash.MakeSeed(), pending: map[rowKey]*pendingRow{}, totals: map[string]*keyplane.KeyUsageTotal{},
+		stop: make(chan struct{})}
+	for i := range m.shards {
+		m.shards[i].cells = make(map[cellKey]*cell)
+		m.shards[i].keys = make(map[string]*keyState)
+	}
+	m.done.Add(2)
+	go m.flushLoop(cfg.FlushInterval)
+	go m.pruneLoop(cfg.PruneInterval)
+	return m
+}
+
+func (m *Meter) flushLoop(every time.Duration) {
+	defer m.done.Done()
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-m.stop:
+			return
+		case <-t.C:
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			if err := m.Flush(ctx); err != nil {
+				m.log.Warn("usage not written; will retry", "err", err)
+			}
+			cancel()
+		}
+	}
+}
+
+// pruneLoop prunes at start and then every interval; instances prune
+// independently, which is harmless: deleting what is gone deletes nothing.
+func (m *Meter) pruneLoop(every time.Duration) {
+	defer m.done.Done()
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		if err := m.Prune(ctx); err != nil {
+			m.log.Warn("old usage not pruned; will retry", "err", err)
+		}
+		cancel()
+		select {
+		case <-m.stop:
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Close stops the loops and writes what is left. Events recorded after
+// Close are counted but no longer written.
+func (m *Meter) Close(ctx context.Context) error {
+	m.close.Do(func() { close(m.stop) })
+	m.done.Wait()
+	return m.Flush(ctx)
+}
+
+// Prune deletes the rows past their retention.
+func (m *Meter) Prune(ctx context.Context) error {
+	now := m.now()
+	for _, g := range keyplane.UsageGranularities {
+		n, err := m.store.PruneUsage(ctx, g, now.Add(-m.retention.of(g)))
+		if err != nil {
+			return err
+		}
+		if n > 0 {
+			m.log.Debug("pruned usage", "granularity", g, "rows", n)
+		}
+	}
+	return nil
+}
+
+func (m *Meter) shard(keyID string) *shard {
+	return &m.shards[maphash.String(m.seed, keyID)%shardCount]
+}
+
+// Record implements keyplane.UsageRecorder.
+func (m *Meter) Record(ev keyplane.UsageEvent) {
+	if ev.KeyID == "" {
+		return
+	}
+	if ev.Time.IsZero() {
+		ev.Time = m.now()
+	}
+	minute := keyplane.UsageMinute.BucketStart(ev.Time.Unix())
+	sh := m.shard(ev.KeyID)
+	sh.mu.Lock()
+	c := sh.cells[cellKey{ev.KeyID, ev.Endpoint, minute}]
+	if c == nil {
+		c = sh.newCell(&ev, minute)
+	}
+	c.add(&ev)
+	sh.mu.Unlock()
+}
+
+// newCell finds or makes the cell of an event whose endpoint has no cell
+// this minute, folding endpoints past the bound, or unfit for storage, into
+// keyplane.OtherEndpoint.
+func (sh *shard) newCell(ev *keyplane.UsageEvent, minute int64) *cell {
+	ks := sh.keys[ev.KeyID]
+	if ks == nil {
+		ks = &keyState{keyID: strings.Clone(ev.KeyID), accountID: strings.Clone(ev.AccountID), endpoints: map[string]string{}}
+		sh.keys[ks.keyID] = ks
+	}
+	endpoint, known := ks.endpoints[ev.Endpoint]
+	if !known {
+		if len(ks.endpoints) >= keyplane.MaxUsageEndpoints || !ValidEndpoint(ev.Endpoint) {
+			endpoint = keyplane.OtherEndpoint
+		} else {
+			endpoint = strings.Clone(ev.Endpoint) // not a slice of a request's buffer
+			ks.endpoints[endpoint] = endpoint
+		}
+	}
+	key := cellKey{ks.keyID, endpoint, minute}
+	if c := sh.cells[key]; c != nil {
+		return c
+	}
+	var c *cell
+	if n := len(sh.free); n > 0 {
+		c, sh.free = sh.free[n-1], sh.free[:n-1]
+	} else {
+		c = &cell{}
+	}
+	c.key, c.endpoint, c.minute = ks, endpoint, minute
+	ks.cells++
+	sh.cells[key] = c
+	return c
+}
+
+// ValidEndpoint reports whether an endpoint name can be stored as it is:
+// both stores take valid UTF-8 without NUL bytes, and names are bounded.
+func ValidEndpoint(e string) bool {
+	return len(e) <= keyplane.MaxEndpointLength && utf8.ValidString(e) && strings.IndexByte(e, 0) < 0
+}
+
+func (c *cell) add(ev *keyplane.UsageEvent) {
+	ks := c.key
+	ks.active = true
+	if ev.Status == 0 {
+		// A verification.
+		c.counts.Requests++
+		if ev.Code == keyplane.VerifyValid {
+			c.counts.Successes++
+		} else if i := keyplane.RejectionIndex(ev.Code); i >= 0 {
+			c.counts.Rejected[i]++
+		}
+		ks.requests++
+		if t := ev.Time.UnixNano(); t > ks.lastUsed {
+			ks.lastUsed = t
+		}
+		c.dirty = true
+		return
+	}
+	// The upstream's outcome of a verified request: nothing reached the
+	// upstream unless the verification let it through.
+	if ev.Code != keyplane.VerifyValid {
+		return
+	}
+	if ev.Status >= 500 {
+		c.counts.Errors++
+		c.counts.Successes--
+	}
+	if ev.Latency > 0 {
+		if c.sketch == nil {
+			c.sketch = newSketch()
+		}
+		if c.sketch.Add(float64(ev.Latency)/float64(time.Millisecond)) == nil {
+			c.samples++
+		}
+	}
+	c.dirty = true
+}
