@@ -55,9 +55,12 @@ type Key struct {
 	UpdatedAt    time.Time
 	ExpiresAt    *time.Time
 	RevokedAt    *time.Time
-	LastUsedAt   *time.Time
-	RolledFromID string // the key this one replaced
-	RolledToID   string // the key that replaced this one
+	LastUsedAt   *time.Time // from the usage totals: the last verification, as of the last flush
+	// TotalRequests is how many times the key was verified, as of the last
+	// flush; the service fills it from the usage totals.
+	TotalRequests int64
+	RolledFromID  string // the key this one replaced
+	RolledToID    string // the key that replaced this one
 }
 
 // Status derives the key's status at now. The order matters: a revoked key is

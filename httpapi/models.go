@@ -158,26 +158,27 @@ func quotaToBody(q *keyplane.Quota) *QuotaBody {
 // KeyBody is a key as the API shows it. Key, the plaintext, is present only
 // in the response that creates it.
 type KeyBody struct {
-	ID           string                `json:"id" example:"key_01jd2x5y6z7a8b9c0d1e2f3g4h"`
-	Key          string                `json:"key,omitempty" doc:"The plaintext key: present only in the response that creates it; store it now"`
-	AccountID    string                `json:"account_id"`
-	Name         string                `json:"name"`
-	Environment  string                `json:"environment" enum:"live,test"`
-	Hint         string                `json:"hint" example:"kp_live_AbCd…wxyz"`
-	Status       string                `json:"status" enum:"active,disabled,rolling,expired,revoked"`
-	Scopes       []string              `json:"scopes"`
-	AllowedCIDRs []string              `json:"allowed_cidrs"`
-	RateLimits   []RateLimitPolicyBody `json:"rate_limits" nullable:"true" doc:"null means the plan's"`
-	Quota        *QuotaBody            `json:"quota" doc:"null means the plan's"`
-	Metadata     JSONObject            `json:"metadata"`
-	Enabled      bool                  `json:"enabled"`
-	CreatedAt    time.Time             `json:"created_at"`
-	UpdatedAt    time.Time             `json:"updated_at"`
-	ExpiresAt    *time.Time            `json:"expires_at,omitempty"`
-	RevokedAt    *time.Time            `json:"revoked_at,omitempty"`
-	LastUsedAt   *time.Time            `json:"last_used_at,omitempty"`
-	RolledFromID string                `json:"rolled_from_id,omitempty"`
-	RolledToID   string                `json:"rolled_to_id,omitempty"`
+	ID            string                `json:"id" example:"key_01jd2x5y6z7a8b9c0d1e2f3g4h"`
+	Key           string                `json:"key,omitempty" doc:"The plaintext key: present only in the response that creates it; store it now"`
+	AccountID     string                `json:"account_id"`
+	Name          string                `json:"name"`
+	Environment   string                `json:"environment" enum:"live,test"`
+	Hint          string                `json:"hint" example:"kp_live_AbCd…wxyz"`
+	Status        string                `json:"status" enum:"active,disabled,rolling,expired,revoked"`
+	Scopes        []string              `json:"scopes"`
+	AllowedCIDRs  []string              `json:"allowed_cidrs"`
+	RateLimits    []RateLimitPolicyBody `json:"rate_limits" nullable:"true" doc:"null means the plan's"`
+	Quota         *QuotaBody            `json:"quota" doc:"null means the plan's"`
+	Metadata      JSONObject            `json:"metadata"`
+	Enabled       bool                  `json:"enabled"`
+	CreatedAt     time.Time             `json:"created_at"`
+	UpdatedAt     time.Time             `json:"updated_at"`
+	ExpiresAt     *time.Time            `json:"expires_at,omitempty"`
+	RevokedAt     *time.Time            `json:"revoked_at,omitempty"`
+	LastUsedAt    *time.Time            `json:"last_used_at,omitempty" doc:"The key's last verification, as of the last usage flush (within about a second)"`
+	TotalRequests int64                 `json:"total_requests" doc:"Verifications of the key over its life, as of the last usage flush"`
+	RolledFromID  string                `json:"rolled_from_id,omitempty"`
+	RolledToID    string                `json:"rolled_to_id,omitempty"`
 }
 
 func keyBody(k *keyplane.Key, now time.Time) KeyBody {
@@ -190,7 +191,7 @@ func keyBody(k *keyplane.Key, now time.Time) KeyBody {
 		Status: string(k.Status(now)), Scopes: nonNil(k.Scopes), AllowedCIDRs: cidrs,
 		RateLimits: policiesToBody(k.RateLimits), Quota: quotaToBody(k.Quota), Metadata: JSONObject(k.MetadataJSON()),
 		Enabled: k.Enabled, CreatedAt: k.CreatedAt, UpdatedAt: k.UpdatedAt, ExpiresAt: k.ExpiresAt, RevokedAt: k.RevokedAt,
-		LastUsedAt: k.LastUsedAt, RolledFromID: k.RolledFromID, RolledToID: k.RolledToID,
+		LastUsedAt: k.LastUsedAt, TotalRequests: k.TotalRequests, RolledFromID: k.RolledFromID, RolledToID: k.RolledToID,
 	}
 }
 

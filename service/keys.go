@@ -117,6 +117,9 @@ func (s *Service) Key(ctx context.Context, id string) (*keyplane.Key, error) {
 	if !a.CanSee(k.AccountID) {
 		return nil, keyplane.Errorf(keyplane.ENOTFOUND, "key %q not found", id)
 	}
+	if err := s.withUsage(ctx, k); err != nil {
+		return nil, err
+	}
 	return k, nil
 }
 
@@ -133,7 +136,14 @@ func (s *Service) ListKeys(ctx context.Context, accountID string, status keyplan
 		return nil, "", keyplane.Invalid("status", "%q: want active, disabled, rolling, expired or revoked", status)
 	}
 	page.Limit = limit
-	return s.store.ListKeys(ctx, keyplane.KeyFilter{AccountID: accountID, Status: status, Now: s.now(), Page: page})
+	keys, next, err := s.store.ListKeys(ctx, keyplane.KeyFilter{AccountID: accountID, Status: status, Now: s.now(), Page: page})
+	if err != nil {
+		return nil, "", err
+	}
+	if err := s.withUsage(ctx, keys...); err != nil {
+		return nil, "", err
+	}
+	return keys, next, nil
 }
 
 // UpdateKey changes a key. Revoked and expired keys are final; a rolling key's
@@ -318,5 +328,8 @@ func (s *Service) updateKey(ctx context.Context, id string, update func(*keyplan
 		return nil, err
 	}
 	s.changed(ctx, keyplane.KeyChanged(k.Hash))
+	// Best effort: the change is committed, and failing it now for a
+	// statistic would invite a retry of something already done.
+	_ = s.withUsage(ctx, k)
 	return k, nil
 }

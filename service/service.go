@@ -32,6 +32,10 @@ type Config struct {
 	Quotas keyplane.QuotaMeter
 	// Throttle refuses client IPs that keep presenting bad keys; nil never does.
 	Throttle keyplane.FailureThrottle
+	// Usage counts each verification of a found key; nil meters nothing.
+	Usage keyplane.UsageRecorder
+	// UsageReports answers the usage analytics; nil answers them with 503.
+	UsageReports keyplane.UsageReporter
 
 	// Records is where verification reads; a cache in front of the store.
 	// Nil reads the store directly.
@@ -52,6 +56,8 @@ type Service struct {
 	limiter  keyplane.Limiter
 	quotas   keyplane.QuotaMeter
 	throttle keyplane.FailureThrottle
+	usage    keyplane.UsageRecorder
+	reports  keyplane.UsageReporter
 	records  keyplane.RecordSource
 	cache    keyplane.ChangeListener
 	bus      keyplane.ChangeBus
@@ -62,7 +68,7 @@ type Service struct {
 // New returns a Service on store.
 func New(store keyplane.Store, cfg Config) (*Service, error) {
 	s := &Service{store: store, prefix: cfg.KeyPrefix, maxKeys: cfg.MaxActiveKeys, clock: cfg.Now, limiter: cfg.Limiter, quotas: cfg.Quotas,
-		records: cfg.Records, cache: cfg.Cache, bus: cfg.Bus, throttle: cfg.Throttle}
+		records: cfg.Records, cache: cfg.Cache, bus: cfg.Bus, throttle: cfg.Throttle, usage: cfg.Usage, reports: cfg.UsageReports}
 	if s.records == nil {
 		s.records = store
 	}

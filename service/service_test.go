@@ -15,6 +15,7 @@ import (
 	"github.com/keyplane/keyplane/ratelimit"
 	"github.com/keyplane/keyplane/service"
 	"github.com/keyplane/keyplane/teststore"
+	"github.com/keyplane/keyplane/usage"
 )
 
 // clock is a settable time source.
@@ -31,6 +32,7 @@ type env struct {
 	store  keyplane.Store
 	clock  *clock
 	quotas *quota.Meter    // flushes only when a test says so
+	meter  *usage.Meter    // likewise
 	ctx    context.Context // as an admin operator
 }
 
@@ -48,12 +50,15 @@ func newEnvOn(t testing.TB, store keyplane.Store, c *clock) *env {
 	t.Cleanup(throttle.Close)
 	quotas := quota.New(store, quota.Config{FlushInterval: time.Hour, Now: c.Now})
 	t.Cleanup(func() { quotas.Close(context.Background()) })
-	svc, err := service.New(store, service.Config{Now: c.Now, Limiter: limiter, Throttle: throttle, Quotas: quotas})
+	meter := usage.New(store, usage.Config{FlushInterval: time.Hour, Now: c.Now})
+	t.Cleanup(func() { meter.Close(context.Background()) })
+	svc, err := service.New(store, service.Config{Now: c.Now, Limiter: limiter, Throttle: throttle, Quotas: quotas,
+		Usage: meter, UsageReports: usage.NewReporter(store)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx := keyplane.NewContextWithActor(context.Background(), keyplane.Actor{Kind: "token", ID: "tok_test", Role: keyplane.RoleAdmin})
-	return &env{svc: svc, store: store, clock: c, quotas: quotas, ctx: ctx}
+	return &env{svc: svc, store: store, clock: c, quotas: quotas, meter: meter, ctx: ctx}
 }
 
 func (e *env) account(t testing.TB, scopes ...string) *keyplane.Account {

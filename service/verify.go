@@ -20,6 +20,9 @@ func (s *Service) Verify(ctx context.Context, req keyplane.VerifyRequest) (keypl
 		}
 	}
 	res, err := s.verify(ctx, req)
+	if s.usage != nil && err == nil && res.Key != nil {
+		s.usage.Record(keyplane.UsageEvent{KeyID: res.Key.ID, AccountID: res.Key.AccountID, Endpoint: req.Endpoint, Time: s.clock(), Code: res.Code})
+	}
 	if throttled && err == nil {
 		switch res.Code {
 		case keyplane.VerifyNotFound, keyplane.VerifyRevoked, keyplane.VerifyExpired:

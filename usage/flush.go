@@ -78,28 +78,30 @@ func (m *Meter) Flush(ctx context.Context) error {
 func (sh *shard) drain(snaps []snapshot, totals map[string]*keyplane.KeyUsageTotal, current int64, now time.Time, idleAfter time.Duration) []snapshot {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	for k, c := range sh.cells {
-		if !c.dirty {
-			if c.minute < current {
-				delete(sh.cells, k)
-				c.key.cells--
-				if len(sh.free) < maxFreeCells {
-					c.key = nil
-					sh.free = append(sh.free, c)
-				}
-			}
-			continue
-		}
-		s := snapshot{keyID: c.key.keyID, accountID: c.key.accountID, endpoint: c.endpoint, minute: c.minute, counts: c.counts}
-		if c.samples > 0 {
-			s.sketch = c.sketch.Copy()
-			c.sketch.Clear()
-			c.samples = 0
-		}
-		snaps = append(snaps, s)
-		c.counts, c.dirty = keyplane.UsageCounts{}, false
-	}
 	for id, ks := range sh.keys {
+		for k, c := range ks.cells {
+			if !c.dirty {
+				if c.minute < current {
+					delete(ks.cells, k)
+					if ks.last == c {
+						ks.last = nil
+					}
+					if len(sh.free) < maxFreeCells {
+						c.key = nil
+						sh.free = append(sh.free, c)
+					}
+				}
+				continue
+			}
+			s := snapshot{keyID: ks.keyID, accountID: ks.accountID, endpoint: c.endpoint, minute: c.minute, counts: c.counts}
+			if c.samples > 0 {
+				s.sketch = c.sketch.Copy()
+				c.sketch.Clear()
+				c.samples = 0
+			}
+			snaps = append(snaps, s)
+			c.counts, c.dirty = keyplane.UsageCounts{}, false
+		}
 		if ks.requests > 0 || ks.lastUsed > ks.flushedLastUsed {
 			t := totals[id]
 			if t == nil {
@@ -115,7 +117,7 @@ func (sh *shard) drain(snaps []snapshot, totals map[string]*keyplane.KeyUsageTot
 		switch {
 		case ks.active:
 			ks.active, ks.lastActive = false, now
-		case ks.cells == 0 && now.Sub(ks.lastActive) > idleAfter:
+		case len(ks.cells) == 0 && now.Sub(ks.lastActive) > idleAfter:
 			delete(sh.keys, id)
 		}
 	}

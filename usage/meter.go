@@ -15,7 +15,6 @@ package usage
 
 import (
 	"context"
-	"hash/maphash"
 	"log/slog"
 	"strings"
 	"sync"
@@ -54,7 +53,6 @@ type Meter struct {
 	idleAfter time.Duration
 	retention Retention
 
-	seed   maphash.Seed
 	shards [shardCount]shard
 
 	flushMu sync.Mutex // one flush at a time; guards what follows
@@ -74,29 +72,31 @@ const shardCount = 64
 const maxFreeCells = 256
 
 type shard struct {
-	mu    sync.Mutex
-	cells map[cellKey]*cell
-	keys  map[string]*keyState
-	free  []*cell
-	_     [64]byte // keeps shards' locks off each other's cache lines
+	mu   sync.Mutex
+	keys map[string]*keyState
+	free []*cell
+	_    [64]byte // keeps shards' locks off each other's cache lines
+}
+
+// keyState is what a shard counts of one key: its cells, its endpoints,
+// bounded, and its totals since the last flush.
+type keyState struct {
+	keyID, accountID string
+	// last is the cell of the key's previous event: a key mostly calls one
+	// endpoint at a time, and checking it first spares a map lookup.
+	last            *cell
+	cells           map[cellKey]*cell
+	endpoints       map[string]string // each endpoint to its retained copy
+	requests        int64             // since the last flush
+	lastUsed        int64             // Unix nanoseconds of the latest verification
+	flushedLastUsed int64
+	active          bool      // had events since the last flush
+	lastActive      time.Time // the meter's clock at the last flush that saw events
 }
 
 type cellKey struct {
-	keyID, endpoint string
-	minute          int64 // Unix seconds
-}
-
-// keyState is what a shard knows of one key: its endpoints, bounded, and
-// its totals since the last flush.
-type keyState struct {
-	keyID, accountID string
-	endpoints        map[string]string // each endpoint to its retained copy
-	cells            int               // cells of this key in the shard's map
-	requests         int64             // since the last flush
-	lastUsed         int64             // Unix nanoseconds of the latest verification
-	flushedLastUsed  int64
-	active           bool      // had events since the last flush
-	lastActive       time.Time // the meter's clock at the last flush that saw events
+	endpoint string
+	minute   int64 // Unix seconds
 }
 
 // cell counts one key's usage of one endpoint in one minute.
@@ -132,10 +132,9 @@ func New(store keyplane.UsageStore, cfg Config) *Meter {
 		cfg.Now = time.Now
 	}
 	m := &Meter{store: store, log: cfg.Logger, now: cfg.Now, idleAfter: cfg.IdleAfter, retention: cfg.Retention,
-		seed: maphash.MakeSeed(), pending: map[rowKey]*pendingRow{}, totals: map[string]*keyplane.KeyUsageTotal{},
+		pending: map[rowKey]*pendingRow{}, totals: map[string]*keyplane.KeyUsageTotal{},
 		stop: make(chan struct{})}
 	for i := range m.shards {
-		m.shards[i].cells = make(map[cellKey]*cell)
 		m.shards[i].keys = make(map[string]*keyState)
 	}
 	m.done.Add(2)
@@ -205,8 +204,14 @@ func (m *Meter) Prune(ctx context.Context) error {
 	return nil
 }
 
+// shard picks a key's shard from the end of its id, cheaply: ids end in
+// random characters, and the shard's map hashes the id anyway.
 func (m *Meter) shard(keyID string) *shard {
-	return &m.shards[maphash.String(m.seed, keyID)%shardCount]
+	h := uint32(len(keyID))
+	for i := max(len(keyID)-8, 0); i < len(keyID); i++ {
+		h = (h ^ uint32(keyID[i])) * 16777619
+	}
+	return &m.shards[h%shardCount]
 }
 
 // Record implements keyplane.UsageRecorder.
@@ -220,34 +225,36 @@ func (m *Meter) Record(ev keyplane.UsageEvent) {
 	minute := keyplane.UsageMinute.BucketStart(ev.Time.Unix())
 	sh := m.shard(ev.KeyID)
 	sh.mu.Lock()
-	c := sh.cells[cellKey{ev.KeyID, ev.Endpoint, minute}]
-	if c == nil {
-		c = sh.newCell(&ev, minute)
+	ks := sh.keys[ev.KeyID]
+	if ks == nil {
+		ks = &keyState{keyID: strings.Clone(ev.KeyID), accountID: strings.Clone(ev.AccountID),
+			cells: map[cellKey]*cell{}, endpoints: map[string]string{}}
+		sh.keys[ks.keyID] = ks
+	}
+	c := ks.last
+	if c == nil || c.minute != minute || c.endpoint != ev.Endpoint {
+		c = sh.cell(ks, ev.Endpoint, minute)
+		ks.last = c
 	}
 	c.add(&ev)
 	sh.mu.Unlock()
 }
 
-// newCell finds or makes the cell of an event whose endpoint has no cell
-// this minute, folding endpoints past the bound, or unfit for storage, into
+// cell finds or makes a key's cell for an endpoint and minute, folding
+// endpoints past the bound, or unfit for storage, into
 // keyplane.OtherEndpoint.
-func (sh *shard) newCell(ev *keyplane.UsageEvent, minute int64) *cell {
-	ks := sh.keys[ev.KeyID]
-	if ks == nil {
-		ks = &keyState{keyID: strings.Clone(ev.KeyID), accountID: strings.Clone(ev.AccountID), endpoints: map[string]string{}}
-		sh.keys[ks.keyID] = ks
-	}
-	endpoint, known := ks.endpoints[ev.Endpoint]
+func (sh *shard) cell(ks *keyState, endpoint string, minute int64) *cell {
+	canonical, known := ks.endpoints[endpoint]
 	if !known {
-		if len(ks.endpoints) >= keyplane.MaxUsageEndpoints || !ValidEndpoint(ev.Endpoint) {
-			endpoint = keyplane.OtherEndpoint
+		if len(ks.endpoints) >= keyplane.MaxUsageEndpoints || !ValidEndpoint(endpoint) {
+			canonical = keyplane.OtherEndpoint
 		} else {
-			endpoint = strings.Clone(ev.Endpoint) // not a slice of a request's buffer
-			ks.endpoints[endpoint] = endpoint
+			canonical = strings.Clone(endpoint) // not a slice of a request's buffer
+			ks.endpoints[canonical] = canonical
 		}
 	}
-	key := cellKey{ks.keyID, endpoint, minute}
-	if c := sh.cells[key]; c != nil {
+	key := cellKey{canonical, minute}
+	if c := ks.cells[key]; c != nil {
 		return c
 	}
 	var c *cell
@@ -256,9 +263,8 @@ func (sh *shard) newCell(ev *keyplane.UsageEvent, minute int64) *cell {
 	} else {
 		c = &cell{}
 	}
-	c.key, c.endpoint, c.minute = ks, endpoint, minute
-	ks.cells++
-	sh.cells[key] = c
+	c.key, c.endpoint, c.minute = ks, canonical, minute
+	ks.cells[key] = c
 	return c
 }
 

@@ -20,6 +20,7 @@ import (
 	"github.com/keyplane/keyplane/ratelimit"
 	"github.com/keyplane/keyplane/redis"
 	"github.com/keyplane/keyplane/service"
+	"github.com/keyplane/keyplane/usage"
 	"github.com/spf13/cobra"
 )
 
@@ -30,6 +31,8 @@ type serveOptions struct {
 	cacheSize                                                      int
 	rateLimitFailClosed                                            bool
 	gate                                                           gateOptions
+	usageFlushInterval                                             time.Duration
+	usageRetention                                                 retentionFlag
 }
 
 func newServeCommand() *cobra.Command {
@@ -59,6 +62,9 @@ func newServeCommand() *cobra.Command {
 	f.DurationVar(&o.cacheServeStale, "cache-serve-stale", cache.DefaultServeStale, "how long cached keys keep verifying while the database is down ($KEYPLANE_CACHE_SERVE_STALE)")
 	f.DurationVar(&o.quotaFlushInterval, "quota-flush-interval", quota.DefaultFlushInterval, "how often quota usage is written to the database; instances may overshoot a quota by what they admit in one interval ($KEYPLANE_QUOTA_FLUSH_INTERVAL)")
 	f.BoolVar(&o.rateLimitFailClosed, "rate-limit-fail-closed", false, "in cluster mode, refuse verifications (503) while Redis is unreachable instead of limiting each instance on its own ($KEYPLANE_RATE_LIMIT_FAIL_CLOSED)")
+	f.DurationVar(&o.usageFlushInterval, "usage-flush-interval", usage.DefaultFlushInterval, "how often usage counts are written to the database; a crash loses at most one interval ($KEYPLANE_USAGE_FLUSH_INTERVAL)")
+	o.usageRetention.Retention = usage.DefaultRetention
+	f.Var(&o.usageRetention, "usage-retention", "how long usage is kept per granularity, e.g. minute=7d,hour=90d,day=730d ($KEYPLANE_USAGE_RETENTION)")
 	f.IntVar(&o.cacheSize, "cache-size", cache.DefaultMaxEntries, "the most keys kept in memory, about 1 KB each ($KEYPLANE_CACHE_SIZE)")
 	o.gate.addFlags(f)
 	return cmd
@@ -110,8 +116,15 @@ func serve(ctx context.Context, o serveOptions, stdout io.Writer, log *slog.Logg
 		defer cancel()
 		quotas.Close(ctx)
 	}()
+	meter := usage.New(store, usage.Config{FlushInterval: o.usageFlushInterval, Retention: o.usageRetention.Retention, Logger: log})
+	defer func() {
+		// As for quotas: normally already flushed below.
+		ctx, cancel := contextWithTimeout(10 * time.Second)
+		defer cancel()
+		meter.Close(ctx)
+	}()
 	svc, err := service.New(store, service.Config{KeyPrefix: o.prefix, Now: clock.Now, Records: records, Cache: records, Bus: bus,
-		Limiter: limiter, Throttle: throttle, Quotas: quotas})
+		Limiter: limiter, Throttle: throttle, Quotas: quotas, Usage: meter, UsageReports: usage.NewReporter(store)})
 	if err != nil {
 		return err
 	}
@@ -168,6 +181,9 @@ func serve(ctx context.Context, o serveOptions, stdout io.Writer, log *slog.Logg
 	// Only now: no request can charge a quota any more.
 	if err := quotas.Close(shutdownCtx); err != nil {
 		return fmt.Errorf("write quota usage: %w", err)
+	}
+	if err := meter.Close(shutdownCtx); err != nil {
+		return fmt.Errorf("write usage: %w", err)
 	}
 	log.Info("stopped")
 	return nil
@@ -281,4 +297,18 @@ func newTokenCommand() *cobra.Command {
 	addDatabaseFlag(create, &database)
 	token.AddCommand(create)
 	return token
+}
+
+// retentionFlag is --usage-retention: usage.ParseRetention's format.
+type retentionFlag struct{ usage.Retention }
+
+func (f *retentionFlag) String() string { return f.Retention.String() }
+func (f *retentionFlag) Type() string   { return "retention" }
+func (f *retentionFlag) Set(v string) error {
+	r, err := usage.ParseRetention(v)
+	if err != nil {
+		return err
+	}
+	f.Retention = r
+	return nil
 }

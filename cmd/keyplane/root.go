@@ -41,6 +41,8 @@ var envNames = map[string]string{
 	"cache-size":             "KEYPLANE_CACHE_SIZE",
 	"rate-limit-fail-closed": "KEYPLANE_RATE_LIMIT_FAIL_CLOSED",
 	"quota-flush-interval":   "KEYPLANE_QUOTA_FLUSH_INTERVAL",
+	"usage-flush-interval":   "KEYPLANE_USAGE_FLUSH_INTERVAL",
+	"usage-retention":        "KEYPLANE_USAGE_RETENTION",
 }
 
 func newRootCommand(stdout, stderr io.Writer) *cobra.Command {

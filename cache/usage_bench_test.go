@@ -1,0 +1,96 @@
+package cache_test
+
+import (
+	"context"
+	"log/slog"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/keyplane/keyplane"
+	"github.com/keyplane/keyplane/cache"
+	"github.com/keyplane/keyplane/coarseclock"
+	"github.com/keyplane/keyplane/ratelimit"
+	"github.com/keyplane/keyplane/service"
+	"github.com/keyplane/keyplane/teststore"
+	"github.com/keyplane/keyplane/usage"
+)
+
+// BenchmarkVerifyCachedUsage is BenchmarkVerifyCached with usage metering
+// off and on, as serve wires it (flushed every second): DESIGN.md section 7
+// allows metering at most 5 % of the throughput.
+func BenchmarkVerifyCachedUsage(b *testing.B) {
+	for _, metered := range []bool{false, true} {
+		name := "off"
+		if metered {
+			name = "on"
+		}
+		b.Run(name, func(b *testing.B) {
+			svc, ctx, req := usageFixture(b, metered)
+			b.Run("serial", func(b *testing.B) {
+				b.ReportAllocs()
+				for b.Loop() {
+					if res, _ := svc.Verify(ctx, req); !res.Valid {
+						b.Fatal(res.Code)
+					}
+				}
+			})
+			b.Run("parallel", func(b *testing.B) {
+				b.ReportAllocs()
+				b.RunParallel(func(pb *testing.PB) {
+					for pb.Next() {
+						if res, _ := svc.Verify(ctx, req); !res.Valid {
+							b.Error(res.Code)
+							return
+						}
+					}
+				})
+			})
+		})
+	}
+}
+
+func TestVerifyCachedMeteredDoesNotAllocate(t *testing.T) {
+	svc, ctx, req := usageFixture(t, true)
+	if n := testing.AllocsPerRun(1000, func() { svc.Verify(ctx, req) }); n != 0 {
+		t.Fatalf("a cached, metered verification allocates %v times", n)
+	}
+}
+
+// usageFixture is a service wired as serve wires it, with or without a
+// usage meter, and a request for a cached key with a scope, an IP range and
+// an endpoint.
+func usageFixture(b testing.TB, metered bool) (*service.Service, context.Context, keyplane.VerifyRequest) {
+	store := teststore.New(b)
+	clock := coarseclock.New(time.Millisecond)
+	b.Cleanup(clock.Stop)
+	c, err := cache.New(store, cache.Config{Logger: slog.New(slog.DiscardHandler), Clock: clock})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(c.Close)
+	limiter, throttle := ratelimit.New(), ratelimit.NewThrottle(ratelimit.ThrottleConfig{})
+	b.Cleanup(limiter.Close)
+	b.Cleanup(throttle.Close)
+	cfg := service.Config{Records: c, Cache: c, Now: clock.Now, Limiter: limiter, Throttle: throttle}
+	if metered {
+		meter := usage.New(store, usage.Config{Logger: slog.New(slog.DiscardHandler)})
+		b.Cleanup(func() { meter.Close(context.Background()) })
+		cfg.Usage = meter
+	}
+	svc, err := service.New(store, cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := keyplane.NewContextWithActor(context.Background(), service.SystemActor)
+	acc, _ := svc.CreateAccount(ctx, service.AccountInput{Name: "a", AllowedScopes: []string{"data:*"}})
+	k, err := svc.CreateKey(ctx, acc.ID, service.KeyInput{Name: "k", Scopes: []string{"data:read"}, AllowedCIDRs: []string{"10.0.0.0/8"}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	req := keyplane.VerifyRequest{Key: k.Plaintext, Scope: "data:read", IP: netip.MustParseAddr("10.1.2.3"), Endpoint: "GET /v1/things/{id}", Cost: 1}
+	if res, err := svc.Verify(ctx, req); err != nil || !res.Valid {
+		b.Fatal(err, res.Code)
+	}
+	return svc, ctx, req
+}

@@ -1,0 +1,164 @@
+package service_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/keyplane/keyplane"
+	"github.com/keyplane/keyplane/service"
+	"github.com/keyplane/keyplane/teststore"
+)
+
+func (e *env) flushUsage(t testing.TB) {
+	t.Helper()
+	if err := e.meter.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestVerificationsAreMetered(t *testing.T) {
+	e := newEnv(t)
+	acc := e.account(t, "data:*")
+	k := e.key(t, acc.ID, service.KeyInput{Scopes: []string{"data:read"}})
+	other := e.key(t, acc.ID, service.KeyInput{})
+	for range 5 {
+		e.verify(t, keyplane.VerifyRequest{Key: k.Plaintext, Endpoint: "GET /things", Cost: 1})
+	}
+	if code := e.verify(t, keyplane.VerifyRequest{Key: k.Plaintext, Scope: "data:write", Endpoint: "POST /things", Cost: 1}); code != keyplane.VerifyInsufficientScope {
+		t.Fatal(code)
+	}
+	e.verify(t, keyplane.VerifyRequest{Key: other.Plaintext, Cost: 1})
+	e.verify(t, keyplane.VerifyRequest{Key: apikeyNew(), Endpoint: "GET /things", Cost: 1}) // not found: not metered
+	e.flushUsage(t)
+
+	rep, err := e.svc.KeyUsage(e.ctx, k.ID, service.UsageQuery{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	scope := keyplane.RejectionIndex(keyplane.VerifyInsufficientScope)
+	if rep.Totals.Requests != 6 || rep.Totals.Successes != 5 || rep.Totals.Rejected[scope] != 1 || rep.Subject != k.ID {
+		t.Fatalf("key totals = %+v", rep.Totals)
+	}
+	if len(rep.TopEndpoints) != 2 || rep.TopEndpoints[0].Endpoint != "GET /things" || rep.TopEndpoints[0].Requests != 5 {
+		t.Fatalf("top endpoints = %+v", rep.TopEndpoints)
+	}
+	// The default: the last day in hours, the current hour included.
+	now := e.clock.Now()
+	if rep.Granularity != keyplane.UsageHour || len(rep.Series) != 25 || !rep.To.Equal(now.Truncate(time.Hour).Add(time.Hour)) {
+		t.Fatalf("default range: %s %s–%s, %d buckets", rep.Granularity, rep.From, rep.To, len(rep.Series))
+	}
+	if last := rep.Series[24]; last.Requests != 6 || !last.Start.Equal(now.Truncate(time.Hour)) {
+		t.Fatalf("last bucket = %+v", last)
+	}
+	accRep, err := e.svc.AccountUsage(e.ctx, acc.ID, service.UsageQuery{Granularity: keyplane.UsageDay})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if accRep.Totals.Requests != 7 || accRep.Subject != acc.ID {
+		t.Fatalf("account totals = %+v", accRep.Totals)
+	}
+	// The key shows its total and last use.
+	got, err := e.svc.Key(e.ctx, k.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.TotalRequests != 6 || got.LastUsedAt == nil || !got.LastUsedAt.Equal(now) {
+		t.Fatalf("key: %d requests, last used %v; want 6, %v", got.TotalRequests, got.LastUsedAt, now)
+	}
+	keys, _, err := e.svc.ListKeys(e.ctx, acc.ID, "", keyplane.Page{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, listed := range keys {
+		if want := map[string]int64{k.ID: 6, other.ID: 1}[listed.ID]; listed.TotalRequests != want {
+			t.Errorf("listed %s: %d requests, want %d", listed.ID, listed.TotalRequests, want)
+		}
+	}
+}
+
+// Two instances on one database, each with its own meter: N verifications
+// spread over both read back as exactly N.
+func TestTwoInstancesAddUp(t *testing.T) {
+	store := teststore.New(t)
+	c := &clock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
+	a, b := newEnvOn(t, store, c), newEnvOn(t, store, c)
+	acc := a.account(t)
+	k := a.key(t, acc.ID, service.KeyInput{})
+	const n = 1000
+	var wg sync.WaitGroup
+	for w := range 4 {
+		e := []*env{a, b}[w%2]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range n / 4 {
+				if res, err := e.svc.Verify(e.ctx, keyplane.VerifyRequest{Key: k.Plaintext, Endpoint: "GET /", Cost: 1}); err != nil || !res.Valid {
+					t.Errorf("verify: %v %s", err, res.Code)
+					return
+				}
+			}
+		}()
+		if w == 1 {
+			a.flushUsage(t) // flushes mid-load add up too
+		}
+	}
+	wg.Wait()
+	a.flushUsage(t)
+	b.flushUsage(t)
+	for _, e := range []*env{a, b} {
+		rep, err := e.svc.KeyUsage(e.ctx, k.ID, service.UsageQuery{Granularity: keyplane.UsageMinute})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep.Totals.Requests != n || rep.Totals.Successes != n {
+			t.Fatalf("%d requests, %d successes; want %d", rep.Totals.Requests, rep.Totals.Successes, n)
+		}
+		got, err := e.svc.Key(e.ctx, k.ID)
+		if err != nil || got.TotalRequests != n {
+			t.Fatalf("key total %d, %v; want %d", got.TotalRequests, err, n)
+		}
+	}
+}
+
+func TestUsageIsolationAndValidation(t *testing.T) {
+	e := newEnv(t)
+	mine, theirs := e.account(t), e.account(t)
+	myKey, theirKey := e.key(t, mine.ID, service.KeyInput{}), e.key(t, theirs.ID, service.KeyInput{})
+	member := keyplane.NewContextWithActor(context.Background(), keyplane.Actor{Kind: "member", ID: "mem_1", AccountID: mine.ID})
+	if _, err := e.svc.KeyUsage(member, myKey.ID, service.UsageQuery{}); err != nil {
+		t.Fatalf("own key: %v", err)
+	}
+	if _, err := e.svc.AccountUsage(member, mine.ID, service.UsageQuery{}); err != nil {
+		t.Fatalf("own account: %v", err)
+	}
+	_, err := e.svc.KeyUsage(member, theirKey.ID, service.UsageQuery{})
+	wantCode(t, err, keyplane.ENOTFOUND)
+	_, err = e.svc.AccountUsage(member, theirs.ID, service.UsageQuery{})
+	wantCode(t, err, keyplane.ENOTFOUND)
+	verifier := keyplane.NewContextWithActor(context.Background(), keyplane.Actor{Kind: "token", ID: "tok_v", Role: keyplane.RoleVerify})
+	_, err = e.svc.KeyUsage(verifier, myKey.ID, service.UsageQuery{})
+	wantCode(t, err, keyplane.EFORBIDDEN)
+
+	now := e.clock.Now()
+	for name, q := range map[string]service.UsageQuery{
+		"granularity": {Granularity: "week"},
+		"from":        {From: now, To: now.Add(-time.Hour)},
+		"to":          {From: now.Add(-25 * time.Hour), To: now, Granularity: keyplane.UsageMinute},
+	} {
+		_, err := e.svc.KeyUsage(e.ctx, myKey.ID, q)
+		var ke *keyplane.Error
+		if !asError(err, &ke) || ke.Code != keyplane.EINVALID || len(ke.Fields) == 0 || ke.Fields[0].Field != name {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	// Ranges widen to whole buckets; the widest allowed passes.
+	rep, err := e.svc.KeyUsage(e.ctx, myKey.ID, service.UsageQuery{From: now.Add(-730 * 24 * time.Hour), To: now, Granularity: keyplane.UsageDay})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.From.Equal(now.Add(-730*24*time.Hour).Truncate(24*time.Hour)) || !rep.To.Equal(now.Truncate(24*time.Hour).Add(24*time.Hour)) || len(rep.Series) != 731 {
+		t.Fatalf("range %s–%s with %d buckets", rep.From, rep.To, len(rep.Series))
+	}
+}
