@@ -2,7 +2,9 @@ package keyplane
 
 import (
 	"context"
+	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // UsageEvent is one request's outcome, as verification, the gateway, the
@@ -47,6 +49,12 @@ const OtherEndpoint = "(other)"
 
 // MaxEndpointLength bounds an endpoint's name, in bytes.
 const MaxEndpointLength = 200
+
+// ValidEndpoint reports whether an endpoint name can be stored as it is:
+// both stores take valid UTF-8 without NUL bytes, and names are bounded.
+func ValidEndpoint(e string) bool {
+	return len(e) <= MaxEndpointLength && utf8.ValidString(e) && strings.IndexByte(e, 0) < 0
+}
 
 // UsageGranularity is the width of a usage bucket. Every bucket is stored at
 // all three: minutes for recent detail, hours and days so that long ranges

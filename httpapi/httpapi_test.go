@@ -21,6 +21,7 @@ import (
 	"github.com/keyplane/keyplane/ratelimit"
 	"github.com/keyplane/keyplane/service"
 	"github.com/keyplane/keyplane/teststore"
+	"github.com/keyplane/keyplane/usage"
 )
 
 type harness struct {
@@ -29,6 +30,7 @@ type harness struct {
 	admin  string // admin token
 	verify string // verify-role token
 	store  keyplane.Store
+	meter  *usage.Meter // flushes when a test says so
 }
 
 func newHarness(t *testing.T) *harness {
@@ -46,7 +48,9 @@ func newHarnessWith(t *testing.T, store keyplane.Store, configure func(*httpapi.
 	t.Cleanup(limiter.Close)
 	quotas := quota.New(store, quota.Config{})
 	t.Cleanup(func() { quotas.Close(context.Background()) })
-	svc, err := service.New(store, service.Config{Limiter: limiter, Quotas: quotas})
+	meter := usage.New(store, usage.Config{FlushInterval: time.Hour, Logger: slog.New(slog.DiscardHandler)})
+	t.Cleanup(func() { meter.Close(context.Background()) })
+	svc, err := service.New(store, service.Config{Limiter: limiter, Quotas: quotas, Usage: meter, UsageReports: usage.NewReporter(store)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,7 +69,7 @@ func newHarnessWith(t *testing.T, store keyplane.Store, configure func(*httpapi.
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &harness{t: t, url: srv.URL, admin: admin.Plaintext, verify: verify.Plaintext, store: store}
+	return &harness{t: t, url: srv.URL, admin: admin.Plaintext, verify: verify.Plaintext, store: store, meter: meter}
 }
 
 type response struct {
@@ -443,6 +447,9 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 		"/v1/keys/{id}/roll":        {"post"},
 		"/v1/keys/{id}/quota":       {"get"},
 		"/v1/keys/{id}/quota/reset": {"post"},
+		"/v1/keys/{id}/usage":       {"get"},
+		"/v1/accounts/{id}/usage":   {"get"},
+		"/v1/usage":                 {"post"},
 		"/v1/verify":                {"post"},
 		"/v1/forward-auth":          {"get"},
 		"/v1/plans":                 {"get", "post"},

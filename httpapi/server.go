@@ -71,6 +71,7 @@ func New(cfg Config) *Server {
 	s.accountRoutes()
 	s.keyRoutes()
 	s.quotaRoutes()
+	s.usageRoutes()
 	s.planRoutes()
 	s.auditRoutes()
 	s.verifyRoutes(mux)

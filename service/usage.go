@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/keyplane/keyplane"
@@ -115,6 +116,101 @@ func (s *Service) withUsage(ctx context.Context, keys ...*keyplane.Key) error {
 		if t := totals[i].LastUsedAt; !t.IsZero() {
 			k.LastUsedAt = &t
 		}
+	}
+	return nil
+}
+
+// MaxReportedRequests bounds a batch of ReportUsage.
+const MaxReportedRequests = 1000
+
+// Reported times may lie this far in the past (a batch held back by a
+// retrying client) or future (clock skew) of the server's clock.
+const (
+	maxReportedAge  = 24 * time.Hour
+	maxReportedSkew = 5 * time.Minute
+)
+
+// maxReportedLatency bounds a reported latency: longer is a mistake in
+// units, not a request.
+const maxReportedLatency = time.Hour
+
+// ReportedRequest is the upstream's outcome of a request whose key was
+// verified through keyplane: what the operator's API reports.
+type ReportedRequest struct {
+	KeyID    string
+	Endpoint string
+	Status   int           // the HTTP status the API answered
+	Latency  time.Duration // 0 when not measured
+	Time     time.Time     // when the request was made; zero means now
+}
+
+// ReportUsage records the outcomes of requests verified earlier (see
+// keyplane.UsageEvent: a 5xx moves a request from successes to errors, a
+// latency joins the percentiles). Operator tokens of either role may report.
+// The batch is validated whole and recorded whole, or refused with every
+// problem named: a key id that names no key is one.
+func (s *Service) ReportUsage(ctx context.Context, reqs []ReportedRequest) error {
+	a, err := actor(ctx)
+	if err != nil {
+		return err
+	}
+	if a.Kind != "token" && a.Kind != "system" || a.AccountID != "" {
+		return keyplane.Errorf(keyplane.EFORBIDDEN, "only operator tokens may report usage")
+	}
+	var v keyplane.Validation
+	switch {
+	case len(reqs) == 0:
+		v.Add("events", "must not be empty")
+	case len(reqs) > MaxReportedRequests:
+		v.Add("events", "at most %d events a batch", MaxReportedRequests)
+	}
+	if err := v.Err(); err != nil {
+		return err
+	}
+	now := s.now()
+	ids := make([]string, 0, len(reqs))
+	for i, r := range reqs {
+		field := func(name string) string { return fmt.Sprintf("events[%d].%s", i, name) }
+		if !validID(r.KeyID) {
+			v.Add(field("key_id"), "is not a key id")
+		} else {
+			ids = append(ids, r.KeyID)
+		}
+		if !keyplane.ValidEndpoint(r.Endpoint) {
+			v.Add(field("endpoint"), "must be valid UTF-8 without NUL bytes, at most %d bytes", keyplane.MaxEndpointLength)
+		}
+		if r.Status < 100 || r.Status > 599 {
+			v.Add(field("status"), "must be an HTTP status, 100 to 599")
+		}
+		if r.Latency < 0 || r.Latency > maxReportedLatency {
+			v.Add(field("latency_ms"), "must be between 0 and %d", maxReportedLatency.Milliseconds())
+		}
+		if !r.Time.IsZero() && (r.Time.Before(now.Add(-maxReportedAge)) || r.Time.After(now.Add(maxReportedSkew))) {
+			v.Add(field("time"), "must be within the last 24 hours (and at most 5 minutes ahead of the server's clock)")
+		}
+	}
+	accounts, err := s.store.KeyAccounts(ctx, ids)
+	if err != nil {
+		return err
+	}
+	for i, r := range reqs {
+		if account, found := accounts[r.KeyID]; validID(r.KeyID) && (!found || !a.CanSee(account)) {
+			v.Add(fmt.Sprintf("events[%d].key_id", i), "no such key")
+		}
+	}
+	if err := v.Err(); err != nil {
+		return err
+	}
+	if s.usage == nil {
+		return keyplane.Errorf(keyplane.EUNAVAILABLE, "usage is not metered by this instance")
+	}
+	for _, r := range reqs {
+		at := r.Time
+		if at.IsZero() {
+			at = now
+		}
+		s.usage.Record(keyplane.UsageEvent{KeyID: r.KeyID, AccountID: accounts[r.KeyID], Endpoint: r.Endpoint, Time: at,
+			Code: keyplane.VerifyValid, Status: r.Status, Latency: r.Latency})
 	}
 	return nil
 }

@@ -162,3 +162,29 @@ func TestUsageIsolationAndValidation(t *testing.T) {
 		t.Fatalf("range %s–%s with %d buckets", rep.From, rep.To, len(rep.Series))
 	}
 }
+
+func TestReportUsage(t *testing.T) {
+	e := newEnv(t)
+	acc := e.account(t)
+	k := e.key(t, acc.ID, service.KeyInput{})
+	e.verify(t, keyplane.VerifyRequest{Key: k.Plaintext, Endpoint: "GET /", Cost: 1})
+	e.verify(t, keyplane.VerifyRequest{Key: k.Plaintext, Endpoint: "GET /", Cost: 1})
+	verifier := keyplane.NewContextWithActor(context.Background(), keyplane.Actor{Kind: "token", ID: "tok_v", Role: keyplane.RoleVerify})
+	err := e.svc.ReportUsage(verifier, []service.ReportedRequest{{KeyID: k.ID, Endpoint: "GET /", Status: 502, Latency: 40 * time.Millisecond}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Members do not report usage, not even for their own account's keys.
+	member := keyplane.NewContextWithActor(context.Background(), keyplane.Actor{Kind: "member", ID: "mem_1", AccountID: acc.ID})
+	err = e.svc.ReportUsage(member, []service.ReportedRequest{{KeyID: k.ID, Status: 200}})
+	wantCode(t, err, keyplane.EFORBIDDEN)
+	e.flushUsage(t)
+	rep, err := e.svc.KeyUsage(e.ctx, k.ID, service.UsageQuery{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The report refined a verified request: still 2 requests, one now an error.
+	if rep.Totals.Requests != 2 || rep.Totals.Successes != 1 || rep.Totals.Errors != 1 || rep.Latency.Count != 1 {
+		t.Fatalf("totals %+v, latency %+v", rep.Totals, rep.Latency)
+	}
+}

@@ -19,7 +19,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/DataDog/sketches-go/ddsketch"
 	"github.com/keyplane/keyplane"
@@ -246,7 +245,7 @@ func (m *Meter) Record(ev keyplane.UsageEvent) {
 func (sh *shard) cell(ks *keyState, endpoint string, minute int64) *cell {
 	canonical, known := ks.endpoints[endpoint]
 	if !known {
-		if len(ks.endpoints) >= keyplane.MaxUsageEndpoints || !ValidEndpoint(endpoint) {
+		if len(ks.endpoints) >= keyplane.MaxUsageEndpoints || !keyplane.ValidEndpoint(endpoint) {
 			canonical = keyplane.OtherEndpoint
 		} else {
 			canonical = strings.Clone(endpoint) // not a slice of a request's buffer
@@ -266,12 +265,6 @@ func (sh *shard) cell(ks *keyState, endpoint string, minute int64) *cell {
 	c.key, c.endpoint, c.minute = ks, canonical, minute
 	ks.cells[key] = c
 	return c
-}
-
-// ValidEndpoint reports whether an endpoint name can be stored as it is:
-// both stores take valid UTF-8 without NUL bytes, and names are bounded.
-func ValidEndpoint(e string) bool {
-	return len(e) <= keyplane.MaxEndpointLength && utf8.ValidString(e) && strings.IndexByte(e, 0) < 0
 }
 
 func (c *cell) add(ev *keyplane.UsageEvent) {
