@@ -20,6 +20,7 @@ import (
 	"github.com/keyplane/keyplane/httpapi"
 	"github.com/keyplane/keyplane/quota"
 	"github.com/keyplane/keyplane/ratelimit"
+	"github.com/keyplane/keyplane/routes"
 	"github.com/keyplane/keyplane/service"
 	"github.com/keyplane/keyplane/teststore"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -36,6 +37,16 @@ type harness struct {
 	client        *http.Client
 }
 
+// testRules are the route rules of the harness's forward-auth gate, which
+// answers Envoy's ext_authz.
+const testRules = `unmatched: deny
+routes:
+  - match: GET /things/{id}
+    scope: things:read
+  - match: POST /things
+    scope: things:write
+`
+
 func newHarness(t *testing.T) *harness {
 	t.Helper()
 	store := teststore.New(t)
@@ -48,9 +59,14 @@ func newHarness(t *testing.T) *harness {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.DiscardHandler)
+	rules, err := routes.Parse("rules.yaml", []byte(testRules))
+	if err != nil {
+		t.Fatal(err)
+	}
+	gate := httpapi.NewGate(httpapi.GateConfig{Service: svc, Rules: routes.Static(rules), Logger: log})
 	mux := http.NewServeMux()
-	grpcapi.New(grpcapi.Config{Service: svc, Logger: log}).Register(mux)
-	mux.Handle("/", httpapi.New(httpapi.Config{Service: svc, Store: store, Version: "test", Logger: log}))
+	grpcapi.New(grpcapi.Config{Service: svc, Gate: gate, Logger: log}).Register(mux)
+	mux.Handle("/", httpapi.New(httpapi.Config{Service: svc, Store: store, Version: "test", Logger: log, Gate: gate}))
 	srv := httptest.NewUnstartedServer(mux)
 	srv.Config.Protocols = new(http.Protocols)
 	srv.Config.Protocols.SetHTTP1(true)

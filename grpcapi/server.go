@@ -20,26 +20,31 @@ import (
 	"connectrpc.com/grpcreflect"
 	"github.com/keyplane/keyplane"
 	"github.com/keyplane/keyplane/gen/keyplane/v1/keyplanev1connect"
+	"github.com/keyplane/keyplane/httpapi"
 	"github.com/keyplane/keyplane/service"
 )
 
 // Config wires a Server.
 type Config struct {
 	Service *service.Service
-	Logger  *slog.Logger
-	Now     func() time.Time // for derived statuses; defaults to time.Now
+	// Gate answers Envoy's gRPC ext_authz Check as /v1/forward-auth does;
+	// nil leaves Check unserved.
+	Gate   *httpapi.Gate
+	Logger *slog.Logger
+	Now    func() time.Time // for derived statuses; defaults to time.Now
 }
 
 // Server implements the services of keyplane.v1.
 type Server struct {
-	svc *service.Service
-	log *slog.Logger
-	now func() time.Time
+	svc  *service.Service
+	gate *httpapi.Gate
+	log  *slog.Logger
+	now  func() time.Time
 }
 
 // New returns the gRPC API.
 func New(cfg Config) *Server {
-	s := &Server{svc: cfg.Service, log: cfg.Logger, now: cfg.Now}
+	s := &Server{svc: cfg.Service, gate: cfg.Gate, log: cfg.Logger, now: cfg.Now}
 	if s.log == nil {
 		s.log = slog.Default()
 	}
@@ -74,6 +79,9 @@ func (s *Server) Register(mux *http.ServeMux) {
 	mux.Handle(keyplanev1connect.NewVerifyServiceHandler(verifyService{s}, opts...))
 	mux.Handle(keyplanev1connect.NewKeyServiceHandler(keyService{s}, opts...))
 	mux.Handle(keyplanev1connect.NewAccountServiceHandler(accountService{s}, opts...))
+	if s.gate != nil {
+		mux.Handle(ExtAuthzProcedure, connect.NewUnaryHandler(ExtAuthzProcedure, s.check, opts...))
+	}
 	// Reflection is open, like /openapi.json: it describes the API, no data.
 	reflector := grpcreflect.NewStaticReflector(Services...)
 	mux.Handle(grpcreflect.NewHandlerV1(reflector))
@@ -81,7 +89,7 @@ func (s *Server) Register(mux *http.ServeMux) {
 }
 
 // authenticate checks the operator token of every call, with the roles of the
-// HTTP API: VerifyService takes verify and admin tokens, the rest admin only.
+// HTTP API: VerifyService and ext_authz take verify and admin tokens, the rest admin only.
 func (s *Server) authenticate() connect.UnaryInterceptorFunc {
 	return func(next connect.UnaryFunc) connect.UnaryFunc {
 		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
@@ -93,8 +101,8 @@ func (s *Server) authenticate() connect.UnaryInterceptorFunc {
 			if err != nil {
 				return nil, err // mapped by the errors interceptor
 			}
-			if actor.Role != keyplane.RoleAdmin && !strings.HasPrefix(req.Spec().Procedure, "/"+keyplanev1connect.VerifyServiceName+"/") {
-				return nil, keyplane.Errorf(keyplane.EFORBIDDEN, "this token has role %s; it may only call %s", actor.Role, keyplanev1connect.VerifyServiceName)
+			if p := req.Spec().Procedure; actor.Role != keyplane.RoleAdmin && !strings.HasPrefix(p, "/"+keyplanev1connect.VerifyServiceName+"/") && p != ExtAuthzProcedure {
+				return nil, keyplane.Errorf(keyplane.EFORBIDDEN, "this token has role %s; it may only call %s and Envoy's ext_authz Check", actor.Role, keyplanev1connect.VerifyServiceName)
 			}
 			return next(keyplane.NewContextWithActor(ctx, actor), req)
 		}

@@ -136,7 +136,7 @@ func serve(ctx context.Context, o serveOptions, stdout io.Writer, log *slog.Logg
 	handler := httpapi.New(httpapi.Config{Service: svc, Store: store, Logger: log, Version: versionString(), Gate: gate, ForwardAuth: forwardAuth})
 	// One port for both APIs: gRPC paths (/keyplane.v1.…/) to connect-go, the rest to the HTTP API.
 	mux := http.NewServeMux()
-	grpcapi.New(grpcapi.Config{Service: svc, Logger: log}).Register(mux)
+	grpcapi.New(grpcapi.Config{Service: svc, Gate: gate, Logger: log}).Register(mux)
 	mux.Handle("/", handler)
 	ln, err := net.Listen("tcp", o.addr)
 	if err != nil {
