@@ -2,13 +2,14 @@ package keyplane
 
 import "context"
 
-// Actor is who is calling: an operator token, or (later) a portal member who
-// acts for one account only.
+// Actor is who is calling: an operator token, or a portal member who acts
+// for one account only.
 type Actor struct {
-	Kind      string // "token", "member" or "system"
-	ID        string
-	Role      Role   // for tokens
-	AccountID string // set for members: they see only this account
+	Kind       string // "token", "member" or "system"
+	ID         string
+	Role       Role       // for tokens
+	AccountID  string     // set for members: they see only this account
+	MemberRole MemberRole // for members
 }
 
 // CanSee reports whether the actor may see an account's resources. Callers turn

@@ -16,6 +16,7 @@ const (
 	ELIMIT        = "limit"        // a cap (such as active keys per account) is reached
 	EUNAUTHORIZED = "unauthorized" // no or bad credentials
 	EFORBIDDEN    = "forbidden"    // credentials that may not do this
+	ETOOMANY      = "too_many"     // too many attempts (sign-ins); wait and retry
 	EUNAVAILABLE  = "unavailable"  // a dependency (the database) cannot be reached
 	EINTERNAL     = "internal"     // anything else; never shown in detail
 )

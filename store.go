@@ -47,6 +47,7 @@ type Store interface {
 	QuotaStore
 	AuditStore
 	UsageStore
+	MemberStore
 
 	// Ping reports whether the database answers.
 	Ping(ctx context.Context) error

@@ -458,6 +458,10 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 		"/v1/accounts/{id}/audit":   {"get"},
 		"/healthz":                  {"get"},
 		"/readyz":                   {"get"},
+		"/v1/accounts/{id}/members": {"get", "post"},
+		"/v1/accounts/{id}/invites": {"get"},
+		"/v1/members/{id}":          {"patch"},
+		"/v1/invites/{id}":          {"delete"},
 	}
 	for path, methods := range want {
 		ops, ok := paths[path].(map[string]any)

@@ -41,8 +41,15 @@ var statusOf = map[string]int{
 	keyplane.ELIMIT:        http.StatusConflict,
 	keyplane.EUNAUTHORIZED: http.StatusUnauthorized,
 	keyplane.EFORBIDDEN:    http.StatusForbidden,
+	keyplane.ETOOMANY:      http.StatusTooManyRequests,
 	keyplane.EUNAVAILABLE:  http.StatusServiceUnavailable,
 	keyplane.EINTERNAL:     http.StatusInternalServerError,
+}
+
+// StatusOf is the HTTP status of an error, for other handlers on the same
+// server (the portal's pages) that answer in HTML rather than problems.
+func StatusOf(err error) int {
+	return statusOf[keyplane.ErrorCode(err)]
 }
 
 // codeOf is the reverse, for problems huma raises itself (bad JSON, too

@@ -25,8 +25,10 @@ type Server struct {
 	api     huma.API
 	handler http.Handler
 
-	gate        *Gate
-	forwardAuth ForwardAuthConfig
+	gate          *Gate
+	forwardAuth   ForwardAuthConfig
+	sessionCookie string // the portal's cookie; "" when the portal is off
+	portalURL     string
 }
 
 // Config wires a Server.
@@ -40,11 +42,23 @@ type Config struct {
 	// proxies, the key in Authorization or X-API-Key.
 	Gate        *Gate
 	ForwardAuth ForwardAuthConfig
+
+	// Portal serves /portal/; nil turns the portal, and cookie
+	// authentication on the API, off. SessionCookie names its cookie.
+	Portal        http.Handler
+	SessionCookie string
+	// PortalURL is the portal's public base URL (https://keys.example.com)
+	// for invite links; empty derives it from each request.
+	PortalURL string
 }
 
 // New returns the API's handler.
 func New(cfg Config) *Server {
-	s := &Server{svc: cfg.Service, store: cfg.Store, log: cfg.Logger, now: cfg.Now, gate: cfg.Gate, forwardAuth: cfg.ForwardAuth}
+	s := &Server{svc: cfg.Service, store: cfg.Store, log: cfg.Logger, now: cfg.Now, gate: cfg.Gate, forwardAuth: cfg.ForwardAuth,
+		portalURL: strings.TrimSuffix(cfg.PortalURL, "/")}
+	if cfg.Portal != nil {
+		s.sessionCookie = cfg.SessionCookie
+	}
 	if s.log == nil {
 		s.log = slog.Default()
 	}
@@ -66,6 +80,11 @@ func New(cfg Config) *Server {
 	hc.Components.SecuritySchemes = map[string]*huma.SecurityScheme{
 		"bearer": {Type: "http", Scheme: "bearer", Description: "An operator token (kpt_…): role admin for everything, verify for /v1/verify only."},
 	}
+	if s.sessionCookie != "" {
+		hc.Components.SecuritySchemes["portalSession"] = &huma.SecurityScheme{Type: "apiKey", In: "cookie", Name: s.sessionCookie,
+			Description: "A portal member's session cookie: acts for the member's own account, within their role. " +
+				"Requests other than GET must send the session's CSRF token (the portal pages' csrf-token meta tag) in X-CSRF-Token."}
+	}
 	s.api = humago.New(mux, hc)
 	s.healthRoutes()
 	s.accountRoutes()
@@ -74,10 +93,21 @@ func New(cfg Config) *Server {
 	s.usageRoutes()
 	s.planRoutes()
 	s.auditRoutes()
+	s.memberRoutes()
 	s.verifyRoutes(mux)
 	s.forwardAuthRoutes(mux)
 	mux.Handle("/", unmatched(mux))
-	s.handler = s.requestLog(jsonByDefault(mux))
+	api := jsonByDefault(mux)
+	if cfg.Portal == nil {
+		s.handler = s.requestLog(api)
+	} else {
+		// The portal speaks forms and HTML, so it goes beside the JSON API.
+		root := http.NewServeMux()
+		root.Handle("/portal/", cfg.Portal)
+		root.Handle("/portal", http.RedirectHandler("/portal/", http.StatusFound))
+		root.Handle("/", api)
+		s.handler = s.requestLog(root)
+	}
 	return s
 }
 
@@ -88,6 +118,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.S
 // routes accept only admin; the verify route accepts both).
 func register[I, O any](s *Server, role keyplane.Role, op huma.Operation, h func(context.Context, *I) (*O, error)) {
 	op.Security = []map[string][]string{{"bearer": {}}}
+	if s.sessionCookie != "" {
+		op.Security = append(op.Security, map[string][]string{"portalSession": {}})
+	}
 	op.Middlewares = append(op.Middlewares, s.authenticate(role))
 	op.Errors = append(op.Errors, http.StatusUnauthorized, http.StatusForbidden, http.StatusServiceUnavailable)
 	huma.Register(s.api, op, func(ctx context.Context, in *I) (*O, error) {
@@ -112,11 +145,18 @@ func (s *Server) problem(ctx context.Context, err error) error {
 // unauthenticated caller learns nothing about what input would be accepted.
 func (s *Server) authenticate(role keyplane.Role) func(huma.Context, func(huma.Context)) {
 	return func(ctx huma.Context, next func(huma.Context)) {
-		actor, p := s.actorFor(ctx.Context(), ctx.Header("Authorization"), role)
+		var actor keyplane.Actor
+		var p *Problem
+		if token := s.sessionToken(ctx); token != "" && ctx.Header("Authorization") == "" {
+			actor, p = s.memberFor(ctx, token, role)
+		} else {
+			actor, p = s.actorFor(ctx.Context(), ctx.Header("Authorization"), role)
+		}
 		if p != nil {
 			if p.Status == http.StatusUnauthorized {
 				ctx.SetHeader("WWW-Authenticate", `Bearer realm="keyplane"`)
 			}
+
 			huma.WriteErr(s.api, ctx, p.Status, p.Detail)
 			return
 		}
@@ -139,4 +179,45 @@ func (s *Server) actorFor(ctx context.Context, header string, role keyplane.Role
 		return keyplane.Actor{}, newProblem(http.StatusForbidden, keyplane.EFORBIDDEN, "this token has role "+string(actor.Role)+"; it may only call /v1/verify", nil)
 	}
 	return actor, nil
+}
+
+// sessionToken returns the portal session cookie's value, "" when there is
+// none or the portal is off.
+func (s *Server) sessionToken(ctx huma.Context) string {
+	if s.sessionCookie == "" {
+		return ""
+	}
+	cookies, err := http.ParseCookie(ctx.Header("Cookie"))
+	if err != nil {
+		return ""
+	}
+	for _, c := range cookies {
+		if c.Name == s.sessionCookie {
+			return c.Value
+		}
+	}
+	return ""
+}
+
+// memberFor authenticates a portal session cookie. Requests that change
+// something must carry the session's CSRF token in X-CSRF-Token: a page on
+// another site can make the browser send the cookie, but cannot read the
+// token or set the header.
+func (s *Server) memberFor(ctx huma.Context, token string, role keyplane.Role) (keyplane.Actor, *Problem) {
+	if role != keyplane.RoleAdmin {
+		return keyplane.Actor{}, newProblem(http.StatusForbidden, keyplane.EFORBIDDEN, "portal sessions cannot call this endpoint; use an operator token", nil)
+	}
+	ps, err := s.svc.AuthenticateSession(ctx.Context(), token)
+	if err != nil {
+		return keyplane.Actor{}, s.problem(ctx.Context(), err).(*Problem)
+	}
+	switch ctx.Method() {
+	case http.MethodGet, http.MethodHead, http.MethodOptions:
+	default:
+		if !service.ValidCSRF(token, ctx.Header("X-CSRF-Token")) {
+			return keyplane.Actor{}, newProblem(http.StatusForbidden, keyplane.EFORBIDDEN,
+				"missing or wrong X-CSRF-Token header: requests made with a portal session that change something must send the token from the portal page", nil)
+		}
+	}
+	return ps.Actor, nil
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/keyplane/keyplane"
 	"github.com/keyplane/keyplane/apikey"
+	"github.com/keyplane/keyplane/password"
 	"github.com/oklog/ulid/v2"
 )
 
@@ -45,6 +46,14 @@ type Config struct {
 	Cache keyplane.ChangeListener
 	// Bus carries each change to the other instances; nil for one instance.
 	Bus keyplane.ChangeBus
+
+	// Portal members: whether anyone may sign up (creating an account), the
+	// cost of password hashes (default password.Default) and how long
+	// sessions last (default DefaultSessionIdle, DefaultSessionMax).
+	Signup         bool
+	PasswordParams password.Params
+	SessionIdle    time.Duration
+	SessionMax     time.Duration
 }
 
 // Service implements keyplane's operations on a store.
@@ -63,6 +72,13 @@ type Service struct {
 	bus      keyplane.ChangeBus
 
 	tokens sync.Map // [32]byte hash -> cachedToken
+
+	signup                  bool
+	passwords               password.Params
+	sessionIdle, sessionMax time.Duration
+	signins                 *signinThrottle
+	dummyOnce               sync.Once
+	dummy                   string
 }
 
 // New returns a Service on store.
@@ -72,6 +88,17 @@ func New(store keyplane.Store, cfg Config) (*Service, error) {
 	if s.records == nil {
 		s.records = store
 	}
+	s.signup, s.passwords, s.sessionIdle, s.sessionMax = cfg.Signup, cfg.PasswordParams, cfg.SessionIdle, cfg.SessionMax
+	if s.passwords == (password.Params{}) {
+		s.passwords = password.Default
+	}
+	if s.sessionIdle <= 0 {
+		s.sessionIdle = DefaultSessionIdle
+	}
+	if s.sessionMax <= 0 {
+		s.sessionMax = DefaultSessionMax
+	}
+	s.signins = newSigninThrottle()
 	if s.prefix == "" {
 		s.prefix = apikey.DefaultPrefix
 	}

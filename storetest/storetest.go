@@ -93,6 +93,12 @@ var Tests = []Test{
 	{"UsageTotals", testUsageTotals},
 	{"UsageKeyAccounts", testUsageKeyAccounts},
 	{"UsagePrune", testUsagePrune},
+	{"MemberRoundTrip", testMemberRoundTrip},
+	{"MemberWithNewAccount", testMemberWithNewAccount},
+	{"MemberListIsolation", testMemberListIsolation},
+	{"MemberUpdateKeepsAnOwner", testMemberUpdateKeepsAnOwner},
+	{"Invites", testInvites},
+	{"Sessions", testSessions},
 	{"Ping", testPing},
 }
 

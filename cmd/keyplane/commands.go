@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
+	"os"
 	"time"
 
 	"github.com/keyplane/keyplane"
@@ -15,6 +17,7 @@ import (
 	"github.com/keyplane/keyplane/coarseclock"
 	"github.com/keyplane/keyplane/grpcapi"
 	"github.com/keyplane/keyplane/httpapi"
+	"github.com/keyplane/keyplane/portal"
 	"github.com/keyplane/keyplane/postgres"
 	"github.com/keyplane/keyplane/quota"
 	"github.com/keyplane/keyplane/ratelimit"
@@ -33,6 +36,9 @@ type serveOptions struct {
 	gate                                                           gateOptions
 	usageFlushInterval                                             time.Duration
 	usageRetention                                                 retentionFlag
+	portal, portalSignup, portalCookieSecure                       bool
+	portalURL                                                      string
+	portalSessionIdle, portalSessionMax                            time.Duration
 }
 
 func newServeCommand() *cobra.Command {
@@ -45,6 +51,9 @@ func newServeCommand() *cobra.Command {
 			log, err := newLogger(cmd.ErrOrStderr(), o.logLevel, o.logFormat)
 			if err != nil {
 				return err
+			}
+			if _, fromEnv := os.LookupEnv(envNames["portal-cookie-secure"]); !cmd.Flags().Changed("portal-cookie-secure") && !fromEnv {
+				o.portalCookieSecure = !loopback(o.addr)
 			}
 			return serve(cmd.Context(), o, cmd.OutOrStdout(), log)
 		},
@@ -67,6 +76,12 @@ func newServeCommand() *cobra.Command {
 	f.Var(&o.usageRetention, "usage-retention", "how long usage is kept per granularity, e.g. minute=7d,hour=90d,day=730d ($KEYPLANE_USAGE_RETENTION)")
 	f.IntVar(&o.cacheSize, "cache-size", cache.DefaultMaxEntries, "the most keys kept in memory, about 1 KB each ($KEYPLANE_CACHE_SIZE)")
 	o.gate.addFlags(f)
+	f.BoolVar(&o.portal, "portal", true, "serve the developer portal at /portal/ and accept its session cookie on the API ($KEYPLANE_PORTAL)")
+	f.BoolVar(&o.portalSignup, "portal-signup", false, "let anyone create an account (and become its owner) from the portal ($KEYPLANE_PORTAL_SIGNUP)")
+	f.BoolVar(&o.portalCookieSecure, "portal-cookie-secure", true, "send the session cookie over HTTPS only (__Host- prefix); default true, except when --addr is a loopback address ($KEYPLANE_PORTAL_COOKIE_SECURE)")
+	f.StringVar(&o.portalURL, "portal-url", "", "the portal's public base URL, e.g. https://keys.example.com, for invite links; default: from each request ($KEYPLANE_PORTAL_URL)")
+	f.DurationVar(&o.portalSessionIdle, "portal-session-idle", service.DefaultSessionIdle, "a portal session ends after this long without a request ($KEYPLANE_PORTAL_SESSION_IDLE)")
+	f.DurationVar(&o.portalSessionMax, "portal-session-max", service.DefaultSessionMax, "a portal session ends this long after sign-in, however active ($KEYPLANE_PORTAL_SESSION_MAX)")
 	return cmd
 }
 
@@ -124,7 +139,8 @@ func serve(ctx context.Context, o serveOptions, stdout io.Writer, log *slog.Logg
 		meter.Close(ctx)
 	}()
 	svc, err := service.New(store, service.Config{KeyPrefix: o.prefix, Now: clock.Now, Records: records, Cache: records, Bus: bus,
-		Limiter: limiter, Throttle: throttle, Quotas: quotas, Usage: meter, UsageReports: usage.NewReporter(store)})
+		Limiter: limiter, Throttle: throttle, Quotas: quotas, Usage: meter, UsageReports: usage.NewReporter(store),
+		Signup: o.portalSignup, SessionIdle: o.portalSessionIdle, SessionMax: o.portalSessionMax})
 	if err != nil {
 		return err
 	}
@@ -133,7 +149,15 @@ func serve(ctx context.Context, o serveOptions, stdout io.Writer, log *slog.Logg
 		return err
 	}
 	reloadOnHangup(ctx, rules, log)
-	handler := httpapi.New(httpapi.Config{Service: svc, Store: store, Logger: log, Version: versionString(), Gate: gate, ForwardAuth: forwardAuth})
+	apiConfig := httpapi.Config{Service: svc, Store: store, Logger: log, Version: versionString(), Gate: gate, ForwardAuth: forwardAuth, PortalURL: o.portalURL}
+	if o.portal {
+		p, err := portal.New(portal.Config{Service: svc, Logger: log, CookieSecure: o.portalCookieSecure, PortalURL: o.portalURL})
+		if err != nil {
+			return err
+		}
+		apiConfig.Portal, apiConfig.SessionCookie = p, p.CookieName()
+	}
+	handler := httpapi.New(apiConfig)
 	// One port for both APIs: gRPC paths (/keyplane.v1.…/) to connect-go, the rest to the HTTP API.
 	mux := http.NewServeMux()
 	grpcapi.New(grpcapi.Config{Service: svc, Gate: gate, Logger: log}).Register(mux)
@@ -311,4 +335,19 @@ func (f *retentionFlag) Set(v string) error {
 	}
 	f.Retention = r
 	return nil
+}
+
+// loopback reports whether addr listens on a loopback address only: there,
+// the portal's cookie may go over plain HTTP (browsers treat localhost as a
+// secure context anyway).
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
 }

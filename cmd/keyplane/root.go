@@ -43,6 +43,12 @@ var envNames = map[string]string{
 	"quota-flush-interval":   "KEYPLANE_QUOTA_FLUSH_INTERVAL",
 	"usage-flush-interval":   "KEYPLANE_USAGE_FLUSH_INTERVAL",
 	"usage-retention":        "KEYPLANE_USAGE_RETENTION",
+	"portal":                 "KEYPLANE_PORTAL",
+	"portal-signup":          "KEYPLANE_PORTAL_SIGNUP",
+	"portal-cookie-secure":   "KEYPLANE_PORTAL_COOKIE_SECURE",
+	"portal-url":             "KEYPLANE_PORTAL_URL",
+	"portal-session-idle":    "KEYPLANE_PORTAL_SESSION_IDLE",
+	"portal-session-max":     "KEYPLANE_PORTAL_SESSION_MAX",
 }
 
 func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
@@ -57,7 +63,7 @@ func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newServeCommand(), newMigrateCommand(), newTokenCommand(), newAuditCommand(), &cobra.Command{
+	root.AddCommand(newServeCommand(), newMigrateCommand(), newTokenCommand(), newAuditCommand(), newMemberCommand(), &cobra.Command{
 		Use:   "version",
 		Short: "Print the version",
 		Args:  cobra.NoArgs,

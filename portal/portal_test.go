@@ -1,0 +1,361 @@
+package portal_test
+
+import (
+	"net/http"
+	"net/url"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/keyplane/keyplane"
+	"github.com/keyplane/keyplane/apikey"
+	"github.com/keyplane/keyplane/portal"
+	"github.com/keyplane/keyplane/service"
+)
+
+var plaintextPattern = regexp.MustCompile(`value="(kp_(live|test)_[0-9A-Za-z]{36})"`)
+
+func TestSignIn(t *testing.T) {
+	s := newServer(t)
+	a := s.account()
+	m := s.member(a.ID, keyplane.MemberDeveloper)
+	b := s.browser()
+
+	// Not signed in: every page sends to the sign-in page.
+	p := b.get("/portal/keys")
+	if p.status != http.StatusSeeOther || p.header.Get("Location") != "/portal/signin" {
+		t.Fatalf("keys without a session: %d %s", p.status, p.header.Get("Location"))
+	}
+
+	// A wrong password: refused with a clear message, no cookie.
+	p = b.post("/portal/signin", url.Values{"email": {m.Email}, "password": {"not the password"}})
+	wantStatus(t, p, http.StatusUnauthorized)
+	wantBody(t, p, "wrong email or password", `value="`+m.Email+`"`)
+	if p.header.Get("Set-Cookie") != "" {
+		t.Fatalf("a failed sign-in set a cookie: %s", p.header.Get("Set-Cookie"))
+	}
+
+	// The right one: a session cookie, HttpOnly and SameSite=Lax.
+	p = b.post("/portal/signin", url.Values{"email": {strings.ToUpper(m.Email)}, "password": {pw}})
+	wantStatus(t, p, http.StatusSeeOther)
+	cookie := p.header.Get("Set-Cookie")
+	for _, attr := range []string{"keyplane_session=", "Path=/", "HttpOnly", "SameSite=Lax", "Expires="} {
+		if !strings.Contains(cookie, attr) {
+			t.Fatalf("cookie %q lacks %s", cookie, attr)
+		}
+	}
+	p = b.get("/portal/keys")
+	wantStatus(t, p, http.StatusOK)
+	wantBody(t, p, m.Email, "No keys yet", "Create your first key", `<html lang="en">`)
+
+	// Sign-out needs the CSRF token, deletes the session, and the old
+	// cookie no longer works.
+	old := b.client.Jar.Cookies(mustURL(s.url))
+	wantStatus(t, b.post("/portal/signout", url.Values{}), http.StatusForbidden)
+	p = b.post("/portal/signout", url.Values{"csrf": {b.csrf()}})
+	if p.status != http.StatusSeeOther || p.header.Get("Location") != "/portal/signin?out=1" {
+		t.Fatalf("sign out: %d %s", p.status, p.header.Get("Location"))
+	}
+	replay := s.browser()
+	replay.client.Jar.SetCookies(mustURL(s.url), old)
+	if p := replay.get("/portal/keys"); p.status != http.StatusSeeOther || p.header.Get("Location") != "/portal/signin?ended=1" {
+		t.Fatalf("signed-out cookie: %d %s", p.status, p.header.Get("Location"))
+	}
+}
+
+func mustURL(s string) *url.URL {
+	u, err := url.Parse(s)
+	if err != nil {
+		panic(err)
+	}
+	return u
+}
+
+func TestSecureCookie(t *testing.T) {
+	if portal.CookieName(true) != "__Host-keyplane_session" || portal.CookieName(false) != "keyplane_session" {
+		t.Fatal("cookie names")
+	}
+}
+
+func TestSessionExpiry(t *testing.T) {
+	s := newServer(t)
+	a := s.account()
+	m := s.member(a.ID, keyplane.MemberViewer)
+	b := s.browser()
+	b.signIn(m)
+	wantStatus(t, b.get("/portal/keys"), http.StatusOK)
+	s.clock.Add(service.DefaultSessionIdle + time.Second)
+	p := b.get("/portal/keys")
+	if p.status != http.StatusSeeOther || p.header.Get("Location") != "/portal/signin?ended=1" {
+		t.Fatalf("idle session: %d %s", p.status, p.header.Get("Location"))
+	}
+	if !strings.Contains(p.header.Get("Set-Cookie"), "Max-Age=0") {
+		t.Fatalf("the dead cookie was not cleared: %q", p.header.Get("Set-Cookie"))
+	}
+	wantBody(t, b.get("/portal/signin?ended=1"), "Your session has ended")
+	// The API answers an expired session with 401.
+	b.signIn(m)
+	s.clock.Add(service.DefaultSessionMax)
+	wantStatus(t, b.api("GET", "/v1/accounts/"+a.ID+"/keys", "", ""), http.StatusUnauthorized)
+}
+
+func TestKeyLifecycle(t *testing.T) {
+	s := newServer(t)
+	a := s.account("data:*", "billing:read")
+	m := s.member(a.ID, keyplane.MemberDeveloper)
+	b := s.browser()
+	b.signIn(m)
+	csrf := b.csrf()
+
+	form := b.get("/portal/keys/new")
+	wantStatus(t, form, http.StatusOK)
+	wantBody(t, form, `value="data:*"`, `value="billing:read"`, `<label for="name">`)
+
+	// Bad input: shown with the field, nothing created.
+	p := b.post("/portal/keys", url.Values{"csrf": {csrf}, "name": {"worker"}, "scope": {"data:*"}, "cidrs": {"10.0.0.0/33"}, "environment": {"live"}})
+	wantStatus(t, p, http.StatusBadRequest)
+	wantBody(t, p, "The key was not created", `id="cidrs-err"`, `value="worker"`)
+	p = b.post("/portal/keys", url.Values{"csrf": {csrf}, "name": {"worker"}, "other_scopes": {"admin:write"}})
+	wantStatus(t, p, http.StatusBadRequest)
+	if keys, _, _ := s.svc.ListKeys(s.admin, a.ID, "", keyplane.Page{}); len(keys) != 0 {
+		t.Fatalf("refused forms created %d keys", len(keys))
+	}
+
+	// Created: the plaintext once, with a copy button.
+	p = b.post("/portal/keys", url.Values{"csrf": {csrf}, "name": {"worker"}, "scope": {"data:*"}, "other_scopes": {"billing:read"},
+		"environment": {"test"}, "expires": {"2099-12-31"}, "cidrs": {"10.0.0.0/8\n2001:db8::/32"}})
+	wantStatus(t, p, http.StatusCreated)
+	wantBody(t, p, "shown only this once", `data-copy="secret"`)
+	match := plaintextPattern.FindStringSubmatch(p.body)
+	if match == nil {
+		t.Fatalf("no key on the created page:\n%s", p.body)
+	}
+	plaintext := match[1]
+	if _, ok := apikey.Parse(plaintext, "kp"); !ok || !strings.HasPrefix(plaintext, "kp_test_") {
+		t.Fatalf("plaintext %q", plaintext)
+	}
+	keys, _, _ := s.svc.ListKeys(s.admin, a.ID, "", keyplane.Page{})
+	if len(keys) != 1 || keys[0].Name != "worker" || len(keys[0].AllowedCIDRs) != 2 || strings.Join(keys[0].Scopes, " ") != "billing:read data:*" ||
+		!keys[0].ExpiresAt.Equal(time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC)) {
+		t.Fatalf("stored %+v", keys[0])
+	}
+	k := keys[0]
+
+	// Listed and shown by hint only, never again in full.
+	for _, path := range []string{"/portal/keys", "/portal/keys/" + k.ID} {
+		p = b.get(path)
+		wantStatus(t, p, http.StatusOK)
+		wantBody(t, p, k.Hint)
+		wantNotBody(t, p, plaintext)
+	}
+
+	// Rolled with an overlap: a new key once; the old one keeps working.
+	p = b.post("/portal/keys/"+k.ID+"/roll", url.Values{"csrf": {csrf}, "overlap_seconds": {"3600"}})
+	wantStatus(t, p, http.StatusCreated)
+	wantBody(t, p, "keeps working until")
+	rolled := plaintextPattern.FindStringSubmatch(p.body)
+	if rolled == nil || rolled[1] == plaintext {
+		t.Fatalf("roll page:\n%s", p.body)
+	}
+	if old, _ := s.svc.Key(s.admin, k.ID); old.Status(s.clock.Now()) != keyplane.KeyRolling {
+		t.Fatalf("old key is %s after a roll with overlap", old.Status(s.clock.Now()))
+	}
+
+	// Revoked after a confirmation page.
+	p = b.get("/portal/keys/" + k.ID + "/revoke")
+	wantStatus(t, p, http.StatusOK)
+	wantBody(t, p, "Yes, revoke this key", "No, keep it")
+	if old, _ := s.svc.Key(s.admin, k.ID); old.RevokedAt != nil {
+		t.Fatal("the confirmation page revoked the key")
+	}
+	p = b.post("/portal/keys/"+k.ID+"/revoke", url.Values{"csrf": {csrf}})
+	if p.status != http.StatusSeeOther {
+		t.Fatalf("revoke: %d %s", p.status, p.body)
+	}
+	p = b.get(p.header.Get("Location"))
+	wantBody(t, p, "The key was revoked", "status-revoked")
+	wantNotBody(t, p, "Roll key", "Revoke key…")
+}
+
+func TestMissingCSRFChangesNothing(t *testing.T) {
+	s := newServer(t)
+	a := s.account()
+	m := s.member(a.ID, keyplane.MemberOwner)
+	k := s.key(a.ID, "precious")
+	b := s.browser()
+	b.signIn(m)
+	for _, form := range []struct {
+		path string
+		data url.Values
+	}{
+		{"/portal/keys", url.Values{"name": {"sneaky"}}},
+		{"/portal/keys/" + k.ID + "/revoke", nil},
+		{"/portal/keys/" + k.ID + "/roll", url.Values{"overlap_seconds": {"0"}}},
+		{"/portal/members/invite", url.Values{"email": {"evil@example.com"}, "role": {"owner"}}},
+	} {
+		for _, csrf := range []string{"", "forged", service.CSRFToken("another session")} {
+			data := url.Values{}
+			for k, v := range form.data {
+				data[k] = v
+			}
+			if csrf != "" {
+				data.Set("csrf", csrf)
+			}
+			p := b.post(form.path, data)
+			wantStatus(t, p, http.StatusForbidden)
+			wantBody(t, p, "no valid security token")
+		}
+	}
+	// A form posted from another site is refused before anything else.
+	req, _ := http.NewRequest("POST", s.url+"/portal/keys/"+k.ID+"/revoke", strings.NewReader("csrf="+url.QueryEscape(b.csrf())))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Sec-Fetch-Site", "cross-site")
+	wantStatus(t, b.do(req), http.StatusForbidden)
+
+	keys, _, _ := s.svc.ListKeys(s.admin, a.ID, "", keyplane.Page{})
+	if len(keys) != 1 || keys[0].Status(s.clock.Now()) != keyplane.KeyActive {
+		t.Fatalf("keys after refused forms: %+v", keys)
+	}
+	if inv, _ := s.svc.PendingInvites(s.admin, a.ID); len(inv) != 0 {
+		t.Fatalf("invites after refused forms: %+v", inv)
+	}
+}
+
+func TestOtherAccountsKeysAreNotFound(t *testing.T) {
+	s := newServer(t)
+	mine, theirs := s.account(), s.account()
+	m := s.member(mine.ID, keyplane.MemberOwner)
+	k := s.key(theirs.ID, "theirs")
+	b := s.browser()
+	b.signIn(m)
+	csrf := b.csrf()
+	for _, p := range []page{
+		b.get("/portal/keys/" + k.ID),
+		b.get("/portal/keys/" + k.ID + "/revoke"),
+		b.post("/portal/keys/"+k.ID+"/revoke", url.Values{"csrf": {csrf}}),
+		b.post("/portal/keys/"+k.ID+"/roll", url.Values{"csrf": {csrf}, "overlap_seconds": {"0"}}),
+		b.api("GET", "/v1/keys/"+k.ID, "", ""),
+		b.api("POST", "/v1/keys/"+k.ID+"/revoke", "", csrf),
+		b.api("GET", "/v1/accounts/"+theirs.ID+"/keys", "", ""),
+		b.api("POST", "/v1/accounts/"+theirs.ID+"/keys", `{"name":"x"}`, csrf),
+	} {
+		wantStatus(t, p, http.StatusNotFound)
+	}
+	got, _ := s.svc.Key(s.admin, k.ID)
+	if got.Status(s.clock.Now()) != keyplane.KeyActive || got.RolledToID != "" {
+		t.Fatalf("another account's key changed: %+v", got)
+	}
+	if keys, _, _ := s.svc.ListKeys(s.admin, theirs.ID, "", keyplane.Page{}); len(keys) != 1 {
+		t.Fatalf("%d keys in the other account", len(keys))
+	}
+}
+
+func TestViewerChangesNothing(t *testing.T) {
+	s := newServer(t)
+	a := s.account("data:*")
+	viewer := s.member(a.ID, keyplane.MemberViewer)
+	k := s.key(a.ID, "read me")
+	b := s.browser()
+	b.signIn(viewer)
+	csrf := b.csrf()
+
+	p := b.get("/portal/keys")
+	wantStatus(t, p, http.StatusOK)
+	wantBody(t, p, k.Hint)
+	wantNotBody(t, p, "Create key", "/portal/keys/new")
+	p = b.get("/portal/keys/" + k.ID)
+	wantStatus(t, p, http.StatusOK)
+	wantNotBody(t, p, "Roll key", "Revoke key", "/revoke", "/roll")
+	wantNotBody(t, b.get("/portal/keys/"+k.ID), "<form method=\"post\" action=\"/portal/keys")
+	wantStatus(t, b.get("/portal/members"), http.StatusForbidden)
+
+	for _, p := range []page{
+		b.post("/portal/keys/"+k.ID+"/revoke", url.Values{"csrf": {csrf}}),
+		b.post("/portal/keys/"+k.ID+"/roll", url.Values{"csrf": {csrf}, "overlap_seconds": {"0"}}),
+		b.post("/portal/keys", url.Values{"csrf": {csrf}, "name": {"mine"}}),
+		b.post("/portal/members/invite", url.Values{"csrf": {csrf}, "email": {"friend@example.com"}, "role": {"owner"}}),
+		b.post("/portal/members/"+viewer.ID, url.Values{"csrf": {csrf}, "role": {"owner"}}),
+		b.api("POST", "/v1/keys/"+k.ID+"/revoke", "", csrf),
+		b.api("POST", "/v1/accounts/"+a.ID+"/keys", `{"name":"mine"}`, csrf),
+	} {
+		wantStatus(t, p, http.StatusForbidden)
+	}
+	got, _ := s.svc.Key(s.admin, k.ID)
+	if got.Status(s.clock.Now()) != keyplane.KeyActive || got.RolledToID != "" {
+		t.Fatalf("the viewer changed the key: %+v", got)
+	}
+	if me, _ := s.store.Member(s.admin, viewer.ID); me.Role != keyplane.MemberViewer {
+		t.Fatalf("the viewer promoted themselves to %s", me.Role)
+	}
+}
+
+func TestAPIWithSession(t *testing.T) {
+	s := newServer(t)
+	a := s.account("data:*")
+	b := s.browser()
+	b.signIn(s.member(a.ID, keyplane.MemberDeveloper))
+	csrf := b.csrf()
+
+	wantStatus(t, b.api("GET", "/v1/accounts/"+a.ID+"/keys", "", ""), http.StatusOK)
+	wantStatus(t, b.api("GET", "/v1/accounts/"+a.ID, "", ""), http.StatusOK)
+	// Changes need the CSRF header.
+	p := b.api("POST", "/v1/accounts/"+a.ID+"/keys", `{"name":"api"}`, "")
+	wantStatus(t, p, http.StatusForbidden)
+	wantBody(t, p, "X-CSRF-Token")
+	wantStatus(t, b.api("POST", "/v1/accounts/"+a.ID+"/keys", `{"name":"api"}`, "wrong"), http.StatusForbidden)
+	p = b.api("POST", "/v1/accounts/"+a.ID+"/keys", `{"name":"api","scopes":["data:read"]}`, csrf)
+	wantStatus(t, p, http.StatusCreated)
+	wantBody(t, p, `"key":"kp_live_`)
+	// Operator-only operations stay closed to members.
+	wantStatus(t, b.api("GET", "/v1/accounts", "", ""), http.StatusForbidden)
+	wantStatus(t, b.api("POST", "/v1/accounts", `{"name":"mine"}`, csrf), http.StatusForbidden)
+	wantStatus(t, b.api("GET", "/v1/accounts/"+a.ID+"/members", "", ""), http.StatusForbidden)
+	// A session cannot verify keys: that is for the operator's servers.
+	wantStatus(t, b.api("POST", "/v1/verify", `{"key":"kp_live_x"}`, csrf), http.StatusUnauthorized)
+}
+
+func TestInviteFlow(t *testing.T) {
+	s := newServer(t)
+	a := s.account()
+	owner := s.browser()
+	owner.signIn(s.member(a.ID, keyplane.MemberOwner))
+	csrf := owner.csrf()
+	p := owner.post("/portal/members/invite", url.Values{"csrf": {csrf}, "email": {"not-an-email"}, "role": {"developer"}})
+	wantStatus(t, p, http.StatusBadRequest)
+	wantBody(t, p, "not an email address")
+
+	p = owner.post("/portal/members/invite", url.Values{"csrf": {csrf}, "email": {"New.Dev@example.com"}, "role": {"developer"}})
+	wantStatus(t, p, http.StatusCreated)
+	link := regexp.MustCompile(`value="(http://[^"]+/portal/invite\?token=[^"]+)"`).FindStringSubmatch(p.body)
+	if link == nil {
+		t.Fatalf("no invite link:\n%s", p.body)
+	}
+	if p := owner.get("/portal/members"); strings.Contains(p.body, link[1]) || !strings.Contains(p.body, "new.dev@example.com as developer") {
+		t.Fatalf("members page after the invite:\n%s", p.body)
+	}
+
+	invitee := s.browser()
+	target := strings.TrimPrefix(link[1], s.url)
+	p = invitee.get(target)
+	wantStatus(t, p, http.StatusOK)
+	wantBody(t, p, "new.dev@example.com", "developer")
+	token := mustURL(link[1]).Query().Get("token")
+	p = invitee.post("/portal/invite", url.Values{"token": {token}, "password": {pw}, "password_again": {pw + "x"}})
+	wantStatus(t, p, http.StatusBadRequest)
+	p = invitee.post("/portal/invite", url.Values{"token": {token}, "password": {pw}, "password_again": {pw}})
+	if p.status != http.StatusSeeOther || p.header.Get("Location") != "/portal/keys" {
+		t.Fatalf("accept: %d %s", p.status, p.body)
+	}
+	wantBody(t, invitee.get("/portal/keys"), "new.dev@example.com", "developer")
+	// Used once.
+	wantStatus(t, s.browser().get(target), http.StatusNotFound)
+
+	// The operator's API makes invites too, with an absolute link.
+	b := s.browser()
+	req, _ := http.NewRequest("POST", s.url+"/v1/accounts/"+a.ID+"/members", strings.NewReader(`{"email":"ops@example.com","role":"owner"}`))
+	req.Header.Set("Authorization", "Bearer "+s.token)
+	p = b.do(req)
+	wantStatus(t, p, http.StatusCreated)
+	wantBody(t, p, `"invite_url":"`+s.url+`/portal/invite?token=`, `"role":"owner"`)
+}

@@ -1,0 +1,378 @@
+package service_test
+
+import (
+	"context"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/keyplane/keyplane"
+	"github.com/keyplane/keyplane/password"
+	"github.com/keyplane/keyplane/service"
+	"github.com/keyplane/keyplane/teststore"
+)
+
+// cheapPasswords keeps hashing fast under -race; the format is the real one.
+var cheapPasswords = password.Params{Memory: 64, Time: 1, Threads: 1, SaltLen: 16, KeyLen: 32}
+
+type portalEnv struct {
+	*env
+	acc *keyplane.Account
+}
+
+func newPortalEnv(t *testing.T, signup bool) *portalEnv {
+	t.Helper()
+	store := teststore.New(t)
+	c := &clock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
+	svc, err := service.New(store, service.Config{Now: c.Now, Signup: signup, PasswordParams: cheapPasswords})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{svc: svc, store: store, clock: c,
+		ctx: keyplane.NewContextWithActor(context.Background(), keyplane.Actor{Kind: "token", ID: "tok_test", Role: keyplane.RoleAdmin})}
+	return &portalEnv{env: e, acc: e.account(t, "data:*")}
+}
+
+const pw = "a long enough password"
+
+var client = netip.MustParseAddr("192.0.2.7")
+
+func (e *portalEnv) member(t *testing.T, accountID string, role keyplane.MemberRole) *keyplane.Member {
+	t.Helper()
+	m, err := e.svc.CreateMember(e.ctx, accountID, service.MemberInput{Email: strings.ToUpper(string(role)) + "-" + accountID[len(accountID)-6:] + "@Example.com ", Role: role, Password: pw})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// as signs m in and returns a context acting as that session.
+func (e *portalEnv) as(t *testing.T, m *keyplane.Member) context.Context {
+	t.Helper()
+	in, err := e.svc.SignIn(context.Background(), m.Email, pw, client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps, err := e.svc.AuthenticateSession(context.Background(), in.Token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return keyplane.NewContextWithActor(context.Background(), ps.Actor)
+}
+
+func TestMemberCreateValidates(t *testing.T) {
+	e := newPortalEnv(t, false)
+	m := e.member(t, e.acc.ID, keyplane.MemberOwner)
+	if m.Email != strings.ToLower(strings.TrimSpace(m.Email)) || !strings.HasSuffix(m.Email, "@example.com") {
+		t.Fatalf("email %q is not normalised", m.Email)
+	}
+	if !strings.HasPrefix(m.PasswordHash, "$argon2id$v=19$") || strings.Contains(m.PasswordHash, pw) {
+		t.Fatalf("password hash %q", m.PasswordHash)
+	}
+	_, err := e.svc.CreateMember(e.ctx, e.acc.ID, service.MemberInput{Email: "not an email", Role: "boss", Password: "short"})
+	var ke *keyplane.Error
+	if !asError(err, &ke) || ke.Code != keyplane.EINVALID || len(ke.Fields) != 3 {
+		t.Fatalf("err = %v, want three invalid fields", err)
+	}
+	_, err = e.svc.CreateMember(e.ctx, e.acc.ID, service.MemberInput{Email: strings.ToUpper(m.Email), Role: keyplane.MemberViewer, Password: pw})
+	wantCode(t, err, keyplane.ECONFLICT)
+	_, err = e.svc.CreateMember(e.ctx, "acc_01jzzzzzzzzzzzzzzzzzzzzzzz", service.MemberInput{Email: "x@example.com", Role: keyplane.MemberViewer, Password: pw})
+	wantCode(t, err, keyplane.ENOTFOUND)
+	// Members do not create members directly; owners invite.
+	_, err = e.svc.CreateMember(e.as(t, m), e.acc.ID, service.MemberInput{Email: "y@example.com", Role: keyplane.MemberViewer, Password: pw})
+	wantCode(t, err, keyplane.EFORBIDDEN)
+}
+
+func TestSignInAndSessions(t *testing.T) {
+	e := newPortalEnv(t, false)
+	m := e.member(t, e.acc.ID, keyplane.MemberDeveloper)
+
+	_, err := e.svc.SignIn(context.Background(), m.Email, "wrong password!!", client)
+	wantCode(t, err, keyplane.EUNAUTHORIZED)
+	_, err = e.svc.SignIn(context.Background(), "nobody@example.com", pw, client)
+	if err == nil || err.Error() != "keyplane error: code=unauthorized message=wrong email or password" {
+		t.Fatalf("unknown email: %v; want the same answer as a wrong password", err)
+	}
+
+	in, err := e.svc.SignIn(context.Background(), "  "+strings.ToUpper(m.Email), pw, client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if in.Member.ID != m.ID || len(in.Token) != 43 || in.Session.Hash == [32]byte{} {
+		t.Fatalf("signed in %+v", in)
+	}
+	ps, err := e.svc.AuthenticateSession(context.Background(), in.Token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := keyplane.Actor{Kind: "member", ID: m.ID, AccountID: e.acc.ID, MemberRole: keyplane.MemberDeveloper}
+	if ps.Actor != want {
+		t.Fatalf("actor %+v, want %+v", ps.Actor, want)
+	}
+	// The token is not stored: the store holds its hash only.
+	stored, err := e.store.SessionByHash(context.Background(), in.Session.Hash)
+	if err != nil || stored.ID != in.Session.ID {
+		t.Fatalf("stored session %+v, %v", stored, err)
+	}
+
+	// Idle expiry: activity keeps the session, 30 idle minutes end it.
+	e.clock.Add(20 * time.Minute)
+	if _, err := e.svc.AuthenticateSession(context.Background(), in.Token); err != nil {
+		t.Fatalf("active session refused: %v", err)
+	}
+	e.clock.Add(29 * time.Minute)
+	if _, err := e.svc.AuthenticateSession(context.Background(), in.Token); err != nil {
+		t.Fatalf("session refused within the idle limit of its last use: %v", err)
+	}
+	e.clock.Add(31 * time.Minute)
+	_, err = e.svc.AuthenticateSession(context.Background(), in.Token)
+	wantCode(t, err, keyplane.EUNAUTHORIZED)
+
+	// Absolute expiry: 12 hours, however active.
+	in, _ = e.svc.SignIn(context.Background(), m.Email, pw, client)
+	for range 12 * 4 {
+		e.clock.Add(15 * time.Minute)
+		_, err = e.svc.AuthenticateSession(context.Background(), in.Token)
+	}
+	wantCode(t, err, keyplane.EUNAUTHORIZED)
+
+	// Sign-out ends the session; twice is fine.
+	in, _ = e.svc.SignIn(context.Background(), m.Email, pw, client)
+	if err := e.svc.SignOut(context.Background(), in.Token); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.svc.SignOut(context.Background(), in.Token); err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.svc.AuthenticateSession(context.Background(), in.Token)
+	wantCode(t, err, keyplane.EUNAUTHORIZED)
+	for _, junk := range []string{"", "x", strings.Repeat("A", 43), strings.Repeat("!", 43)} {
+		_, err = e.svc.AuthenticateSession(context.Background(), junk)
+		wantCode(t, err, keyplane.EUNAUTHORIZED)
+	}
+}
+
+func TestSignInThrottle(t *testing.T) {
+	e := newPortalEnv(t, false)
+	m := e.member(t, e.acc.ID, keyplane.MemberViewer)
+	bg := context.Background()
+	// Per email: five failures, then refused even with the right password.
+	for i := range 5 {
+		_, err := e.svc.SignIn(bg, m.Email, "wrong password!!", netip.AddrFrom4([4]byte{10, 0, 0, byte(i)}))
+		wantCode(t, err, keyplane.EUNAUTHORIZED)
+	}
+	_, err := e.svc.SignIn(bg, m.Email, pw, netip.MustParseAddr("10.1.0.1"))
+	wantCode(t, err, keyplane.ETOOMANY)
+	if !strings.Contains(keyplane.ErrorMessage(err), "try again in 3 minutes") {
+		t.Fatalf("message %q", keyplane.ErrorMessage(err))
+	}
+	e.clock.Add(3 * time.Minute)
+	if _, err := e.svc.SignIn(bg, m.Email, pw, netip.MustParseAddr("10.1.0.1")); err != nil {
+		t.Fatalf("after the wait: %v", err)
+	}
+
+	// Per address: 30 failures over many emails, then the address is refused
+	// for every email; another address is not.
+	attacker := netip.MustParseAddr("2001:db8::1")
+	for i := range 30 {
+		_, err := e.svc.SignIn(bg, "guess"+string(rune('a'+i%26))+string(rune('a'+i/26))+"@example.com", "whatever password", attacker)
+		wantCode(t, err, keyplane.EUNAUTHORIZED)
+	}
+	_, err = e.svc.SignIn(bg, m.Email, pw, netip.MustParseAddr("2001:db8::2")) // same /64
+	wantCode(t, err, keyplane.ETOOMANY)
+	if _, err := e.svc.SignIn(bg, m.Email, pw, netip.MustParseAddr("2001:db8:1::1")); err != nil {
+		t.Fatalf("another network: %v", err)
+	}
+}
+
+func TestMemberRoles(t *testing.T) {
+	e := newPortalEnv(t, false)
+	other := e.account(t, "data:*")
+	owner := e.as(t, e.member(t, e.acc.ID, keyplane.MemberOwner))
+	dev := e.as(t, e.member(t, e.acc.ID, keyplane.MemberDeveloper))
+	viewerMember := e.member(t, e.acc.ID, keyplane.MemberViewer)
+	viewer := e.as(t, viewerMember)
+	stranger := e.as(t, e.member(t, other.ID, keyplane.MemberOwner))
+	k := e.key(t, e.acc.ID, service.KeyInput{Scopes: []string{"data:read"}})
+
+	// Everyone in the account reads keys; a member of another account sees
+	// neither the account nor the key.
+	for _, ctx := range []context.Context{owner, dev, viewer} {
+		if _, err := e.svc.Key(ctx, k.ID); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := e.svc.ListKeys(ctx, e.acc.ID, "", keyplane.Page{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err := e.svc.Key(stranger, k.ID)
+	wantCode(t, err, keyplane.ENOTFOUND)
+	_, err = e.svc.RevokeKey(stranger, k.ID)
+	wantCode(t, err, keyplane.ENOTFOUND)
+	_, _, err = e.svc.ListKeys(stranger, e.acc.ID, "", keyplane.Page{})
+	wantCode(t, err, keyplane.ENOTFOUND)
+	_, err = e.svc.InviteMember(stranger, e.acc.ID, "x@example.com", keyplane.MemberOwner)
+	wantCode(t, err, keyplane.ENOTFOUND)
+
+	// Viewers change nothing.
+	_, err = e.svc.CreateKey(viewer, e.acc.ID, service.KeyInput{Name: "v"})
+	wantCode(t, err, keyplane.EFORBIDDEN)
+	_, err = e.svc.RevokeKey(viewer, k.ID)
+	wantCode(t, err, keyplane.EFORBIDDEN)
+	_, err = e.svc.RollKey(viewer, k.ID, 0)
+	wantCode(t, err, keyplane.EFORBIDDEN)
+	_, err = e.svc.UpdateKey(viewer, k.ID, service.KeyUpdate{Name: service.Optional[string]{Set: true, Value: "x"}})
+	wantCode(t, err, keyplane.EFORBIDDEN)
+	if got, _ := e.svc.Key(e.ctx, k.ID); got.Status(e.clock.Now()) != keyplane.KeyActive || got.Name != k.Name {
+		t.Fatalf("a refused change was made: %+v", got)
+	}
+
+	// Developers manage keys but not members; owners do both.
+	created, err := e.svc.CreateKey(dev, e.acc.ID, service.KeyInput{Name: "dev's", Scopes: []string{"data:write"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.RollKey(dev, created.ID, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.svc.InviteMember(dev, e.acc.ID, "x@example.com", keyplane.MemberViewer)
+	wantCode(t, err, keyplane.EFORBIDDEN)
+	_, _, err = e.svc.ListMembers(dev, e.acc.ID, keyplane.Page{})
+	wantCode(t, err, keyplane.EFORBIDDEN)
+	if _, err := e.svc.RevokeKey(owner, k.ID); err != nil {
+		t.Fatal(err)
+	}
+	members, _, err := e.svc.ListMembers(owner, e.acc.ID, keyplane.Page{})
+	if err != nil || len(members) != 3 {
+		t.Fatalf("members %v, %v", members, err)
+	}
+
+	// Members never do operator things.
+	_, err = e.svc.CreateAccount(owner, service.AccountInput{Name: "mine"})
+	wantCode(t, err, keyplane.EFORBIDDEN)
+	_, _, err = e.svc.ListAccounts(owner, keyplane.Page{})
+	wantCode(t, err, keyplane.EFORBIDDEN)
+	_, err = e.svc.CreateToken(owner, "t", keyplane.RoleAdmin)
+	wantCode(t, err, keyplane.EFORBIDDEN)
+
+	// An owner promotes the viewer; the change applies to the next request.
+	role := keyplane.MemberDeveloper
+	if _, err := e.svc.UpdateMember(owner, viewerMember.ID, service.MemberUpdate{Role: &role}); err != nil {
+		t.Fatal(err)
+	}
+	in, _ := e.svc.SignIn(context.Background(), viewerMember.Email, pw, client)
+	ps, _ := e.svc.AuthenticateSession(context.Background(), in.Token)
+	if ps.Actor.MemberRole != keyplane.MemberDeveloper {
+		t.Fatalf("role %q after promotion", ps.Actor.MemberRole)
+	}
+	// Disabling signs the member out everywhere.
+	disabled := keyplane.MemberDisabled
+	if _, err := e.svc.UpdateMember(owner, viewerMember.ID, service.MemberUpdate{Status: &disabled}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.svc.AuthenticateSession(context.Background(), in.Token)
+	wantCode(t, err, keyplane.EUNAUTHORIZED)
+	_, err = e.svc.SignIn(context.Background(), viewerMember.Email, pw, client)
+	wantCode(t, err, keyplane.EFORBIDDEN)
+}
+
+func TestLastOwnerStays(t *testing.T) {
+	e := newPortalEnv(t, false)
+	m := e.member(t, e.acc.ID, keyplane.MemberOwner)
+	owner := e.as(t, m)
+	viewer := keyplane.MemberViewer
+	_, err := e.svc.UpdateMember(owner, m.ID, service.MemberUpdate{Role: &viewer})
+	wantCode(t, err, keyplane.ECONFLICT)
+	_, err = e.svc.UpdateMember(owner, m.ID, service.MemberUpdate{Role: ptr(keyplane.MemberRole("boss"))})
+	wantCode(t, err, keyplane.EINVALID)
+}
+
+func TestInvites(t *testing.T) {
+	e := newPortalEnv(t, false)
+	owner := e.as(t, e.member(t, e.acc.ID, keyplane.MemberOwner))
+	inv, err := e.svc.InviteMember(owner, e.acc.ID, " New@Example.com", keyplane.MemberDeveloper)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if inv.Email != "new@example.com" || len(inv.Token) != 43 || !inv.ExpiresAt.Equal(e.clock.Now().Add(service.InviteTTL)) {
+		t.Fatalf("invite %+v", inv)
+	}
+	pending, err := e.svc.PendingInvites(owner, e.acc.ID)
+	if err != nil || len(pending) != 1 {
+		t.Fatalf("pending %v, %v", pending, err)
+	}
+	if got, err := e.svc.InviteByToken(context.Background(), inv.Token); err != nil || got.ID != inv.ID {
+		t.Fatalf("InviteByToken = %+v, %v", got, err)
+	}
+	_, err = e.svc.AcceptInvite(context.Background(), inv.Token, "short")
+	wantCode(t, err, keyplane.EINVALID)
+	m, err := e.svc.AcceptInvite(context.Background(), inv.Token, pw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Email != "new@example.com" || m.Role != keyplane.MemberDeveloper || m.AccountID != e.acc.ID {
+		t.Fatalf("member %+v", m)
+	}
+	// Single use.
+	_, err = e.svc.AcceptInvite(context.Background(), inv.Token, pw)
+	wantCode(t, err, keyplane.ENOTFOUND)
+	_, err = e.svc.InviteByToken(context.Background(), inv.Token)
+	wantCode(t, err, keyplane.ENOTFOUND)
+	if _, err := e.svc.SignIn(context.Background(), "new@example.com", pw, client); err != nil {
+		t.Fatal(err)
+	}
+	// Inviting an existing member's email is a conflict.
+	_, err = e.svc.InviteMember(e.ctx, e.acc.ID, "new@example.com", keyplane.MemberViewer)
+	wantCode(t, err, keyplane.ECONFLICT)
+
+	// Expired invites do not work.
+	late, err := e.svc.InviteMember(e.ctx, e.acc.ID, "late@example.com", keyplane.MemberViewer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.clock.Add(service.InviteTTL)
+	_, err = e.svc.AcceptInvite(context.Background(), late.Token, pw)
+	wantCode(t, err, keyplane.ENOTFOUND)
+
+	// Cancelled invites do not work.
+	gone, _ := e.svc.InviteMember(owner, e.acc.ID, "gone@example.com", keyplane.MemberViewer)
+	if err := e.svc.CancelInvite(owner, gone.ID); err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.svc.AcceptInvite(context.Background(), gone.Token, pw)
+	wantCode(t, err, keyplane.ENOTFOUND)
+	_, err = e.svc.AcceptInvite(context.Background(), "not a token", pw)
+	wantCode(t, err, keyplane.ENOTFOUND)
+}
+
+func TestSignUp(t *testing.T) {
+	off := newPortalEnv(t, false)
+	_, err := off.svc.SignUp(context.Background(), service.SignUpInput{AccountName: "Mine", Email: "me@example.com", Password: pw}, client)
+	wantCode(t, err, keyplane.EFORBIDDEN)
+
+	e := newPortalEnv(t, true)
+	in, err := e.svc.SignUp(context.Background(), service.SignUpInput{AccountName: "Mine", Email: "me@example.com", Password: pw}, client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if in.Member.Role != keyplane.MemberOwner {
+		t.Fatalf("first member %+v is not the owner", in.Member)
+	}
+	a, err := e.svc.Account(e.ctx, in.Member.AccountID)
+	if err != nil || a.Name != "Mine" {
+		t.Fatalf("account %+v, %v", a, err)
+	}
+	_, err = e.svc.SignUp(context.Background(), service.SignUpInput{AccountName: "Again", Email: "ME@example.com", Password: pw}, client)
+	wantCode(t, err, keyplane.ECONFLICT)
+}
+
+func TestCSRFToken(t *testing.T) {
+	a, b := service.CSRFToken("session-a"), service.CSRFToken("session-b")
+	if a == b || a == "" || a == "session-a" {
+		t.Fatalf("tokens %q and %q", a, b)
+	}
+	if !service.ValidCSRF("session-a", a) || service.ValidCSRF("session-b", a) || service.ValidCSRF("session-a", "") {
+		t.Fatal("ValidCSRF accepts the wrong token or refuses the right one")
+	}
+}

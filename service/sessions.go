@@ -1,0 +1,296 @@
+package service
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+
+	"math"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/keyplane/keyplane"
+	"github.com/keyplane/keyplane/password"
+)
+
+// Session lifetimes, unless Config sets others.
+const (
+	DefaultSessionIdle = 30 * time.Minute // signed out after this long without a request
+	DefaultSessionMax  = 12 * time.Hour   // signed out this long after signing in, however active
+)
+
+// touchEvery is how stale a session's last-seen time may get before a request
+// writes it: idle expiry needs minutes, not a write per page view.
+const touchEvery = time.Minute
+
+// SignedIn is a new session with its cookie token, which exists only here.
+type SignedIn struct {
+	Session *keyplane.Session
+	Member  *keyplane.Member
+	Token   string
+}
+
+// PortalSession is who a session cookie belongs to.
+type PortalSession struct {
+	Actor   keyplane.Actor
+	Member  *keyplane.Member
+	Session *keyplane.Session
+}
+
+var errWrongPassword = keyplane.Errorf(keyplane.EUNAUTHORIZED, "wrong email or password")
+
+var errSessionEnded = keyplane.Errorf(keyplane.EUNAUTHORIZED, "your session has ended (expired or signed out); sign in again")
+
+// SignIn checks a member's email and password and opens a session. Failures
+// are throttled per email and per client address; an unknown email costs
+// the same time as a wrong password, so timing does not reveal members.
+func (s *Service) SignIn(ctx context.Context, email, pw string, ip netip.Addr) (*SignedIn, error) {
+	email = normalEmail(&keyplane.Validation{}, "email", email)
+	now := s.clock()
+	if err := s.signins.check(now, "email:"+email, ipSource(ip)); err != nil {
+		return nil, err
+	}
+	if len(pw) > maxPasswordLen {
+		pw = pw[:maxPasswordLen] // bounded work; such a password never matches
+	}
+	m, err := s.store.MemberByEmail(ctx, email)
+	if err != nil && keyplane.ErrorCode(err) != keyplane.ENOTFOUND {
+		return nil, err
+	}
+	hash := s.dummyHash()
+	if m != nil {
+		hash = m.PasswordHash
+	}
+	ok, verr := password.Verify(pw, hash)
+	if m == nil || !ok || verr != nil {
+		s.signins.failed(now, "email:"+email, ipSource(ip))
+		return nil, errWrongPassword
+	}
+	if m.Status != keyplane.MemberActive {
+		return nil, keyplane.Errorf(keyplane.EFORBIDDEN, "this member is disabled; ask an owner of your account")
+	}
+	return s.openSession(ctx, m)
+}
+
+func (s *Service) openSession(ctx context.Context, m *keyplane.Member) (*SignedIn, error) {
+	now := s.now()
+	token := newSecret()
+	hash, _ := secretHash(token)
+	ses := &keyplane.Session{ID: newID("ses"), Hash: hash, MemberID: m.ID, AccountID: m.AccountID, CreatedAt: now, LastSeenAt: now, ExpiresAt: now.Add(s.sessionMax)}
+	if err := s.store.CreateSession(ctx, ses); err != nil {
+		return nil, err
+	}
+	// Sign-ins are rare: a good moment to forget sessions nobody will use.
+	if _, err := s.store.DeleteStaleSessions(ctx, now, now.Add(-s.sessionIdle)); err != nil {
+		return nil, err
+	}
+	return &SignedIn{Session: ses, Member: m, Token: token}, nil
+}
+
+// dummyHash is a hash of nothing anyone knows, with the configured cost,
+// verified against when an email is unknown.
+func (s *Service) dummyHash() string {
+	s.dummyOnce.Do(func() { s.dummy = password.Hash(newSecret(), s.passwords) })
+	return s.dummy
+}
+
+// SignUp creates an account and its first owner, and signs the owner in. It
+// is refused unless the operator allowed sign-up; attempts are throttled per
+// client address.
+func (s *Service) SignUp(ctx context.Context, in SignUpInput, ip netip.Addr) (*SignedIn, error) {
+	if !s.signup {
+		return nil, keyplane.Errorf(keyplane.EFORBIDDEN, "sign-up is off: ask the operator for an account or an invite")
+	}
+	now := s.clock()
+	if err := s.signins.check(now, ipSource(ip)); err != nil {
+		return nil, err
+	}
+	s.signins.failed(now, ipSource(ip)) // every sign-up counts: accounts are not free
+	var v keyplane.Validation
+	name := validName(&v, "account_name", in.AccountName)
+	email := normalEmail(&v, "email", in.Email)
+	validPassword(&v, "password", in.Password)
+	if err := v.Err(); err != nil {
+		return nil, err
+	}
+	t := s.now()
+	a := &keyplane.Account{ID: newID("acc"), Name: name, Plan: keyplane.DefaultPlanName, AllowedScopes: []string{}, Status: keyplane.AccountActive, CreatedAt: t, UpdatedAt: t}
+	m := &keyplane.Member{ID: newID("mem"), AccountID: a.ID, Email: email, PasswordHash: password.Hash(in.Password, s.passwords),
+		Role: keyplane.MemberOwner, Status: keyplane.MemberActive, CreatedAt: t, UpdatedAt: t}
+	if err := s.store.CreateMember(ctx, m, a); err != nil {
+		return nil, err
+	}
+	return s.openSession(ctx, m)
+}
+
+// SignupAllowed reports whether the portal offers sign-up.
+func (s *Service) SignupAllowed() bool { return s.signup }
+
+// AuthenticateSession returns who a session cookie's token belongs to. A
+// session ends at its absolute expiry, after an idle spell, when signed out,
+// or when its member is disabled.
+func (s *Service) AuthenticateSession(ctx context.Context, token string) (*PortalSession, error) {
+	hash, ok := secretHash(token)
+	if !ok {
+		return nil, errSessionEnded
+	}
+	ses, err := s.store.SessionByHash(ctx, hash)
+	if keyplane.ErrorCode(err) == keyplane.ENOTFOUND {
+		return nil, errSessionEnded
+	} else if err != nil {
+		return nil, err
+	}
+	now := s.now()
+	if !now.Before(ses.ExpiresAt) || now.Sub(ses.LastSeenAt) >= s.sessionIdle {
+		if err := s.store.DeleteSession(ctx, ses.ID); err != nil {
+			return nil, err
+		}
+		return nil, errSessionEnded
+	}
+	m, err := s.store.Member(ctx, ses.MemberID)
+	if keyplane.ErrorCode(err) == keyplane.ENOTFOUND {
+		return nil, errSessionEnded
+	} else if err != nil {
+		return nil, err
+	}
+	if m.Status != keyplane.MemberActive {
+		return nil, errSessionEnded
+	}
+	if now.Sub(ses.LastSeenAt) >= touchEvery {
+		if err := s.store.TouchSession(ctx, ses.ID, now); err != nil {
+			return nil, err
+		}
+		ses.LastSeenAt = now
+	}
+	return &PortalSession{
+		Actor:   keyplane.Actor{Kind: "member", ID: m.ID, AccountID: m.AccountID, MemberRole: m.Role},
+		Member:  m,
+		Session: ses,
+	}, nil
+}
+
+// SignOut ends the session of a cookie's token. Ending one that has already
+// ended is not an error.
+func (s *Service) SignOut(ctx context.Context, token string) error {
+	hash, ok := secretHash(token)
+	if !ok {
+		return nil
+	}
+	ses, err := s.store.SessionByHash(ctx, hash)
+	if keyplane.ErrorCode(err) == keyplane.ENOTFOUND {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	return s.store.DeleteSession(ctx, ses.ID)
+}
+
+// CSRFToken is the anti-forgery token of a session: an HMAC of a fixed label
+// keyed by the session's own secret. It needs no storage, changes with every
+// session, and cannot be made without the cookie, which pages on other sites
+// can send but never read.
+func CSRFToken(sessionToken string) string {
+	mac := hmac.New(sha256.New, []byte(sessionToken))
+	mac.Write([]byte("keyplane portal csrf v1"))
+	return base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
+}
+
+// ValidCSRF reports, in constant time, whether csrf is the session's token.
+func ValidCSRF(sessionToken, csrf string) bool {
+	return csrf != "" && hmac.Equal([]byte(CSRFToken(sessionToken)), []byte(csrf))
+}
+
+// ipSource is the throttle key of a client address: the address, or its
+// /64 for IPv6, where one subscriber usually holds the whole block.
+func ipSource(ip netip.Addr) string {
+	ip = ip.Unmap()
+	if !ip.IsValid() {
+		return "ip:unknown"
+	}
+	if ip.Is6() {
+		p, _ := ip.Prefix(64)
+		return "ip:" + p.String()
+	}
+	return "ip:" + ip.String()
+}
+
+// signinThrottle limits failed sign-ins per email and per address with GCRA
+// (as ratelimit.Throttle does for bad keys): each failure spends allowance,
+// which comes back steadily; with none left, attempts are refused. Sign-ins
+// are rare, so one mutex and a map suffice; the map is bounded.
+type signinThrottle struct {
+	mu       sync.Mutex
+	tat      map[string]time.Time // theoretical arrival time of the next failure
+	maxItems int
+}
+
+type signinLimit struct {
+	failures int
+	window   time.Duration
+}
+
+// The allowances: 5 failures per 15 minutes per email (slow guessing of one
+// person's password), 30 per 15 minutes per address (guessing many).
+var (
+	emailLimit = signinLimit{failures: 5, window: 15 * time.Minute}
+	ipLimit    = signinLimit{failures: 30, window: 15 * time.Minute}
+)
+
+func newSigninThrottle() *signinThrottle {
+	return &signinThrottle{tat: map[string]time.Time{}, maxItems: 100_000}
+}
+
+func limitOf(key string) signinLimit {
+	if len(key) > 3 && key[:3] == "ip:" {
+		return ipLimit
+	}
+	return emailLimit
+}
+
+// check refuses when any key has no allowance left.
+func (t *signinThrottle) check(now time.Time, keys ...string) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, k := range keys {
+		l := limitOf(k)
+		// Refused when one more failure would push the TAT past the window.
+		if wait := t.tat[k].Add(l.window / time.Duration(l.failures)).Sub(now.Add(l.window)); wait > 0 {
+			minutes := int(math.Ceil(wait.Minutes()))
+			return keyplane.Errorf(keyplane.ETOOMANY, "too many failed sign-ins; try again in %d minute%s", minutes, plural(minutes))
+		}
+	}
+	return nil
+}
+
+// failed spends one failure of each key's allowance.
+func (t *signinThrottle) failed(now time.Time, keys ...string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(t.tat) >= t.maxItems {
+		for k, tat := range t.tat { // forget those whose allowance is whole again
+			if tat.Before(now) {
+				delete(t.tat, k)
+			}
+		}
+	}
+	for _, k := range keys {
+		if _, ok := t.tat[k]; !ok && len(t.tat) >= t.maxItems {
+			continue // fail open rather than grow without bound
+		}
+		l := limitOf(k)
+		tat := t.tat[k]
+		if tat.Before(now) {
+			tat = now
+		}
+		t.tat[k] = tat.Add(l.window / time.Duration(l.failures))
+	}
+}
+
+func plural(n int) string {
+	if n == 1 {
+		return ""
+	}
+	return "s"
+}
