@@ -51,11 +51,11 @@ type CreatedKey struct {
 // CreateKey issues a key for an account, within its allowed scopes and its cap
 // on active keys.
 func (s *Service) CreateKey(ctx context.Context, accountID string, in KeyInput) (*CreatedKey, error) {
-	if err := requireKeyManager(ctx); err != nil {
-		return nil, err
-	}
 	account, err := s.Account(ctx, accountID)
 	if err != nil {
+		return nil, err
+	}
+	if err := requireKeyManager(ctx); err != nil {
 		return nil, err
 	}
 	plan, err := s.planOf(ctx, account)
@@ -152,11 +152,11 @@ func (s *Service) ListKeys(ctx context.Context, accountID string, status keyplan
 // UpdateKey changes a key. Revoked and expired keys are final; a rolling key's
 // expiry is the end of its overlap and cannot be moved.
 func (s *Service) UpdateKey(ctx context.Context, id string, up KeyUpdate) (*keyplane.Key, error) {
-	if err := requireKeyManager(ctx); err != nil {
-		return nil, err
-	}
 	current, err := s.Key(ctx, id)
 	if err != nil {
+		return nil, err
+	}
+	if err := requireKeyManager(ctx); err != nil {
 		return nil, err
 	}
 	account, err := s.store.Account(ctx, current.AccountID)
@@ -263,10 +263,10 @@ func (s *Service) recordKeyUpdate(ctx context.Context, trail *keyplane.AuditTrai
 
 // RevokeKey revokes a key now, for good. Revoking a revoked key changes nothing.
 func (s *Service) RevokeKey(ctx context.Context, id string) (*keyplane.Key, error) {
-	if err := requireKeyManager(ctx); err != nil {
+	if _, err := s.Key(ctx, id); err != nil {
 		return nil, err
 	}
-	if _, err := s.Key(ctx, id); err != nil {
+	if err := requireKeyManager(ctx); err != nil {
 		return nil, err
 	}
 	now := s.now()
@@ -290,13 +290,13 @@ type RolledKey struct {
 // RollKey replaces a key with a new one of the same configuration. The old key
 // keeps working for overlap (0 revokes it now, at most 7 days), then expires.
 func (s *Service) RollKey(ctx context.Context, id string, overlap time.Duration) (*RolledKey, error) {
-	if err := requireKeyManager(ctx); err != nil {
-		return nil, err
-	}
 	if overlap < 0 || overlap > MaxRollOverlap {
 		return nil, keyplane.Invalid("overlap_seconds", "must be between 0 and %d (7 days)", int(MaxRollOverlap/time.Second))
 	}
 	if _, err := s.Key(ctx, id); err != nil {
+		return nil, err
+	}
+	if err := requireKeyManager(ctx); err != nil {
 		return nil, err
 	}
 	now := s.now()

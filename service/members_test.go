@@ -215,6 +215,13 @@ func TestMemberRoles(t *testing.T) {
 	_, err = e.svc.InviteMember(stranger, e.acc.ID, "x@example.com", keyplane.MemberOwner)
 	wantCode(t, err, keyplane.ENOTFOUND)
 
+	// Another account's ids are not found, whatever the role: never 403.
+	otherKey := e.key(t, other.ID, service.KeyInput{})
+	_, err = e.svc.RevokeKey(viewer, otherKey.ID)
+	wantCode(t, err, keyplane.ENOTFOUND)
+	_, err = e.svc.CreateKey(viewer, other.ID, service.KeyInput{Name: "v"})
+	wantCode(t, err, keyplane.ENOTFOUND)
+
 	// Viewers change nothing.
 	_, err = e.svc.CreateKey(viewer, e.acc.ID, service.KeyInput{Name: "v"})
 	wantCode(t, err, keyplane.EFORBIDDEN)
