@@ -81,7 +81,8 @@ type Config struct {
 	// cannot answer; by default they get 503 (fail closed).
 	FailOpen bool
 	// Usage receives an event for each request after the handler ran (or
-	// was refused); nil reports nothing.
+	// was refused); nil reports nothing. NewUsageBatcher sends them to
+	// keyplane's POST /v1/usage.
 	Usage  UsageReporter
 	Logger *slog.Logger
 	// Now is the clock; nil means time.Now.
@@ -171,7 +172,7 @@ func New(cfg Config) (func(http.Handler) http.Handler, error) {
 
 func (m *middleware) wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		start := m.now()
+		now := m.now()
 		key := m.keyOf(r)
 		if key == "" {
 			writeProblem(w, http.StatusUnauthorized, "missing_key", "no API key: send X-API-Key: <key> or Authorization: Bearer <key>")
@@ -183,8 +184,8 @@ func (m *middleware) wrap(next http.Handler) http.Handler {
 		}
 		ip := m.clientIP(r)
 		ck := cacheKey{hash: apikey.Hash(key), scope: req.Scope, ip: ip}
-		if id, ok := m.lookup(ck, start); ok {
-			m.serve(w, r, next, id, nil, start)
+		if id, ok := m.lookup(ck, now); ok {
+			m.serve(w, r, next, id, nil, "")
 			return
 		}
 		if len(key) > 256 {
@@ -201,23 +202,23 @@ func (m *middleware) wrap(next http.Handler) http.Handler {
 		req.Endpoint = m.endpoint(r)
 		res, err := m.verifier.Verify(r.Context(), req)
 		if err != nil {
-			m.unavailable(w, r, next, err, start)
+			m.unavailable(w, r, next, err, now)
 			return
 		}
 		if !res.Valid {
-			m.refuse(w, r, res, req.Scope, start)
+			m.refuse(w, res, req.Scope, req.Endpoint)
 			return
 		}
 		id := &Identity{KeyID: res.KeyID, AccountID: res.AccountID, Name: res.Name, Environment: res.Environment,
 			Scopes: res.Scopes, Metadata: res.Metadata, ExpiresAt: res.ExpiresAt}
 		if m.cache != nil && !res.metered() {
-			expires := start.Add(m.ttl)
+			expires := now.Add(m.ttl)
 			if res.ExpiresAt != nil && res.ExpiresAt.Before(expires) {
 				expires = *res.ExpiresAt
 			}
 			m.cache.Set(ck, cached{identity: id, expires: expires})
 		}
-		m.serve(w, r, next, id, res, start)
+		m.serve(w, r, next, id, res, req.Endpoint)
 	})
 }
 
@@ -233,8 +234,9 @@ func (m *middleware) lookup(ck cacheKey, now time.Time) (*Identity, bool) {
 	return c.identity, true
 }
 
-// serve runs the handler for an admitted request; res is nil for a cached answer.
-func (m *middleware) serve(w http.ResponseWriter, r *http.Request, next http.Handler, id *Identity, res *Result, start time.Time) {
+// serve runs the handler for an admitted request. res is keyplane's answer,
+// nil when the cache answered; endpoint is what the verification was sent.
+func (m *middleware) serve(w http.ResponseWriter, r *http.Request, next http.Handler, id *Identity, res *Result, endpoint string) {
 	if res != nil {
 		rateLimitHeaders(w.Header(), res)
 	}
@@ -243,13 +245,17 @@ func (m *middleware) serve(w http.ResponseWriter, r *http.Request, next http.Han
 		next.ServeHTTP(w, r)
 		return
 	}
+	if res == nil {
+		endpoint = m.endpoint(r)
+	}
 	rec := &statusRecorder{ResponseWriter: w}
+	start := m.now()
 	next.ServeHTTP(rec, r)
 	if rec.status == 0 {
 		rec.status = http.StatusOK
 	}
-	m.cfg.Usage.Report(UsageEvent{KeyID: id.KeyID, AccountID: id.AccountID, Endpoint: m.endpoint(r), Time: start, Code: "VALID",
-		Status: rec.status, Latency: m.now().Sub(start)})
+	m.cfg.Usage.Report(UsageEvent{KeyID: id.KeyID, AccountID: id.AccountID, Endpoint: endpoint, Time: start, Code: "VALID",
+		Status: rec.status, Latency: m.now().Sub(start), Verified: res != nil})
 }
 
 // statusOfRefusal is the HTTP status of each refusal.
@@ -275,7 +281,7 @@ var refusalDetail = map[string]string{
 	"QUOTA_EXCEEDED":     "quota exceeded; see Retry-After",
 }
 
-func (m *middleware) refuse(w http.ResponseWriter, r *http.Request, res *Result, scope string, start time.Time) {
+func (m *middleware) refuse(w http.ResponseWriter, res *Result, scope, endpoint string) {
 	status, ok := statusOfRefusal[res.Code]
 	if !ok {
 		status = http.StatusForbidden // a code newer than this package: refuse
@@ -287,16 +293,16 @@ func (m *middleware) refuse(w http.ResponseWriter, r *http.Request, res *Result,
 	rateLimitHeaders(w.Header(), res)
 	writeProblem(w, status, strings.ToLower(res.Code), detail)
 	if m.cfg.Usage != nil && res.KeyID != "" {
-		m.cfg.Usage.Report(UsageEvent{KeyID: res.KeyID, AccountID: res.AccountID, Endpoint: m.endpoint(r), Time: start, Code: res.Code,
-			Status: status, Latency: m.now().Sub(start)})
+		m.cfg.Usage.Report(UsageEvent{KeyID: res.KeyID, AccountID: res.AccountID, Endpoint: endpoint, Time: m.now(), Code: res.Code,
+			Status: status, Verified: true})
 	}
 }
 
 // unavailable answers a request keyplane could not verify: 503 (fail
 // closed), or the handler without an identity when FailOpen.
-func (m *middleware) unavailable(w http.ResponseWriter, r *http.Request, next http.Handler, err error, start time.Time) {
+func (m *middleware) unavailable(w http.ResponseWriter, r *http.Request, next http.Handler, err error, now time.Time) {
 	// One line a second at most: an outage must not flood the logs.
-	if sec := start.Unix(); m.lastWarn.Swap(sec) != sec {
+	if sec := now.Unix(); m.lastWarn.Swap(sec) != sec {
 		m.log.WarnContext(r.Context(), "keyplane could not verify a key", "error", err, "fail_open", m.cfg.FailOpen)
 	}
 	if m.cfg.FailOpen {

@@ -21,7 +21,9 @@ import (
 	"github.com/keyplane/keyplane/quota"
 	"github.com/keyplane/keyplane/ratelimit"
 	"github.com/keyplane/keyplane/service"
+	"github.com/keyplane/keyplane/tcpproxy"
 	"github.com/keyplane/keyplane/teststore"
+	"github.com/keyplane/keyplane/usage"
 )
 
 // keyplaneServer is a real keyplane (HTTP and gRPC API on one port) on
@@ -29,7 +31,9 @@ import (
 type keyplaneServer struct {
 	srv   *httptest.Server
 	svc   *service.Service
+	meter *usage.Meter
 	token string // role verify
+	admin string
 	sys   context.Context
 }
 
@@ -40,7 +44,9 @@ func newKeyplane(t testing.TB) *keyplaneServer {
 	t.Cleanup(limiter.Close)
 	quotas := quota.New(store, quota.Config{})
 	t.Cleanup(func() { quotas.Close(context.Background()) })
-	svc, err := service.New(store, service.Config{Limiter: limiter, Quotas: quotas})
+	meter := usage.New(store, usage.Config{FlushInterval: time.Hour, Logger: slog.New(slog.DiscardHandler)})
+	t.Cleanup(func() { meter.Close(context.Background()) })
+	svc, err := service.New(store, service.Config{Limiter: limiter, Quotas: quotas, Usage: meter, UsageReports: usage.NewReporter(store)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,7 +65,11 @@ func newKeyplane(t testing.TB) *keyplaneServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &keyplaneServer{srv: srv, svc: svc, token: tok.Plaintext, sys: sys}
+	admin, err := svc.CreateToken(sys, "admin", keyplane.RoleAdmin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &keyplaneServer{srv: srv, svc: svc, meter: meter, token: tok.Plaintext, admin: admin.Plaintext, sys: sys}
 }
 
 // key creates an account allowed every scope and a key in it.
@@ -372,7 +382,7 @@ func (r *recordedUsage) Report(ev keyplanemw.UsageEvent) {
 func TestUsageEvents(t *testing.T) {
 	kp := newKeyplane(t)
 	k := kp.key(t, service.KeyInput{Scopes: []string{"a:read"}})
-	usage := &recordedUsage{}
+	events := &recordedUsage{}
 	mux := http.NewServeMux()
 	mux.Handle("GET /things/{id}", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusTeapot) }))
 	mux.Handle("POST /things", api)
@@ -382,22 +392,84 @@ func TestUsageEvents(t *testing.T) {
 		}
 		return ""
 	}
-	h := mustNew(t, keyplanemw.Config{ServerURL: kp.srv.URL, Token: kp.token, Usage: usage, Scope: scope,
+	h := mustNew(t, keyplanemw.Config{ServerURL: kp.srv.URL, Token: kp.token, Usage: events, Scope: scope,
 		Endpoint: func(r *http.Request) string { return r.Method + " /things" }})(mux)
 	call(t, h, "GET", "/things/7", "X-API-Key", k.Plaintext)
-	call(t, h, "GET", "/things/8", "X-API-Key", k.Plaintext) // cached: reported all the same
+	call(t, h, "GET", "/things/8", "X-API-Key", k.Plaintext) // answered from the cache
 	call(t, h, "POST", "/things", "X-API-Key", k.Plaintext)
 	call(t, h, "GET", "/things/8", "X-API-Key", "kp_live_nonsense") // no key id: not reported
-	if len(usage.events) != 3 {
-		t.Fatalf("events %+v", usage.events)
+	if len(events.events) != 3 {
+		t.Fatalf("events %+v", events.events)
 	}
 	for i, want := range []struct {
 		code, endpoint string
 		status         int
-	}{{"VALID", "GET /things", 418}, {"VALID", "GET /things", 418}, {"INSUFFICIENT_SCOPE", "POST /things", 403}} {
-		ev := usage.events[i]
-		if ev.KeyID != k.ID || ev.AccountID != k.AccountID || ev.Code != want.code || ev.Status != want.status || ev.Endpoint != want.endpoint || ev.Latency <= 0 || ev.Time.IsZero() {
+		verified       bool
+	}{{"VALID", "GET /things", 418, true}, {"VALID", "GET /things", 418, false}, {"INSUFFICIENT_SCOPE", "POST /things", 403, true}} {
+		ev := events.events[i]
+		if ev.KeyID != k.ID || ev.AccountID != k.AccountID || ev.Code != want.code || ev.Status != want.status || ev.Endpoint != want.endpoint ||
+			ev.Verified != want.verified || ev.Latency < 0 || ev.Time.IsZero() {
 			t.Fatalf("event %d: %+v", i, ev)
 		}
+	}
+}
+
+// The batcher's events reach keyplane's usage analytics through POST /v1/usage:
+// the statuses of the requests keyplane verified, and their latencies.
+func TestUsageBatcher(t *testing.T) {
+	kp := newKeyplane(t)
+	k := kp.key(t, service.KeyInput{})
+	proxy := tcpproxy.Start(t, strings.TrimPrefix(kp.srv.URL, "http://"))
+	batcher := keyplanemw.NewUsageBatcher("http://"+proxy.Addr(), kp.token, keyplanemw.UsageBatcherConfig{FlushInterval: time.Hour, Logger: slog.New(slog.DiscardHandler)})
+	t.Cleanup(func() { batcher.Close(context.Background()) })
+	status := http.StatusOK
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(2 * time.Millisecond)
+		w.WriteHeader(status)
+	})
+	verifyEach := mustNew(t, keyplanemw.Config{ServerURL: kp.srv.URL, Token: kp.token, Usage: batcher, CacheTTL: -1})(handler)
+	call(t, verifyEach, "GET", "/a", "X-API-Key", k.Plaintext)
+	status = http.StatusServiceUnavailable
+	call(t, verifyEach, "GET", "/a", "X-API-Key", k.Plaintext)
+	call(t, verifyEach, "GET", "/a", "X-API-Key", "kp_live_nonsense")
+
+	// keyplane unreachable: the events wait for the next flush.
+	proxy.Down()
+	if err := batcher.Flush(context.Background()); err == nil {
+		t.Fatal("a flush to a keyplane that is down succeeded")
+	}
+	proxy.Up(t)
+	if err := batcher.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := kp.meter.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest("GET", kp.srv.URL+"/v1/keys/"+k.ID+"/usage?granularity=minute", nil)
+	req.Header.Set("Authorization", "Bearer "+kp.admin)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var rep struct {
+		Totals struct {
+			Requests, Successes, Errors int
+			Latency                     struct {
+				Count int     `json:"count"`
+				P50   float64 `json:"p50"`
+			} `json:"latency_ms"`
+		} `json:"totals"`
+		TopEndpoints []struct {
+			Endpoint string `json:"endpoint"`
+		} `json:"top_endpoints"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&rep); err != nil {
+		t.Fatal(err)
+	}
+	tot := rep.Totals
+	if tot.Requests != 2 || tot.Successes != 1 || tot.Errors != 1 || tot.Latency.Count != 2 || tot.Latency.P50 < 2 ||
+		len(rep.TopEndpoints) != 1 || rep.TopEndpoints[0].Endpoint != "GET" {
+		t.Fatalf("usage %+v", rep)
 	}
 }
