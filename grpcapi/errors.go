@@ -19,6 +19,7 @@ var codeOf = map[string]connect.Code{
 	keyplane.ELIMIT:        connect.CodeResourceExhausted,
 	keyplane.EUNAUTHORIZED: connect.CodeUnauthenticated,
 	keyplane.EFORBIDDEN:    connect.CodePermissionDenied,
+	keyplane.ETOOMANY:      connect.CodeResourceExhausted,
 	keyplane.EUNAVAILABLE:  connect.CodeUnavailable,
 	keyplane.EINTERNAL:     connect.CodeInternal,
 }
@@ -34,7 +35,10 @@ func (s *Server) connectError(ctx context.Context, procedure string, err error) 
 	if errors.As(err, &ce) {
 		return ce
 	}
-	code := codeOf[keyplane.ErrorCode(err)]
+	code, ok := codeOf[keyplane.ErrorCode(err)]
+	if !ok {
+		code = connect.CodeInternal // a code added to the domain but not here
+	}
 	out := connect.NewError(code, errors.New(keyplane.ErrorMessage(err)))
 	if code == connect.CodeInternal || code == connect.CodeUnavailable {
 		s.log.ErrorContext(ctx, "grpc call failed", "procedure", procedure, "error", err, "request_id", keyplane.RequestInfoFromContext(ctx).RequestID)
