@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"strings"
+	"time"
 
 	"connectrpc.com/connect"
 	pb "github.com/keyplane/keyplane/gen/keyplane/v1"
@@ -20,10 +21,11 @@ type ConnectVerifier struct {
 }
 
 // NewConnectVerifier returns a Verifier that speaks keyplane's gRPC API at
-// serverURL with an operator token of role verify.
+// serverURL with an operator token of role verify. A nil client is a
+// default one with a 5 s timeout.
 func NewConnectVerifier(serverURL, token string, client *http.Client, opts ...connect.ClientOption) *ConnectVerifier {
 	if client == nil {
-		client = http.DefaultClient
+		client = &http.Client{Timeout: 5 * time.Second}
 	}
 	return &ConnectVerifier{client: keyplanev1connect.NewVerifyServiceClient(client, strings.TrimRight(serverURL, "/"), opts...), auth: "Bearer " + token}
 }

@@ -347,9 +347,17 @@ func (m *middleware) clientIP(r *http.Request) netip.Addr {
 	return ip.Unmap()
 }
 
+// maxEndpoint is the longest endpoint name keyplane's usage keeps; a longer
+// one would make /v1/verify and /v1/usage refuse the request.
+const maxEndpoint = 200
+
 func (m *middleware) endpoint(r *http.Request) string {
 	if m.cfg.Endpoint != nil {
-		return m.cfg.Endpoint(r)
+		e := m.cfg.Endpoint(r)
+		if len(e) > maxEndpoint {
+			e = strings.ToValidUTF8(e[:maxEndpoint], "")
+		}
+		return e
 	}
 	if r.Pattern != "" {
 		return r.Pattern

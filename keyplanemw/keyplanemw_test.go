@@ -204,6 +204,9 @@ func TestRefusals(t *testing.T) {
 	call(t, h, "GET", "/things/1", "X-API-Key", strings.Repeat("k", 300)).problem(t, 401, "not_found")
 	call(t, h, "GET", "/things/1", "X-API-Key", revoked.Plaintext).problem(t, 401, "revoked")
 	call(t, h, "POST", "/things", "X-API-Key", k.Plaintext).problem(t, 403, "insufficient_scope")
+	// A path written another way needs the scope of the route it leads to.
+	call(t, h, "POST", "//things", "X-API-Key", k.Plaintext).problem(t, 403, "insufficient_scope")
+	call(t, h, "POST", "/x/../things", "X-API-Key", k.Plaintext).problem(t, 403, "insufficient_scope")
 	call(t, h, "GET", "/things/1", "X-API-Key", k.Plaintext).identity(t)
 	call(t, h, "GET", "/elsewhere", "X-API-Key", k.Plaintext).identity(t) // no route, no scope
 

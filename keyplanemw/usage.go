@@ -116,9 +116,6 @@ func (b *UsageBatcher) Report(ev UsageEvent) {
 		return // keyplane did not count it, or counted the refusal already
 	}
 	body := usageEventBody{KeyID: ev.KeyID, Endpoint: ev.Endpoint, Status: ev.Status, LatencyMs: float64(ev.Latency) / float64(time.Millisecond), Time: ev.Time.UTC()}
-	if len(body.Endpoint) > 200 {
-		body.Endpoint = body.Endpoint[:200]
-	}
 	b.mu.Lock()
 	if len(b.pending) >= b.max {
 		b.dropped++
