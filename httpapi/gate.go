@@ -311,3 +311,11 @@ func ParseTrustedProxies(list []string) ([]netip.Prefix, error) {
 	}
 	return out, nil
 }
+
+// WriteProblem answers with p: a refusal of the Gate, or BadGateway.
+func WriteProblem(w http.ResponseWriter, p *Problem) { writeProblem(w, p) }
+
+// BadGateway is the problem of a gateway whose upstream did not answer.
+func BadGateway(detail string) *Problem {
+	return newProblem(http.StatusBadGateway, "bad_gateway", detail, nil)
+}

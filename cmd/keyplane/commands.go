@@ -162,11 +162,18 @@ func serve(ctx context.Context, o serveOptions, stdout io.Writer, log *slog.Logg
 	mux := http.NewServeMux()
 	grpcapi.New(grpcapi.Config{Service: svc, Gate: gate, Logger: log}).Register(mux)
 	mux.Handle("/", handler)
-	ln, err := net.Listen("tcp", o.addr)
+	ln, err := net.Listen("tcp", o.apiAddr())
 	if err != nil {
 		return err
 	}
 	defer ln.Close()
+	gw, err := o.listenGateway(gate, rules, meter, log)
+	if err != nil {
+		return err
+	}
+	if gw != nil {
+		defer gw.ln.Close()
+	}
 	// Only once the server can start, so the one printing is not lost.
 	first, err := svc.EnsureFirstToken(ctx)
 	if err != nil {
@@ -187,15 +194,23 @@ func serve(ctx context.Context, o serveOptions, stdout io.Writer, log *slog.Logg
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	log.Info("keyplane listening", "addr", ln.Addr().String(), "version", versionString(), "database", describeDatabase(o.database), "mode", mode(o, bus))
+	if gw != nil {
+		gw.serve(log, o.gate.upstream)
+	}
 
 	select {
 	case err := <-served:
+		return err
+	case err := <-gw.done():
 		return err
 	case <-ctx.Done():
 	}
 	log.Info("shutting down", "timeout", o.shutdownTimeout.String())
 	shutdownCtx, cancel := contextWithTimeout(o.shutdownTimeout)
 	defer cancel()
+	if err := gw.shutdown(shutdownCtx); err != nil {
+		return err
+	}
 	if err := srv.Shutdown(shutdownCtx); err != nil {
 		return fmt.Errorf("shutdown: %w", err)
 	}

@@ -2,14 +2,19 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/keyplane/keyplane"
+	"github.com/keyplane/keyplane/gateway"
 	"github.com/keyplane/keyplane/httpapi"
 	"github.com/keyplane/keyplane/routes"
 	"github.com/keyplane/keyplane/service"
@@ -18,12 +23,15 @@ import (
 
 // gateOptions are the flags of forward-auth and gateway mode.
 type gateOptions struct {
+	upstream, adminAddr                              string
 	routesFile, keyHeader, keyQuery, forwardAuthMode string
 	trustedProxies                                   []string
 	nginxLimitedStatus                               int
 }
 
 func (o *gateOptions) addFlags(f *pflag.FlagSet) {
+	f.StringVar(&o.upstream, "upstream", "", "gateway mode: proxy admitted requests on --addr to this http(s) URL; the API moves to --admin-addr ($KEYPLANE_UPSTREAM)")
+	f.StringVar(&o.adminAddr, "admin-addr", "127.0.0.1:8081", "gateway mode: address of keyplane's own API ($KEYPLANE_ADMIN_ADDR)")
 	f.StringVar(&o.routesFile, "routes", "", "route rules file (YAML) mapping method and path to scope and cost, reloaded on SIGHUP; without one every valid key may call every path ($KEYPLANE_ROUTES)")
 	f.StringVar(&o.keyHeader, "key-header", "", "another request header that carries the API key, besides Authorization: Bearer and X-API-Key ($KEYPLANE_KEY_HEADER)")
 	f.StringVar(&o.keyQuery, "key-query", "", "a query parameter that carries the API key ($KEYPLANE_KEY_QUERY)")
@@ -34,6 +42,8 @@ func (o *gateOptions) addFlags(f *pflag.FlagSet) {
 
 func init() {
 	for flag, env := range map[string]string{
+		"upstream":             "KEYPLANE_UPSTREAM",
+		"admin-addr":           "KEYPLANE_ADMIN_ADDR",
 		"routes":               "KEYPLANE_ROUTES",
 		"key-header":           "KEYPLANE_KEY_HEADER",
 		"key-query":            "KEYPLANE_KEY_QUERY",
@@ -61,6 +71,11 @@ func (o *gateOptions) gate(svc *service.Service, log *slog.Logger) (*httpapi.Gat
 	if o.keyQuery != "" && !isToken(o.keyQuery) {
 		return nil, fa, nil, fmt.Errorf("--key-query %q: want a parameter name", o.keyQuery)
 	}
+	if o.upstream != "" {
+		if _, err := routes.ParseUpstream(o.upstream); err != nil {
+			return nil, fa, nil, fmt.Errorf("--upstream: %w", err)
+		}
+	}
 	trusted, err := httpapi.ParseTrustedProxies(o.trustedProxies)
 	if err != nil {
 		return nil, fa, nil, fmt.Errorf("--trusted-proxies: %s", keyplane.ErrorMessage(err))
@@ -70,7 +85,7 @@ func (o *gateOptions) gate(svc *service.Service, log *slog.Logger) (*httpapi.Gat
 		return nil, fa, nil, fmt.Errorf("--routes: %w", err)
 	}
 	if o.routesFile == "" {
-		log.Info("no --routes file: forward-auth admits every valid key on every path, without a scope")
+		log.Info("no --routes file: every valid key may call every path, without a scope")
 	} else {
 		log.Info("route rules loaded", "file", o.routesFile, "routes", src.Rules().Len(), "unmatched", string(src.Rules().Unmatched))
 	}
@@ -113,4 +128,81 @@ func reloadOnHangup(ctx context.Context, src *routes.Source, log *slog.Logger) {
 			}
 		}
 	}()
+}
+
+// apiAddr is where keyplane's own API listens: --addr, or in gateway mode
+// --admin-addr, since --addr is then the gateway's.
+func (o *serveOptions) apiAddr() string {
+	if o.gate.upstream != "" {
+		return o.gate.adminAddr
+	}
+	return o.addr
+}
+
+// gatewayServer is the gateway's listener and server, in gateway mode.
+type gatewayServer struct {
+	srv    *http.Server
+	ln     net.Listener
+	served chan error
+}
+
+// listenGateway opens --addr for the gateway; it returns nil without --upstream.
+func (o *serveOptions) listenGateway(gate *httpapi.Gate, rules *routes.Source, usage keyplane.UsageRecorder, log *slog.Logger) (*gatewayServer, error) {
+	if o.gate.upstream == "" {
+		for _, r := range rules.Rules().Rules() {
+			if r.Upstream != nil {
+				log.Warn("route rules name upstreams, which only gateway mode (--upstream) uses", "line", r.Line)
+				break
+			}
+		}
+		return nil, nil
+	}
+	upstream, err := routes.ParseUpstream(o.gate.upstream)
+	if err != nil {
+		return nil, fmt.Errorf("--upstream: %w", err)
+	}
+	ln, err := net.Listen("tcp", o.addr)
+	if err != nil {
+		return nil, err
+	}
+	return &gatewayServer{
+		ln: ln,
+		srv: &http.Server{
+			Handler: gateway.New(gateway.Config{Gate: gate, Upstream: upstream, Usage: usage, Logger: log}),
+			// No read or write timeout: uploads, downloads, server-sent
+			// events and websockets last as long as they last.
+			ReadHeaderTimeout: 10 * time.Second,
+			IdleTimeout:       120 * time.Second,
+			MaxHeaderBytes:    64 << 10,
+			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		},
+		served: make(chan error, 1),
+	}, nil
+}
+
+func (g *gatewayServer) serve(log *slog.Logger, upstream string) {
+	go func() { g.served <- g.srv.Serve(g.ln) }()
+	log.Info("gateway listening", "addr", g.ln.Addr().String(), "upstream", redactURL(upstream))
+}
+
+// done is nil without a gateway, so a select on it waits forever.
+func (g *gatewayServer) done() <-chan error {
+	if g == nil {
+		return nil
+	}
+	return g.served
+}
+
+// shutdown stops taking requests and waits for those in flight.
+func (g *gatewayServer) shutdown(ctx context.Context) error {
+	if g == nil {
+		return nil
+	}
+	if err := g.srv.Shutdown(ctx); err != nil {
+		return fmt.Errorf("gateway shutdown: %w", err)
+	}
+	if err := <-g.served; !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
 }
