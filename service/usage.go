@@ -88,7 +88,7 @@ func (s *Service) usageRange(q UsageQuery) (keyplane.UsageQuery, error) {
 	switch {
 	case !from.Before(to):
 		v.Add("from", "must be before to")
-	case time.Duration(end-start)*time.Second > maxUsageRange[g]:
+	case end-start > int64(maxUsageRange[g]/time.Second): // in seconds: a Duration of far-apart times overflows
 		v.Add("to", "a range of %s buckets spans at most %d days; ask for coarser buckets", g, maxUsageRange[g]/(24*time.Hour))
 	}
 	if err := v.Err(); err != nil {

@@ -2,6 +2,7 @@ package service_test
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -146,10 +147,12 @@ func TestUsageIsolationAndValidation(t *testing.T) {
 		"granularity": {Granularity: "week"},
 		"from":        {From: now, To: now.Add(-time.Hour)},
 		"to":          {From: now.Add(-25 * time.Hour), To: now, Granularity: keyplane.UsageMinute},
+		// Far apart enough that their difference overflows a Duration.
+		"to ": {From: time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC).Add(time.Second), To: time.Date(2047, 1, 1, 0, 0, 0, 0, time.UTC), Granularity: keyplane.UsageDay},
 	} {
 		_, err := e.svc.KeyUsage(e.ctx, myKey.ID, q)
 		var ke *keyplane.Error
-		if !asError(err, &ke) || ke.Code != keyplane.EINVALID || len(ke.Fields) == 0 || ke.Fields[0].Field != name {
+		if !asError(err, &ke) || ke.Code != keyplane.EINVALID || len(ke.Fields) == 0 || ke.Fields[0].Field != strings.TrimSpace(name) {
 			t.Errorf("%s: %v", name, err)
 		}
 	}

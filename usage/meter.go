@@ -203,12 +203,12 @@ func (m *Meter) Prune(ctx context.Context) error {
 	return nil
 }
 
-// shard picks a key's shard from the end of its id, cheaply: ids end in
-// random characters, and the shard's map hashes the id anyway.
+// shard picks a key's shard from the last characters of its id, cheaply:
+// ids end in random characters, and the shard's map hashes the id anyway.
 func (m *Meter) shard(keyID string) *shard {
-	h := uint32(len(keyID))
-	for i := max(len(keyID)-8, 0); i < len(keyID); i++ {
-		h = (h ^ uint32(keyID[i])) * 16777619
+	h := uint(len(keyID))
+	if n := len(keyID); n >= 2 {
+		h += uint(keyID[n-1]) + 7*uint(keyID[n-2])
 	}
 	return &m.shards[h%shardCount]
 }
