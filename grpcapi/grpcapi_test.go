@@ -1,6 +1,7 @@
 package grpcapi_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -35,7 +37,21 @@ type harness struct {
 	url           string
 	admin, verify string // operator tokens of role admin and verify
 	client        *http.Client
+	logs          *syncBuffer // the server's log, debug level up
 }
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 // testRules are the route rules of the harness's forward-auth gate, which
 // answers Envoy's ext_authz.
@@ -58,7 +74,8 @@ func newHarness(t *testing.T) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	log := slog.New(slog.DiscardHandler)
+	logs := &syncBuffer{}
+	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	rules, err := routes.Parse("rules.yaml", []byte(testRules))
 	if err != nil {
 		t.Fatal(err)
@@ -87,7 +104,7 @@ func newHarness(t *testing.T) *harness {
 	tr := &http.Transport{Protocols: new(http.Protocols)}
 	tr.Protocols.SetUnencryptedHTTP2(true)
 	t.Cleanup(tr.CloseIdleConnections)
-	return &harness{t: t, url: srv.URL, admin: admin.Plaintext, verify: verify.Plaintext, client: &http.Client{Transport: tr}}
+	return &harness{t: t, url: srv.URL, admin: admin.Plaintext, verify: verify.Plaintext, client: &http.Client{Transport: tr}, logs: logs}
 }
 
 // bearer adds an Authorization header to every call.
@@ -473,5 +490,23 @@ func TestAuditOverGRPC(t *testing.T) {
 	ev := page.Data[0]
 	if ev.Type != "key.created" || ev.IP != "127.0.0.1" || ev.UserAgent != "audit-test/1.0" || ev.RequestID != "grpc-test-1" || ev.Actor.Kind != "token" {
 		t.Fatalf("audit event %+v", ev)
+	}
+}
+
+// Each call is logged like an HTTP request: procedure, code, request id;
+// never the key or the token.
+func TestCallLog(t *testing.T) {
+	h := newHarness(t)
+	acc := h.account()
+	k := h.key(&pb.CreateKeyRequest{AccountId: acc})
+	h.verifyKey(&pb.VerifyRequest{Key: k.Plaintext})
+	logs := h.logs.String()
+	for _, want := range []string{"procedure=/keyplane.v1.KeyService/CreateKey", "code=ok", "level=DEBUG msg=\"grpc call\" procedure=/keyplane.v1.VerifyService/Verify", "request_id="} {
+		if !strings.Contains(logs, want) {
+			t.Fatalf("log lacks %q:\n%s", want, logs)
+		}
+	}
+	if strings.Contains(logs, k.Plaintext) || strings.Contains(logs, h.admin) {
+		t.Fatal("a key or token reached the log")
 	}
 }

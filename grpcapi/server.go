@@ -54,6 +54,8 @@ func New(cfg Config) *Server {
 	return s
 }
 
+var verifyProcedure = keyplanev1connect.VerifyServiceVerifyProcedure
+
 // maxUserAgent bounds what an audit event keeps of a user agent, as in the HTTP API.
 const maxUserAgent = 256
 
@@ -124,7 +126,20 @@ func (s *Server) requestInfo() connect.UnaryInterceptorFunc {
 			if !validRequestID(id) {
 				id = newRequestID()
 			}
+			start := time.Now()
 			res, err := next(keyplane.NewContextWithRequestInfo(ctx, keyplane.RequestInfo{SourceIP: ip, UserAgent: ua, RequestID: id}), req)
+			// One line per call, as the HTTP API logs requests; verification
+			// traffic is metered, not logged, unless it fails.
+			level, code := slog.LevelInfo, "ok"
+			if err != nil {
+				code = connect.CodeOf(err).String()
+			}
+			failed := code == connect.CodeInternal.String() || code == connect.CodeUnavailable.String()
+			if p := req.Spec().Procedure; (p == verifyProcedure || p == ExtAuthzProcedure) && !failed {
+				level = slog.LevelDebug
+			}
+			s.log.Log(ctx, level, "grpc call", "procedure", req.Spec().Procedure, "protocol", req.Peer().Protocol, "code", code,
+				"duration_ms", float64(time.Since(start).Microseconds())/1000, "request_id", id)
 			if err != nil {
 				var ce *connect.Error
 				if errors.As(err, &ce) {
