@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
+	"net/netip"
 	"strconv"
 	"time"
 )
@@ -216,4 +217,37 @@ func NewContextWithRequestInfo(ctx context.Context, info RequestInfo) context.Co
 func RequestInfoFromContext(ctx context.Context) RequestInfo {
 	info, _ := ctx.Value(requestInfoKey{}).(RequestInfo)
 	return info
+}
+
+// VerifyFailure is a verification refused for the key itself (NOT_FOUND,
+// REVOKED, EXPIRED, DISABLED, FORBIDDEN, INSUFFICIENT_SCOPE), as the audit
+// log counts it. Rate-limit and quota refusals are usage, not failures.
+type VerifyFailure struct {
+	Time time.Time
+	Code VerifyCode
+	// KeyID and AccountID name the key presented, when it exists.
+	KeyID, AccountID string
+	// KeyHashPrefix is the first 4 bytes of the SHA-256 of what was
+	// presented when no key matched: enough to group one bad key's attempts,
+	// too little to learn anything of it.
+	KeyHashPrefix [4]byte
+	// IP is the client's address when the request said it.
+	IP netip.Addr
+}
+
+// AuditedFailure reports whether the audit log records verifications that
+// end with code: refusals for the key itself, not for its usage.
+func AuditedFailure(code VerifyCode) bool {
+	switch code {
+	case VerifyNotFound, VerifyRevoked, VerifyExpired, VerifyDisabled, VerifyForbidden, VerifyInsufficientScope:
+		return true
+	}
+	return false
+}
+
+// VerifyFailureRecorder counts failed verifications for the audit log.
+// VerifyFailed runs on the verify path: it must not do I/O or block on it;
+// implementations aggregate in bounded memory and write in batches.
+type VerifyFailureRecorder interface {
+	VerifyFailed(f VerifyFailure)
 }

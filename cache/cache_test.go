@@ -16,6 +16,7 @@ import (
 	"github.com/keyplane/keyplane/ratelimit"
 	"github.com/keyplane/keyplane/service"
 	"github.com/keyplane/keyplane/teststore"
+	"github.com/keyplane/keyplane/verifyaudit"
 )
 
 // fakeClock is a settable clock for otter.
@@ -79,7 +80,9 @@ func newFixture(t *testing.T, delay time.Duration) *fixture {
 	limiter, throttle := ratelimit.New(), ratelimit.NewThrottle(ratelimit.ThrottleConfig{})
 	t.Cleanup(limiter.Close)
 	t.Cleanup(throttle.Close)
-	svc, err := service.New(store, service.Config{Records: c, Cache: c, Limiter: limiter, Throttle: throttle})
+	failures := verifyaudit.New(store, verifyaudit.Config{Logger: slog.New(slog.DiscardHandler)})
+	t.Cleanup(func() { failures.Close(context.Background()) })
+	svc, err := service.New(store, service.Config{Records: c, Cache: c, Limiter: limiter, Throttle: throttle, VerifyFailures: failures})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -37,6 +37,9 @@ type Config struct {
 	Usage keyplane.UsageRecorder
 	// UsageReports answers the usage analytics; nil answers them with 503.
 	UsageReports keyplane.UsageReporter
+	// VerifyFailures counts failed verifications for the audit log; nil
+	// records none.
+	VerifyFailures keyplane.VerifyFailureRecorder
 
 	// Records is where verification reads; a cache in front of the store.
 	// Nil reads the store directly.
@@ -67,6 +70,7 @@ type Service struct {
 	throttle keyplane.FailureThrottle
 	usage    keyplane.UsageRecorder
 	reports  keyplane.UsageReporter
+	failures keyplane.VerifyFailureRecorder
 	records  keyplane.RecordSource
 	cache    keyplane.ChangeListener
 	bus      keyplane.ChangeBus
@@ -84,7 +88,8 @@ type Service struct {
 // New returns a Service on store.
 func New(store keyplane.Store, cfg Config) (*Service, error) {
 	s := &Service{store: store, prefix: cfg.KeyPrefix, maxKeys: cfg.MaxActiveKeys, clock: cfg.Now, limiter: cfg.Limiter, quotas: cfg.Quotas,
-		records: cfg.Records, cache: cfg.Cache, bus: cfg.Bus, throttle: cfg.Throttle, usage: cfg.Usage, reports: cfg.UsageReports}
+		records: cfg.Records, cache: cfg.Cache, bus: cfg.Bus, throttle: cfg.Throttle, usage: cfg.Usage, reports: cfg.UsageReports,
+		failures: cfg.VerifyFailures}
 	if s.records == nil {
 		s.records = store
 	}

@@ -29,7 +29,23 @@ func (s *Service) Verify(ctx context.Context, req keyplane.VerifyRequest) (keypl
 			s.throttle.Failed(req.IP, s.clock())
 		}
 	}
+	if s.failures != nil && err == nil && !res.Valid && keyplane.AuditedFailure(res.Code) {
+		s.recordFailure(req, &res)
+	}
 	return res, err
+}
+
+// recordFailure hands a failed verification to the audit log's counter.
+// Off the valid path: hashing what was presented costs one SHA-256.
+func (s *Service) recordFailure(req keyplane.VerifyRequest, res *keyplane.VerifyResult) {
+	f := keyplane.VerifyFailure{Time: s.clock(), Code: res.Code, IP: req.IP}
+	if res.Key != nil {
+		f.KeyID, f.AccountID = res.Key.ID, res.Key.AccountID
+	} else {
+		h := apikey.Hash(req.Key)
+		copy(f.KeyHashPrefix[:], h[:])
+	}
+	s.failures.VerifyFailed(f)
 }
 
 func (s *Service) verify(ctx context.Context, req keyplane.VerifyRequest) (keyplane.VerifyResult, error) {

@@ -24,6 +24,7 @@ import (
 	"github.com/keyplane/keyplane/redis"
 	"github.com/keyplane/keyplane/service"
 	"github.com/keyplane/keyplane/usage"
+	"github.com/keyplane/keyplane/verifyaudit"
 	"github.com/spf13/cobra"
 )
 
@@ -138,8 +139,15 @@ func serve(ctx context.Context, o serveOptions, stdout io.Writer, log *slog.Logg
 		defer cancel()
 		meter.Close(ctx)
 	}()
+	failures := verifyaudit.New(store, verifyaudit.Config{Logger: log})
+	defer func() {
+		// Normally already written below; this covers a server that failed.
+		ctx, cancel := contextWithTimeout(10 * time.Second)
+		defer cancel()
+		failures.Close(ctx)
+	}()
 	svc, err := service.New(store, service.Config{KeyPrefix: o.prefix, Now: clock.Now, Records: records, Cache: records, Bus: bus,
-		Limiter: limiter, Throttle: throttle, Quotas: quotas, Usage: meter, UsageReports: usage.NewReporter(store),
+		Limiter: limiter, Throttle: throttle, Quotas: quotas, Usage: meter, UsageReports: usage.NewReporter(store), VerifyFailures: failures,
 		Signup: o.portalSignup, SessionIdle: o.portalSessionIdle, SessionMax: o.portalSessionMax})
 	if err != nil {
 		return err
@@ -223,6 +231,9 @@ func serve(ctx context.Context, o serveOptions, stdout io.Writer, log *slog.Logg
 	}
 	if err := meter.Close(shutdownCtx); err != nil {
 		return fmt.Errorf("write usage: %w", err)
+	}
+	if err := failures.Close(shutdownCtx); err != nil {
+		return fmt.Errorf("write failed verifications to the audit log: %w", err)
 	}
 	log.Info("stopped")
 	return nil
