@@ -22,6 +22,15 @@ func (r MemberRole) Valid() bool {
 // ManagesKeys reports whether the role may create, change, roll and revoke keys.
 func (r MemberRole) ManagesKeys() bool { return r == MemberOwner || r == MemberDeveloper }
 
+// Audit event types of members' changes; sign-ins are in audit.go.
+const (
+	AuditMemberCreated   = "member.created"
+	AuditMemberInvited   = "member.invited"
+	AuditMemberJoined    = "member.joined"
+	AuditMemberUpdated   = "member.updated"
+	AuditInviteCancelled = "member.invite_cancelled"
+)
+
 // MemberStatus is whether a member may sign in.
 type MemberStatus string
 

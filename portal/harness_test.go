@@ -21,6 +21,7 @@ import (
 	"github.com/keyplane/keyplane/portal"
 	"github.com/keyplane/keyplane/service"
 	"github.com/keyplane/keyplane/teststore"
+	"github.com/keyplane/keyplane/usage"
 )
 
 // clock is a settable time source, so tests can age sessions.
@@ -42,6 +43,7 @@ type server struct {
 	admin context.Context // acts as an admin operator
 	token string          // an admin bearer token
 	gate  string          // a verify-role bearer token
+	meter *usage.Meter    // flushed when a test says so
 }
 
 const pw = "a long enough password"
@@ -50,7 +52,9 @@ func newServer(t *testing.T) *server {
 	t.Helper()
 	store := teststore.New(t)
 	c := &clock{t: time.Now().UTC()}
-	svc, err := service.New(store, service.Config{Now: c.Now,
+	meter := usage.New(store, usage.Config{FlushInterval: time.Hour, Now: c.Now})
+	t.Cleanup(func() { meter.Close(context.Background()) })
+	svc, err := service.New(store, service.Config{Now: c.Now, Usage: meter, UsageReports: usage.NewReporter(store),
 		PasswordParams: password.Params{Memory: 64, Time: 1, Threads: 1, SaltLen: 16, KeyLen: 32}})
 	if err != nil {
 		t.Fatal(err)
@@ -71,7 +75,7 @@ func newServer(t *testing.T) *server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &server{t: t, url: srv.URL, svc: svc, store: store, clock: c, admin: admin, token: tok.Plaintext, gate: gate.Plaintext}
+	return &server{t: t, url: srv.URL, svc: svc, store: store, clock: c, admin: admin, token: tok.Plaintext, gate: gate.Plaintext, meter: meter}
 }
 
 func (s *server) account(scopes ...string) *keyplane.Account {

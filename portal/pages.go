@@ -35,6 +35,8 @@ func (h *Handler) routes() {
 	m.HandleFunc("GET /portal/keys/{id}/revoke", h.requireSession(h.revokePage))
 	m.HandleFunc("POST /portal/keys/{id}/revoke", h.requireSession(h.revokeKey))
 
+	m.HandleFunc("GET /portal/keys/{id}/usage", h.requireSession(h.usagePage))
+	m.HandleFunc("GET /portal/audit", h.requireSession(h.auditPage))
 	m.HandleFunc("GET /portal/members", h.requireSession(h.membersPage))
 	m.HandleFunc("POST /portal/members/invite", h.requireSession(h.inviteMember))
 	m.HandleFunc("POST /portal/members/{id}", h.requireSession(h.updateMember))
@@ -480,4 +482,84 @@ func (h *Handler) cancelInvite(w http.ResponseWriter, r *http.Request, v *view) 
 		return
 	}
 	http.Redirect(w, r, "/portal/members?done=cancel", http.StatusSeeOther)
+}
+
+// ---- usage and audit
+
+func (h *Handler) usagePage(w http.ResponseWriter, r *http.Request, v *view) {
+	k, err := h.svc.Key(r.Context(), r.PathValue("id"))
+	if err != nil {
+		h.fail(w, r, v, err)
+		return
+	}
+	rng := usageRanges[1]
+	for _, u := range usageRanges {
+		if u.Name == r.URL.Query().Get("range") {
+			rng = u
+		}
+	}
+	now := h.now().UTC()
+	rep, err := h.svc.KeyUsage(r.Context(), k.ID, service.UsageQuery{From: now.Add(-rng.Span), To: now, Granularity: rng.Granularity})
+	if err != nil {
+		h.fail(w, r, v, err)
+		return
+	}
+	v.Title, v.Nav, v.Data = "Usage of "+k.Name, "keys", newUsageView(k, rng.Name, rep)
+	h.render(w, r, http.StatusOK, "usage", v)
+}
+
+type auditData struct {
+	Events     []*keyplane.AuditEvent
+	NextCursor string
+	Type       string
+	KeyID      string
+	Types      []string
+	me         string
+	emails     map[string]string
+}
+
+// Who names an event's actor for people: an email where the page knows it.
+func (d auditData) Who(a keyplane.AuditActor) string {
+	switch {
+	case a.Kind == "member" && a.ID == d.me:
+		return "you"
+	case a.Kind == "member" && d.emails[a.ID] != "":
+		return d.emails[a.ID]
+	case a.Kind == "member" && a.ID != "":
+		return "member " + a.ID
+	case a.Kind == "member":
+		return "someone signing in"
+	case a.Kind == "token" || a.Kind == "system":
+		return "the operator"
+	}
+	return a.Kind
+}
+
+// auditTypes are the events an account's log holds, for the filter.
+var auditTypes = []string{
+	keyplane.AuditKeyCreated, keyplane.AuditKeyUpdated, keyplane.AuditKeyRolled, keyplane.AuditKeyRevoked,
+	keyplane.AuditKeyDisabled, keyplane.AuditKeyEnabled, keyplane.AuditQuotaReset,
+	keyplane.AuditMemberSignedIn, keyplane.AuditMemberSignedOut, keyplane.AuditMemberSignInFailed,
+	keyplane.AuditAccountCreated, keyplane.AuditAccountUpdated, keyplane.AuditAccountSuspended, keyplane.AuditAccountReactivated,
+}
+
+func (h *Handler) auditPage(w http.ResponseWriter, r *http.Request, v *view) {
+	q := r.URL.Query()
+	d := auditData{Type: q.Get("type"), KeyID: q.Get("key_id"), Types: auditTypes, me: v.Session.Member.ID, emails: map[string]string{}}
+	events, next, err := h.svc.ListAccountAudit(r.Context(), v.Account.ID, service.AuditFilter{Type: d.Type, KeyID: d.KeyID,
+		Page: keyplane.Page{Limit: 50, Cursor: q.Get("cursor")}})
+	if err != nil {
+		h.fail(w, r, v, err)
+		return
+	}
+	d.Events, d.NextCursor = events, next
+	if v.IsOwner() {
+		if members, _, err := h.svc.ListMembers(r.Context(), v.Account.ID, keyplane.Page{Limit: 100}); err == nil {
+			for _, m := range members {
+				d.emails[m.ID] = m.Email
+			}
+		}
+	}
+	v.Title, v.Nav, v.Data = "Audit log", "audit", d
+	h.render(w, r, http.StatusOK, "audit", v)
 }

@@ -147,9 +147,11 @@ func scanInvite(row pgx.Row) (*keyplane.Invite, error) {
 
 // CreateInvite inserts inv.
 func (db *DB) CreateInvite(ctx context.Context, inv *keyplane.Invite) error {
-	_, err := db.pool.Exec(ctx, `INSERT INTO member_invites (`+inviteColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
-		inv.ID, inv.AccountID, inv.Email, inv.Role, inv.Hash[:], inv.CreatedBy, inv.CreatedAt, inv.ExpiresAt, inv.UsedAt)
-	return translate(err)
+	return db.inTx(ctx, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `INSERT INTO member_invites (`+inviteColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+			inv.ID, inv.AccountID, inv.Email, inv.Role, inv.Hash[:], inv.CreatedBy, inv.CreatedAt, inv.ExpiresAt, inv.UsedAt)
+		return translate(err)
+	})
 }
 
 // Invite returns the invite with id.
@@ -183,14 +185,16 @@ func (db *DB) PendingInvites(ctx context.Context, accountID string, now time.Tim
 
 // DeleteInvite removes an invite, so its link stops working.
 func (db *DB) DeleteInvite(ctx context.Context, id string) error {
-	tag, err := db.pool.Exec(ctx, `DELETE FROM member_invites WHERE id = $1`, id)
-	if err != nil {
-		return translate(err)
-	}
-	if tag.RowsAffected() == 0 {
-		return keyplane.Errorf(keyplane.ENOTFOUND, "invite not found")
-	}
-	return nil
+	return db.inTx(ctx, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `DELETE FROM member_invites WHERE id = $1`, id)
+		if err != nil {
+			return translate(err)
+		}
+		if tag.RowsAffected() == 0 {
+			return keyplane.Errorf(keyplane.ENOTFOUND, "invite not found")
+		}
+		return nil
+	})
 }
 
 // UseInvite marks an invite used and inserts the member it admits, together.
@@ -218,11 +222,13 @@ func (db *DB) UseInvite(ctx context.Context, hash [32]byte, use func(*keyplane.I
 
 const sessionColumns = `id, hash, member_id, account_id, created_at, last_seen_at, expires_at`
 
-// CreateSession inserts s.
+// CreateSession inserts s (with the sign-in's audit event, when ctx has one).
 func (db *DB) CreateSession(ctx context.Context, s *keyplane.Session) error {
-	_, err := db.pool.Exec(ctx, `INSERT INTO member_sessions (`+sessionColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
-		s.ID, s.Hash[:], s.MemberID, s.AccountID, s.CreatedAt, s.LastSeenAt, s.ExpiresAt)
-	return translate(err)
+	return db.inTx(ctx, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `INSERT INTO member_sessions (`+sessionColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+			s.ID, s.Hash[:], s.MemberID, s.AccountID, s.CreatedAt, s.LastSeenAt, s.ExpiresAt)
+		return translate(err)
+	})
 }
 
 // SessionByHash returns the session with hash.
@@ -248,10 +254,13 @@ func (db *DB) TouchSession(ctx context.Context, id string, lastSeen time.Time) e
 	return translate(err)
 }
 
-// DeleteSession removes a session; a missing one is not an error.
+// DeleteSession removes a session (with the sign-out's audit event, when
+// ctx has one); a missing one is not an error.
 func (db *DB) DeleteSession(ctx context.Context, id string) error {
-	_, err := db.pool.Exec(ctx, `DELETE FROM member_sessions WHERE id = $1`, id)
-	return translate(err)
+	return db.inTx(ctx, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `DELETE FROM member_sessions WHERE id = $1`, id)
+		return translate(err)
+	})
 }
 
 // DeleteMemberSessions removes every session of a member.

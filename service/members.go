@@ -169,7 +169,8 @@ func (s *Service) CreateMember(ctx context.Context, accountID string, in MemberI
 	now := s.now()
 	m := &keyplane.Member{ID: newID("mem"), AccountID: accountID, Email: email, PasswordHash: password.Hash(in.Password, s.passwords),
 		Role: in.Role, Status: keyplane.MemberActive, CreatedAt: now, UpdatedAt: now}
-	if err := s.store.CreateMember(ctx, m, nil); err != nil {
+	ev := s.event(ctx, keyplane.AuditMemberCreated, accountID, "", map[string]any{"member_id": m.ID, "email": m.Email, "role": m.Role})
+	if err := s.store.CreateMember(withEvents(ctx, ev), m, nil); err != nil {
 		return nil, err
 	}
 	return m, nil
@@ -235,14 +236,19 @@ func (s *Service) UpdateMember(ctx context.Context, id string, up MemberUpdate) 
 	if err := v.Err(); err != nil {
 		return nil, err
 	}
+	ctx, trail := audited(ctx)
 	m, err := s.store.UpdateMember(ctx, id, func(m *keyplane.Member) error {
-		if up.Role != nil {
+		details := map[string]any{"member_id": m.ID, "email": m.Email}
+		if up.Role != nil && *up.Role != m.Role {
+			details["role"] = map[string]any{"from": m.Role, "to": *up.Role}
 			m.Role = *up.Role
 		}
-		if up.Status != nil {
+		if up.Status != nil && *up.Status != m.Status {
+			details["status"] = map[string]any{"from": m.Status, "to": *up.Status}
 			m.Status = *up.Status
 		}
 		m.UpdatedAt = s.now()
+		trail.Add(s.event(ctx, keyplane.AuditMemberUpdated, m.AccountID, "", details))
 		return nil
 	})
 	if err != nil {
@@ -282,7 +288,8 @@ func (s *Service) InviteMember(ctx context.Context, accountID, email string, rol
 	now := s.now()
 	inv := &keyplane.Invite{ID: newID("inv"), AccountID: accountID, Email: email, Role: role, Hash: apikey.Hash(token),
 		CreatedBy: a.ID, CreatedAt: now, ExpiresAt: now.Add(InviteTTL)}
-	if err := s.store.CreateInvite(ctx, inv); err != nil {
+	ev := s.event(ctx, keyplane.AuditMemberInvited, accountID, "", map[string]any{"invite_id": inv.ID, "email": email, "role": role, "expires_at": inv.ExpiresAt})
+	if err := s.store.CreateInvite(withEvents(ctx, ev), inv); err != nil {
 		return nil, err
 	}
 	return &CreatedInvite{Invite: inv, Token: token}, nil
@@ -318,7 +325,8 @@ func (s *Service) CancelInvite(ctx context.Context, id string) error {
 	if _, err := requireOwner(ctx, inv.AccountID); err != nil {
 		return err
 	}
-	return s.store.DeleteInvite(ctx, id)
+	ev := s.event(ctx, keyplane.AuditInviteCancelled, inv.AccountID, "", map[string]any{"invite_id": inv.ID, "email": inv.Email})
+	return s.store.DeleteInvite(withEvents(ctx, ev), id)
 }
 
 // InviteByToken returns the usable invite a link carries; anyone holding the
@@ -357,13 +365,18 @@ func (s *Service) AcceptInvite(ctx context.Context, token, pw string) (*keyplane
 	// Hashed before the transaction: it takes tens of milliseconds.
 	hashed := password.Hash(pw, s.passwords)
 	now := s.now()
+	ctx, trail := audited(ctx)
 	m, err := s.store.UseInvite(ctx, hash, func(inv *keyplane.Invite) (*keyplane.Member, error) {
 		if inv.UsedAt != nil || !now.Before(inv.ExpiresAt) {
 			return nil, errInviteUnusable
 		}
 		inv.UsedAt = &now
-		return &keyplane.Member{ID: newID("mem"), AccountID: inv.AccountID, Email: inv.Email, PasswordHash: hashed,
-			Role: inv.Role, Status: keyplane.MemberActive, CreatedAt: now, UpdatedAt: now}, nil
+		m := &keyplane.Member{ID: newID("mem"), AccountID: inv.AccountID, Email: inv.Email, PasswordHash: hashed,
+			Role: inv.Role, Status: keyplane.MemberActive, CreatedAt: now, UpdatedAt: now}
+		ev := s.event(ctx, keyplane.AuditMemberJoined, inv.AccountID, "", map[string]any{"member_id": m.ID, "email": m.Email, "role": m.Role, "invite_id": inv.ID})
+		ev.Actor = keyplane.AuditActor{Kind: "member", ID: m.ID}
+		trail.Add(ev)
+		return m, nil
 	})
 	if keyplane.ErrorCode(err) == keyplane.ENOTFOUND {
 		return nil, errInviteUnusable
@@ -376,4 +389,10 @@ type SignUpInput struct {
 	AccountName string
 	Email       string
 	Password    string
+}
+
+// withEvents returns a context whose next store write records events with it.
+func withEvents(ctx context.Context, events ...*keyplane.AuditEvent) context.Context {
+	ctx, _ = audited(ctx, events...)
+	return ctx
 }

@@ -383,3 +383,67 @@ func TestCSRFToken(t *testing.T) {
 		t.Fatal("ValidCSRF accepts the wrong token or refuses the right one")
 	}
 }
+
+func auditTypes(t *testing.T, e *portalEnv, accountID string) []string {
+	t.Helper()
+	events, _, err := e.svc.ListAccountAudit(e.ctx, accountID, service.AuditFilter{Page: keyplane.Page{Limit: 100}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var types []string
+	for i := len(events) - 1; i >= 0; i-- { // oldest first
+		types = append(types, events[i].Type+"/"+events[i].Actor.Kind)
+	}
+	return types
+}
+
+func TestMemberAuditEvents(t *testing.T) {
+	e := newPortalEnv(t, false)
+	owner := e.member(t, e.acc.ID, keyplane.MemberOwner)
+	bg := context.Background()
+	if _, err := e.svc.SignIn(bg, owner.Email, "wrong password!!", client); err == nil {
+		t.Fatal("wrong password accepted")
+	}
+	_, _ = e.svc.SignIn(bg, "nobody@example.com", "wrong password!!", client)
+	in, err := e.svc.SignIn(bg, owner.Email, pw, client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps, _ := e.svc.AuthenticateSession(bg, in.Token)
+	ctx := keyplane.NewContextWithActor(bg, ps.Actor)
+	inv, err := e.svc.InviteMember(ctx, e.acc.ID, "joiner@example.com", keyplane.MemberViewer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone, _ := e.svc.InviteMember(ctx, e.acc.ID, "gone@example.com", keyplane.MemberViewer)
+	if err := e.svc.CancelInvite(ctx, gone.ID); err != nil {
+		t.Fatal(err)
+	}
+	joined, err := e.svc.AcceptInvite(bg, inv.Token, pw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev := keyplane.MemberDeveloper
+	if _, err := e.svc.UpdateMember(ctx, joined.ID, service.MemberUpdate{Role: &dev}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.svc.SignOut(bg, in.Token); err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Join(auditTypes(t, e, e.acc.ID), " ")
+	want := "account.created/token member.created/token member.sign_in_failed/member member.signed_in/member member.invited/member member.invited/member " +
+		"member.invite_cancelled/member member.joined/member member.updated/member member.signed_out/member"
+	if got != want {
+		t.Fatalf("events\n got %s\nwant %s", got, want)
+	}
+	// The unknown email's failure is the operator's to see, not the account's.
+	events, _, err := e.svc.ListAudit(e.ctx, service.AuditFilter{Type: keyplane.AuditMemberSignInFailed, Page: keyplane.Page{Limit: 10}})
+	if err != nil || len(events) != 2 {
+		t.Fatalf("failed sign-ins %v, %v", events, err)
+	}
+	for _, ev := range events {
+		if strings.Contains(string(ev.Details), pw) || strings.Contains(string(ev.Details), "wrong password") {
+			t.Fatalf("a password reached the audit log: %s", ev.Details)
+		}
+	}
+}

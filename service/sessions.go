@@ -8,6 +8,7 @@ import (
 
 	"math"
 	"net/netip"
+	"strings"
 	"sync"
 	"time"
 
@@ -66,12 +67,40 @@ func (s *Service) SignIn(ctx context.Context, email, pw string, ip netip.Addr) (
 	ok, verr := password.Verify(pw, hash)
 	if m == nil || !ok || verr != nil {
 		s.signins.failed(now, "email:"+email, ipSource(ip))
+		reason := "wrong_password"
+		if m == nil {
+			reason = "unknown_email"
+		}
+		if err := s.signInFailed(ctx, email, m, reason); err != nil {
+			return nil, err
+		}
 		return nil, errWrongPassword
 	}
 	if m.Status != keyplane.MemberActive {
+		if err := s.signInFailed(ctx, email, m, "disabled"); err != nil {
+			return nil, err
+		}
 		return nil, keyplane.Errorf(keyplane.EFORBIDDEN, "this member is disabled; ask an owner of your account")
 	}
+	ev := s.event(ctx, keyplane.AuditMemberSignedIn, m.AccountID, "", map[string]any{"email": m.Email})
+	ev.Actor = keyplane.AuditActor{Kind: "member", ID: m.ID}
+	ctx, _ = audited(ctx, ev) // written with the session
 	return s.openSession(ctx, m)
+}
+
+// signInFailed records a refused sign-in: in the member's account's log
+// when the email is a member's, else in the operator's. Throttled attempts
+// are not recorded, so a flood cannot flood the log.
+func (s *Service) signInFailed(ctx context.Context, email string, m *keyplane.Member, reason string) error {
+	if len(email) > 254 {
+		email = strings.ToValidUTF8(email[:254], "")
+	}
+	ev := s.event(ctx, keyplane.AuditMemberSignInFailed, "", "", map[string]any{"email": email, "reason": reason})
+	ev.Actor = keyplane.AuditActor{Kind: "member"}
+	if m != nil {
+		ev.AccountID, ev.Actor.ID = m.AccountID, m.ID
+	}
+	return s.store.AppendAudit(ctx, []*keyplane.AuditEvent{ev})
 }
 
 func (s *Service) openSession(ctx context.Context, m *keyplane.Member) (*SignedIn, error) {
@@ -119,7 +148,11 @@ func (s *Service) SignUp(ctx context.Context, in SignUpInput, ip netip.Addr) (*S
 	a := &keyplane.Account{ID: newID("acc"), Name: name, Plan: keyplane.DefaultPlanName, AllowedScopes: []string{}, Status: keyplane.AccountActive, CreatedAt: t, UpdatedAt: t}
 	m := &keyplane.Member{ID: newID("mem"), AccountID: a.ID, Email: email, PasswordHash: password.Hash(in.Password, s.passwords),
 		Role: keyplane.MemberOwner, Status: keyplane.MemberActive, CreatedAt: t, UpdatedAt: t}
-	if err := s.store.CreateMember(ctx, m, a); err != nil {
+	by := keyplane.AuditActor{Kind: "member", ID: m.ID}
+	created := s.event(ctx, keyplane.AuditAccountCreated, a.ID, "", map[string]any{"name": a.Name, "plan": a.Plan, "signup": true})
+	owner := s.event(ctx, keyplane.AuditMemberCreated, a.ID, "", map[string]any{"member_id": m.ID, "email": m.Email, "role": m.Role})
+	created.Actor, owner.Actor = by, by
+	if err := s.store.CreateMember(withEvents(ctx, created, owner), m, a); err != nil {
 		return nil, err
 	}
 	return s.openSession(ctx, m)
@@ -184,6 +217,9 @@ func (s *Service) SignOut(ctx context.Context, token string) error {
 	} else if err != nil {
 		return err
 	}
+	ev := s.event(ctx, keyplane.AuditMemberSignedOut, ses.AccountID, "", nil)
+	ev.Actor = keyplane.AuditActor{Kind: "member", ID: ses.MemberID}
+	ctx, _ = audited(ctx, ev)
 	return s.store.DeleteSession(ctx, ses.ID)
 }
 
