@@ -54,7 +54,7 @@ func newServeCommand() *cobra.Command {
 				return err
 			}
 			if _, fromEnv := os.LookupEnv(envNames["portal-cookie-secure"]); !cmd.Flags().Changed("portal-cookie-secure") && !fromEnv {
-				o.portalCookieSecure = !loopback(o.addr)
+				o.portalCookieSecure = !loopback(o.apiAddr())
 			}
 			return serve(cmd.Context(), o, cmd.OutOrStdout(), log)
 		},
@@ -79,7 +79,7 @@ func newServeCommand() *cobra.Command {
 	o.gate.addFlags(f)
 	f.BoolVar(&o.portal, "portal", true, "serve the developer portal at /portal/ and accept its session cookie on the API ($KEYPLANE_PORTAL)")
 	f.BoolVar(&o.portalSignup, "portal-signup", false, "let anyone create an account (and become its owner) from the portal ($KEYPLANE_PORTAL_SIGNUP)")
-	f.BoolVar(&o.portalCookieSecure, "portal-cookie-secure", true, "send the session cookie over HTTPS only (__Host- prefix); default true, except when --addr is a loopback address ($KEYPLANE_PORTAL_COOKIE_SECURE)")
+	f.BoolVar(&o.portalCookieSecure, "portal-cookie-secure", true, "send the session cookie over HTTPS only (__Host- prefix); default true, except when the API (--addr, or --admin-addr in gateway mode) listens on a loopback address ($KEYPLANE_PORTAL_COOKIE_SECURE)")
 	f.StringVar(&o.portalURL, "portal-url", "", "the portal's public base URL, e.g. https://keys.example.com, for invite links; default: from each request ($KEYPLANE_PORTAL_URL)")
 	f.DurationVar(&o.portalSessionIdle, "portal-session-idle", service.DefaultSessionIdle, "a portal session ends after this long without a request ($KEYPLANE_PORTAL_SESSION_IDLE)")
 	f.DurationVar(&o.portalSessionMax, "portal-session-max", service.DefaultSessionMax, "a portal session ends this long after sign-in, however active ($KEYPLANE_PORTAL_SESSION_MAX)")
