@@ -27,95 +27,164 @@ func usageTable(g keyplane.UsageGranularity) (string, error) {
 
 const usageCountColumns = `requests, successes, errors, revoked, expired, disabled, forbidden, insufficient_scope, rate_limited, quota_exceeded`
 
-// addUsageSQL is the additive upsert of one table. It leaves the latency as
-// stored and returns it: the upsert locks the row, so merging in Go and
-// writing the result back cannot lose another instance's latencies.
+// addUsageSQL is the additive upsert of a batch of rows into one table,
+// passed as arrays: one statement however many rows, which a flush of
+// thousands of rows needs (a statement per row cost ~100 µs each here). The
+// latency is left as stored and returned: the upsert locks the row, so
+// merging in Go and writing the result back cannot lose another
+// instance's latencies. Rows are inserted in the arrays' order, sorted, so
+// instances flushing overlapping batches lock rows in one order.
 func addUsageSQL(table string) string {
 	var set strings.Builder
 	for _, c := range strings.Split(usageCountColumns, ", ") {
 		fmt.Fprintf(&set, "%s = u.%s + excluded.%s, ", c, c, c)
 	}
 	return `INSERT INTO ` + table + ` AS u (subject, bucket_start, endpoint, account_id, ` + usageCountColumns + `)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+		SELECT subject, bucket_start, endpoint, account_id, ` + usageCountColumns + `
+		FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], $7::bigint[],
+			$8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[], $13::bigint[], $14::bigint[])
+			WITH ORDINALITY AS r (subject, bucket_start, endpoint, account_id, ` + usageCountColumns + `, n)
+		ORDER BY n
 		ON CONFLICT (subject, bucket_start, endpoint) DO UPDATE SET ` + strings.TrimSuffix(set.String(), ", ") + `
-		RETURNING u.latency`
+		RETURNING u.subject, u.bucket_start, u.endpoint, u.latency`
 }
 
-// AddUsage adds the rows and totals in one transaction of three round trips:
-// the count upserts, the merged latencies, the totals. Rows are locked in one
-// order whatever the caller's, so instances flushing overlapping batches
-// cannot deadlock.
+// usageColumns are rows of one table as the arrays addUsageSQL takes.
+type usageColumns struct {
+	subjects, endpoints, accounts []string
+	starts                        []time.Time
+	counts                        [3 + len(keyplane.UsageRejectionCodes)][]int64
+	rows                          []*keyplane.UsageRow
+}
+
+func (c *usageColumns) add(r *keyplane.UsageRow) {
+	c.subjects, c.starts, c.endpoints, c.accounts = append(c.subjects, r.Subject), append(c.starts, r.BucketStart),
+		append(c.endpoints, r.Endpoint), append(c.accounts, r.AccountID)
+	c.counts[0], c.counts[1], c.counts[2] = append(c.counts[0], r.Requests), append(c.counts[1], r.Successes), append(c.counts[2], r.Errors)
+	for i, n := range r.Rejected {
+		c.counts[3+i] = append(c.counts[3+i], n)
+	}
+	c.rows = append(c.rows, r)
+}
+
+func (c *usageColumns) args() []any {
+	args := []any{c.subjects, c.starts, c.endpoints, c.accounts}
+	for _, col := range c.counts {
+		args = append(args, col)
+	}
+	return args
+}
+
+type usageRowKey struct {
+	subject, endpoint string
+	start             int64
+}
+
+// AddUsage adds the rows and totals in one transaction: per table, one
+// upsert of all its rows and, for rows with latencies, one update of the
+// merged sketches; then one upsert of the totals.
 func (db *DB) AddUsage(ctx context.Context, rows []keyplane.UsageRow, totals []keyplane.KeyUsageTotal, merge keyplane.LatencyMerge) error {
 	if len(rows) == 0 && len(totals) == 0 {
 		return nil
 	}
-	tables := make([]string, len(rows))
-	order := make([]int, len(rows))
-	for i, r := range rows {
-		t, err := usageTable(r.Granularity)
-		if err != nil {
+	byTable := map[string]*usageColumns{}
+	sorted := make([]*keyplane.UsageRow, len(rows))
+	for i := range rows {
+		if _, err := usageTable(rows[i].Granularity); err != nil {
 			return err
 		}
-		tables[i], order[i] = t, i
+		sorted[i] = &rows[i]
 	}
-	slices.SortStableFunc(order, func(a, b int) int {
-		ra, rb := &rows[a], &rows[b]
-		return cmp.Or(strings.Compare(tables[a], tables[b]), strings.Compare(ra.Subject, rb.Subject),
-			ra.BucketStart.Compare(rb.BucketStart), strings.Compare(ra.Endpoint, rb.Endpoint))
+	slices.SortFunc(sorted, func(a, b *keyplane.UsageRow) int {
+		return cmp.Or(strings.Compare(a.Subject, b.Subject), a.BucketStart.Compare(b.BucketStart), strings.Compare(a.Endpoint, b.Endpoint))
 	})
+	for _, r := range sorted {
+		table, _ := usageTable(r.Granularity)
+		if byTable[table] == nil {
+			byTable[table] = &usageColumns{}
+		}
+		byTable[table].add(r)
+	}
 	totals = slices.Clone(totals)
-	slices.SortStableFunc(totals, func(a, b keyplane.KeyUsageTotal) int { return strings.Compare(a.KeyID, b.KeyID) })
+	slices.SortFunc(totals, func(a, b keyplane.KeyUsageTotal) int { return strings.Compare(a.KeyID, b.KeyID) })
 
 	return db.inTx(ctx, func(tx pgx.Tx) error {
-		upserts := &pgx.Batch{}
-		for _, i := range order {
-			r := &rows[i]
-			args := []any{r.Subject, r.BucketStart, r.Endpoint, r.AccountID, r.Requests, r.Successes, r.Errors}
-			for _, n := range r.Rejected {
-				args = append(args, n)
-			}
-			upserts.Queue(addUsageSQL(tables[i]), args...)
-		}
-		merged := &pgx.Batch{}
-		results := tx.SendBatch(ctx, upserts)
-		for _, i := range order {
-			r := &rows[i]
-			var stored []byte
-			if err := results.QueryRow().Scan(&stored); err != nil {
-				results.Close()
-				return translate(err)
-			}
-			if r.Latency == nil {
+		for _, table := range []string{"usage_days", "usage_hours", "usage_minutes"} { // one order for every instance
+			cols := byTable[table]
+			if cols == nil {
 				continue
 			}
-			latency := r.Latency
-			if stored != nil {
-				var err error
-				if latency, err = merge(stored, r.Latency); err != nil {
-					results.Close()
-					return err
-				}
+			if err := db.addUsageRows(ctx, tx, table, cols, merge); err != nil {
+				return err
 			}
-			merged.Queue(`UPDATE `+tables[i]+` SET latency = $4 WHERE subject = $1 AND bucket_start = $2 AND endpoint = $3`,
-				r.Subject, r.BucketStart, r.Endpoint, latency)
 		}
-		if err := results.Close(); err != nil {
-			return translate(err)
-		}
-		for _, t := range totals {
-			var last *time.Time
-			if !t.LastUsedAt.IsZero() {
-				last = &t.LastUsedAt
-			}
-			merged.Queue(`INSERT INTO key_usage_totals AS k (key_id, account_id, requests, last_used_at) VALUES ($1, $2, $3, $4)
-				ON CONFLICT (key_id) DO UPDATE SET requests = k.requests + excluded.requests,
-				last_used_at = GREATEST(k.last_used_at, excluded.last_used_at)`, t.KeyID, t.AccountID, t.Requests, last)
-		}
-		if merged.Len() == 0 {
+		if len(totals) == 0 {
 			return nil
 		}
-		return translate(tx.SendBatch(ctx, merged).Close())
+		ids, accounts := make([]string, len(totals)), make([]string, len(totals))
+		requests, lasts := make([]int64, len(totals)), make([]*time.Time, len(totals))
+		for i, t := range totals {
+			ids[i], accounts[i], requests[i] = t.KeyID, t.AccountID, t.Requests
+			if !t.LastUsedAt.IsZero() {
+				lasts[i] = &totals[i].LastUsedAt
+			}
+		}
+		_, err := tx.Exec(ctx, `INSERT INTO key_usage_totals AS k (key_id, account_id, requests, last_used_at)
+			SELECT key_id, account_id, requests, last_used_at
+			FROM unnest($1::text[], $2::text[], $3::bigint[], $4::timestamptz[]) WITH ORDINALITY AS r (key_id, account_id, requests, last_used_at, n)
+			ORDER BY n
+			ON CONFLICT (key_id) DO UPDATE SET requests = k.requests + excluded.requests,
+			last_used_at = GREATEST(k.last_used_at, excluded.last_used_at)`, ids, accounts, requests, lasts)
+		return translate(err)
 	})
+}
+
+// addUsageRows upserts one table's rows and merges their latencies.
+func (db *DB) addUsageRows(ctx context.Context, tx pgx.Tx, table string, cols *usageColumns, merge keyplane.LatencyMerge) error {
+	stored := map[usageRowKey][]byte{}
+	rows, err := tx.Query(ctx, addUsageSQL(table), cols.args()...)
+	if err != nil {
+		return translate(err)
+	}
+	for rows.Next() {
+		var k usageRowKey
+		var start time.Time
+		var latency []byte
+		if err := rows.Scan(&k.subject, &start, &k.endpoint, &latency); err != nil {
+			rows.Close()
+			return translate(err)
+		}
+		if latency != nil {
+			k.start = start.UnixMicro()
+			stored[k] = latency
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return translate(err)
+	}
+	var subjects, endpoints []string
+	var starts []time.Time
+	var latencies [][]byte
+	for _, r := range cols.rows {
+		if r.Latency == nil {
+			continue
+		}
+		latency := r.Latency
+		if s := stored[usageRowKey{r.Subject, r.Endpoint, r.BucketStart.UnixMicro()}]; s != nil {
+			if latency, err = merge(s, r.Latency); err != nil {
+				return err
+			}
+		}
+		subjects, starts, endpoints, latencies = append(subjects, r.Subject), append(starts, r.BucketStart), append(endpoints, r.Endpoint), append(latencies, latency)
+	}
+	if len(latencies) == 0 {
+		return nil
+	}
+	_, err = tx.Exec(ctx, `UPDATE `+table+` AS u SET latency = v.latency
+		FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::bytea[]) AS v (subject, bucket_start, endpoint, latency)
+		WHERE u.subject = v.subject AND u.bucket_start = v.bucket_start AND u.endpoint = v.endpoint`,
+		subjects, starts, endpoints, latencies)
+	return translate(err)
 }
 
 // UsageRows reads a subject's rows in a range.

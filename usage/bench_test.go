@@ -1,6 +1,7 @@
 package usage_test
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -28,4 +29,27 @@ func BenchmarkRecord(b *testing.B) {
 			}
 		})
 	})
+}
+
+// BenchmarkFlush is the background cost of metering: one flush of 1,000
+// keys that each had verifications of one endpoint in the last interval
+// (6,000 rows: minute, hour and day, for each key and its account, and the
+// keys' totals), on the store the run selects.
+func BenchmarkFlush(b *testing.B) {
+	store := teststore.New(b)
+	m := newMeter(b, store)
+	keys := make([]string, 1000)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("key_%026d", i)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		b.StopTimer()
+		for i, k := range keys {
+			m.Record(verification(k, fmt.Sprint("acc_", i%50), "GET /v1/things/{id}", keyplane.VerifyValid, t0.Add(time.Second)))
+		}
+		b.StartTimer()
+		flush(b, m)
+	}
+	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N*len(keys)), "µs/key")
 }
