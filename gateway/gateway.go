@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"sync"
 	"time"
 
 	"github.com/keyplane/keyplane"
@@ -64,9 +65,23 @@ func New(cfg Config) *Gateway {
 		ModifyResponse: g.modifyResponse,
 		ErrorHandler:   g.upstreamFailed,
 		ErrorLog:       slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
+		// Without a pool each response allocates a 32 KiB copy buffer.
+		BufferPool: &bufferPool{},
 	}
 	return g
 }
+
+// bufferPool reuses ReverseProxy's copy buffers.
+type bufferPool struct{ pool sync.Pool }
+
+func (p *bufferPool) Get() []byte {
+	if b, ok := p.pool.Get().(*[]byte); ok {
+		return *b
+	}
+	return make([]byte, 32<<10)
+}
+
+func (p *bufferPool) Put(b []byte) { p.pool.Put(&b) }
 
 // exchange is what the gateway knows of one request while it is proxied.
 type exchange struct {

@@ -24,7 +24,7 @@ import (
 
 // needTool returns the path of a proxy binary; off CI a missing one skips
 // the test, on CI (which installs it, see .ci/run) it fails.
-func needTool(t *testing.T, name string) string {
+func needTool(t testing.TB, name string) string {
 	t.Helper()
 	path, err := exec.LookPath(name)
 	if err != nil {
@@ -42,7 +42,7 @@ func needTool(t *testing.T, name string) string {
 }
 
 // freeAddr returns a loopback address with a port nothing listens on.
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -71,9 +71,10 @@ func echoUpstream(t *testing.T) *httptest.Server {
 // proxyConfig fills a testdata template.
 type proxyConfig struct {
 	Dir, Listen, Keyplane, Upstream, Token string
+	DirectListen                           string // nginx-bench.conf only
 }
 
-func writeConfig(t *testing.T, tmpl, dst string, c proxyConfig) {
+func writeConfig(t testing.TB, tmpl, dst string, c proxyConfig) {
 	t.Helper()
 	src, err := os.ReadFile(filepath.Join("testdata", tmpl))
 	if err != nil {
@@ -92,7 +93,7 @@ func writeConfig(t *testing.T, tmpl, dst string, c proxyConfig) {
 // accepts connections. The proxy and its workers form their own process
 // group: the cleanup stops the master, then ends that group, so no worker
 // outlives the test.
-func startProcess(t *testing.T, addr, logFile string, cmd *exec.Cmd) {
+func startProcess(t testing.TB, addr, logFile string, cmd *exec.Cmd) {
 	t.Helper()
 	out, err := os.Create(filepath.Join(t.TempDir(), "output"))
 	if err != nil {
@@ -140,14 +141,18 @@ func startProcess(t *testing.T, addr, logFile string, cmd *exec.Cmd) {
 // startNginx runs nginx with testdata/nginx.conf as the test's own process:
 // its own prefix, config, pid and logs in a temporary directory.
 func startNginx(t *testing.T, keyplane, upstream, token string) string {
+	return runNginx(t, "nginx.conf", proxyConfig{Keyplane: keyplane, Upstream: upstream, Token: token})
+}
+
+func runNginx(t testing.TB, tmpl string, c proxyConfig) string {
 	bin := needTool(t, "nginx")
 	dir := t.TempDir()
 	// nginx started as root runs its workers as nobody, who must reach the
 	// temporary files' directory.
 	os.Chmod(dir, 0o755)
-	c := proxyConfig{Dir: dir, Listen: freeAddr(t), Keyplane: keyplane, Upstream: upstream, Token: token}
+	c.Dir, c.Listen = dir, freeAddr(t)
 	conf := filepath.Join(dir, "nginx.conf")
-	writeConfig(t, "nginx.conf", conf, c)
+	writeConfig(t, tmpl, conf, c)
 	startProcess(t, c.Listen, filepath.Join(dir, "error.log"),
 		exec.Command(bin, "-p", dir, "-c", conf, "-e", filepath.Join(dir, "error.log"), "-g", "daemon off;"))
 	return "http://" + c.Listen
