@@ -48,13 +48,16 @@ type server struct {
 
 const pw = "a long enough password"
 
-func newServer(t *testing.T) *server {
+func newServer(t *testing.T) *server { return newServerWith(t, service.Config{}) }
+
+// newServerWith starts a server whose service has cfg's portal settings.
+func newServerWith(t *testing.T, cfg service.Config) *server {
 	t.Helper()
 	store := teststore.New(t)
 	c := &clock{t: time.Now().UTC()}
 	meter := usage.New(store, usage.Config{FlushInterval: time.Hour, Now: c.Now})
 	t.Cleanup(func() { meter.Close(context.Background()) })
-	svc, err := service.New(store, service.Config{Now: c.Now, Usage: meter, UsageReports: usage.NewReporter(store),
+	svc, err := service.New(store, service.Config{Now: c.Now, Usage: meter, UsageReports: usage.NewReporter(store), Signup: cfg.Signup,
 		PasswordParams: password.Params{Memory: 64, Time: 1, Threads: 1, SaltLen: 16, KeyLen: 32}})
 	if err != nil {
 		t.Fatal(err)

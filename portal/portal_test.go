@@ -307,6 +307,13 @@ func TestAPIWithSession(t *testing.T) {
 	p = b.api("POST", "/v1/accounts/"+a.ID+"/keys", `{"name":"api","scopes":["data:read"]}`, csrf)
 	wantStatus(t, p, http.StatusCreated)
 	wantBody(t, p, `"key":"kp_live_`)
+	// Usage and the account's audit log, for the member's own keys only.
+	keys, _, _ := s.svc.ListKeys(s.admin, a.ID, "", keyplane.Page{})
+	wantStatus(t, b.api("GET", "/v1/keys/"+keys[0].ID+"/usage", "", ""), http.StatusOK)
+	wantBody(t, b.api("GET", "/v1/accounts/"+a.ID+"/audit", "", ""), "key.created", "member.signed_in")
+	other := s.key(s.account().ID, "not mine")
+	wantStatus(t, b.api("GET", "/v1/keys/"+other.ID+"/usage", "", ""), http.StatusNotFound)
+	wantStatus(t, b.api("GET", "/v1/audit", "", ""), http.StatusForbidden)
 	// Operator-only operations stay closed to members.
 	wantStatus(t, b.api("GET", "/v1/accounts", "", ""), http.StatusForbidden)
 	wantStatus(t, b.api("POST", "/v1/accounts", `{"name":"mine"}`, csrf), http.StatusForbidden)
@@ -358,4 +365,74 @@ func TestInviteFlow(t *testing.T) {
 	p = b.do(req)
 	wantStatus(t, p, http.StatusCreated)
 	wantBody(t, p, `"invite_url":"`+s.url+`/portal/invite?token=`, `"role":"owner"`)
+}
+
+// TestPageWeight holds every page, with the stylesheet and script it loads,
+// under 100 KB, and checks the basics of accessible markup.
+func TestPageWeight(t *testing.T) {
+	s := newServer(t)
+	a := s.account("data:*")
+	owner := s.member(a.ID, keyplane.MemberOwner)
+	k := s.key(a.ID, "weighed")
+	for range 20 {
+		s.key(a.ID, "another key with a long name to fill the list")
+	}
+	s.useKey(k, "GET /v1/things", 5, 200, 10*time.Millisecond)
+	b := s.browser()
+	assets := 0
+	for _, path := range []string{"/portal/static/portal.css", "/portal/static/portal.js"} {
+		p := b.get(path)
+		wantStatus(t, p, http.StatusOK)
+		if p.header.Get("Cache-Control") == "" {
+			t.Errorf("%s is not cacheable", path)
+		}
+		assets += len(p.body)
+	}
+	pages := []string{"/portal/signin"}
+	b.signIn(owner)
+	pages = append(pages, "/portal/keys", "/portal/keys/new", "/portal/keys/"+k.ID, "/portal/keys/"+k.ID+"/revoke",
+		"/portal/keys/"+k.ID+"/usage", "/portal/audit", "/portal/members")
+	for _, path := range pages {
+		p := b.get(path)
+		wantStatus(t, p, http.StatusOK)
+		if total := len(p.body) + assets; total > 100<<10 {
+			t.Errorf("%s: %d bytes with its assets, over 100 KB", path, total)
+		}
+		wantBody(t, p, `<html lang="en">`, `<meta name="viewport"`, `<main id="main"`, `href="#main"`)
+		// Every visible form control has a label or an aria-label.
+		for _, m := range regexp.MustCompile(`<(input|select|textarea)\b[^>]*>`).FindAllString(p.body, -1) {
+			if strings.Contains(m, `type="hidden"`) || strings.Contains(m, `type="checkbox"`) || strings.Contains(m, `type="radio"`) || strings.Contains(m, "aria-label=") {
+				continue // checkboxes and radios sit inside their <label>
+			}
+			id := regexp.MustCompile(`\bid="([^"]+)"`).FindStringSubmatch(m)
+			if id == nil || !strings.Contains(p.body, `for="`+id[1]+`"`) {
+				t.Errorf("%s: control without a label: %s", path, m)
+			}
+		}
+		if p.header.Get("Content-Security-Policy") == "" || p.header.Get("Cache-Control") != "no-store" {
+			t.Errorf("%s: security headers %v", path, p.header)
+		}
+	}
+	t.Logf("stylesheet and script: %d bytes", assets)
+}
+
+func TestSignUp(t *testing.T) {
+	off := newServer(t).browser()
+	wantNotBody(t, off.get("/portal/signin"), "/portal/signup")
+	wantStatus(t, off.get("/portal/signup"), http.StatusNotFound)
+	wantStatus(t, off.post("/portal/signup", url.Values{"account_name": {"Mine"}, "email": {"me@example.com"}, "password": {pw}, "password_again": {pw}}), http.StatusForbidden)
+
+	s := newServerWith(t, service.Config{Signup: true})
+	b := s.browser()
+	wantBody(t, b.get("/portal/signin"), `href="/portal/signup"`)
+	p := b.post("/portal/signup", url.Values{"account_name": {"Mine"}, "email": {"me@example.com"}, "password": {"short"}, "password_again": {"short"}})
+	wantStatus(t, p, http.StatusBadRequest)
+	wantBody(t, p, "at least 12 characters", `value="Mine"`)
+	p = b.post("/portal/signup", url.Values{"account_name": {"Mine"}, "email": {"me@example.com"}, "password": {pw}, "password_again": {pw}})
+	if p.status != http.StatusSeeOther {
+		t.Fatalf("sign-up: %d %s", p.status, p.body)
+	}
+	p = b.get("/portal/keys")
+	wantBody(t, p, "me@example.com", "owner", "Mine", "No keys yet")
+	wantStatus(t, b.get("/portal/members"), http.StatusOK)
 }
