@@ -13,6 +13,7 @@ import (
 
 	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 	"github.com/keyplane/keyplane"
 	"github.com/keyplane/keyplane/service"
 )
@@ -341,6 +342,26 @@ func TestBrowser(t *testing.T) {
 		)
 		if got := text(t, joiner, ".who"); !strings.Contains(got, "new.person@example.com") || !strings.Contains(got, "viewer") {
 			t.Fatalf("after joining: %q", got)
+		}
+	})
+
+	t.Run("Keyboard", func(t *testing.T) {
+		ctx := tab(t, browser)
+		signInBrowser(t, ctx, s, s.member(a.ID, keyplane.MemberDeveloper))
+		run(t, ctx, chromedp.Navigate(s.url+"/portal/keys/new"), chromedp.WaitVisible(chromedp.CSS(`#name`)))
+		// The first Tab reaches the skip link, which takes focus to the content.
+		run(t, ctx, chromedp.KeyEvent(kb.Tab))
+		if got := get(t, ctx, chromedp.Evaluate[string](`document.activeElement.className`)); got != "skip" {
+			t.Fatalf("first Tab focuses %q, want the skip link", got)
+		}
+		run(t, ctx, chromedp.KeyEvent(kb.Enter))
+		if got := get(t, ctx, chromedp.Evaluate[string](`document.activeElement.id`)); got != "main" {
+			t.Fatalf("the skip link moved focus to %q", got)
+		}
+		// A key can be created with the keyboard alone.
+		run(t, ctx, chromedp.Focus(chromedp.CSS(`#name`)), chromedp.KeyEvent("typed key"), chromedp.KeyEvent(kb.Enter), chromedp.WaitVisible(chromedp.CSS(`#secret`)))
+		if got := get(t, ctx, chromedp.Value(chromedp.CSS(`#secret`))); !strings.HasPrefix(got, "kp_live_") {
+			t.Fatalf("key %q", got)
 		}
 	})
 

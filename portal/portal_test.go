@@ -1,7 +1,9 @@
 package portal_test
 
 import (
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"regexp"
 	"strings"
@@ -10,6 +12,7 @@ import (
 
 	"github.com/keyplane/keyplane"
 	"github.com/keyplane/keyplane/apikey"
+	"github.com/keyplane/keyplane/httpapi"
 	"github.com/keyplane/keyplane/portal"
 	"github.com/keyplane/keyplane/service"
 )
@@ -435,4 +438,41 @@ func TestSignUp(t *testing.T) {
 	p = b.get("/portal/keys")
 	wantBody(t, p, "me@example.com", "owner", "Mine", "No keys yet")
 	wantStatus(t, b.get("/portal/members"), http.StatusOK)
+}
+
+// A form posted to the sign-in page from another site is refused: another
+// site cannot sign a visitor in to an account of its choosing.
+func TestCrossSiteSignInRefused(t *testing.T) {
+	s := newServer(t)
+	m := s.member(s.account().ID, keyplane.MemberOwner)
+	b := s.browser()
+	req, _ := http.NewRequest("POST", s.url+"/portal/signin", strings.NewReader(url.Values{"email": {m.Email}, "password": {pw}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", "https://evil.example")
+	p := b.do(req)
+	wantStatus(t, p, http.StatusForbidden)
+	if p.header.Get("Set-Cookie") != "" {
+		t.Fatal("a cross-site sign-in set a cookie")
+	}
+}
+
+// With the portal off there are no pages, and a session cookie is no
+// credential on the API.
+func TestPortalOff(t *testing.T) {
+	s := newServer(t)
+	a := s.account()
+	b := s.browser()
+	b.signIn(s.member(a.ID, keyplane.MemberOwner))
+	off := httptest.NewServer(httpapi.New(httpapi.Config{Service: s.svc, Store: s.store, Logger: slog.New(slog.DiscardHandler), Version: "test"}))
+	defer off.Close()
+	cookies := b.client.Jar.Cookies(mustURL(s.url))
+	for path, status := range map[string]int{"/portal/signin": http.StatusNotFound, "/v1/accounts/" + a.ID + "/keys": http.StatusUnauthorized} {
+		req, _ := http.NewRequest("GET", off.URL+path, nil)
+		for _, c := range cookies {
+			req.AddCookie(c)
+		}
+		if p := b.do(req); p.status != status {
+			t.Errorf("%s with the portal off: %d, want %d: %s", path, p.status, status, p.body)
+		}
+	}
 }
