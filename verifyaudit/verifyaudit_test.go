@@ -285,3 +285,25 @@ func TestAFailedWriteIsRetried(t *testing.T) {
 		t.Fatalf("%d events after the retry, want 2", len(evs))
 	}
 }
+
+// BenchmarkVerifyFailed is the cost a failed verification adds: counting
+// into a group already held, from one goroutine and from all.
+func BenchmarkVerifyFailed(b *testing.B) {
+	r := verifyaudit.New(teststore.New(b), verifyaudit.Config{Logger: quiet(), FlushInterval: time.Hour})
+	b.Cleanup(func() { r.Close(ctx) })
+	fail := keyplane.VerifyFailure{Time: time.Now(), Code: keyplane.VerifyNotFound, KeyHashPrefix: [4]byte{1, 2, 3, 4}, IP: addr(1)}
+	b.Run("serial", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			r.VerifyFailed(fail)
+		}
+	})
+	b.Run("parallel", func(b *testing.B) {
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				r.VerifyFailed(fail)
+			}
+		})
+	})
+}
