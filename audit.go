@@ -180,9 +180,6 @@ func (t *AuditTrail) Committed() {
 	}
 }
 
-// Events returns every event added so far.
-func (t *AuditTrail) Events() []*AuditEvent { return t.events }
-
 type auditTrailKey struct{}
 
 // WithAuditTrail returns a context whose store writes also append the trail's

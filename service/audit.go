@@ -106,6 +106,9 @@ func (s *Service) RecordAudit(ctx context.Context, ev keyplane.AuditEvent) (*key
 	if ev.AccountID != "" && !validID(ev.AccountID) {
 		v.Add("account_id", "is not an account id")
 	}
+	if ev.KeyID != "" && !validID(ev.KeyID) {
+		v.Add("key_id", "is not a key id")
+	}
 	if err := v.Err(); err != nil {
 		return nil, err
 	}

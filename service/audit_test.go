@@ -237,6 +237,7 @@ func TestRecordAudit(t *testing.T) {
 		{Type: keyplane.AuditMemberSignedIn, Details: json.RawMessage(`[1]`)},
 		{Type: keyplane.AuditMemberSignedIn, Details: json.RawMessage(`{"a":"` + strings.Repeat("x", 5000) + `"}`)},
 		{Type: keyplane.AuditMemberSignedIn, AccountID: "nope"},
+		{Type: keyplane.AuditMemberSignedIn, KeyID: "kp_live_secret"},
 	} {
 		_, err := e.svc.RecordAudit(member, bad)
 		wantCode(t, err, keyplane.EINVALID)
