@@ -43,7 +43,7 @@ func TestClusterLimitAccuracy(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { bus.Close() })
-			rl := bus.Limiter(redis.LimiterConfig{KeyPrefix: prefix})
+			rl := bus.Limiter(redis.LimiterConfig{KeyPrefix: prefix, Timeout: testTimeout})
 			t.Cleanup(func() { rl.Close() })
 			limiter = rl
 		} else {

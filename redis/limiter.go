@@ -48,6 +48,9 @@ type LimiterConfig struct {
 	// exactness. Without it verification answers 503 until Redis is back.
 	FailOpen bool
 	Fallback keyplane.Limiter
+	// Timeout bounds each round trip; default 250 ms. Tests on a loaded
+	// machine raise it so a slow answer is not mistaken for an outage.
+	Timeout time.Duration
 }
 
 var _ keyplane.Limiter = (*Limiter)(nil)
@@ -61,7 +64,11 @@ func (b *Bus) Limiter(cfg LimiterConfig) *Limiter {
 	}
 	opt := *b.client.Options()
 	opt.MaxRetries = -1
-	opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout = limiterTimeout, limiterTimeout, limiterTimeout
+	timeout := cfg.Timeout
+	if timeout <= 0 {
+		timeout = limiterTimeout
+	}
+	opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout = timeout, timeout, timeout
 	l := &Limiter{client: goredis.NewClient(&opt), prefix: cfg.KeyPrefix, log: b.log}
 	if cfg.FailOpen {
 		l.fallback = cfg.Fallback
