@@ -540,6 +540,7 @@ var auditTypes = []string{
 	keyplane.AuditKeyCreated, keyplane.AuditKeyUpdated, keyplane.AuditKeyRolled, keyplane.AuditKeyRevoked,
 	keyplane.AuditKeyDisabled, keyplane.AuditKeyEnabled, keyplane.AuditQuotaReset,
 	keyplane.AuditMemberSignedIn, keyplane.AuditMemberSignedOut, keyplane.AuditMemberSignInFailed,
+	keyplane.AuditMemberCreated, keyplane.AuditMemberInvited, keyplane.AuditMemberJoined, keyplane.AuditMemberUpdated, keyplane.AuditInviteCancelled,
 	keyplane.AuditAccountCreated, keyplane.AuditAccountUpdated, keyplane.AuditAccountSuspended, keyplane.AuditAccountReactivated,
 }
 

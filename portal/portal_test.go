@@ -79,6 +79,37 @@ func TestSecureCookie(t *testing.T) {
 	if portal.CookieName(true) != "__Host-keyplane_session" || portal.CookieName(false) != "keyplane_session" {
 		t.Fatal("cookie names")
 	}
+	s := newServer(t)
+	m := s.member(s.account().ID, keyplane.MemberViewer)
+	p, err := portal.New(portal.Config{Service: s.svc, Logger: slog.New(slog.DiscardHandler), CookieSecure: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(httpapi.New(httpapi.Config{Service: s.svc, Store: s.store, Logger: slog.New(slog.DiscardHandler), Portal: p, SessionCookie: p.CookieName()}))
+	defer srv.Close()
+	b := s.browser()
+	req, _ := http.NewRequest("POST", srv.URL+"/portal/signin", strings.NewReader(url.Values{"email": {m.Email}, "password": {pw}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp := b.do(req)
+	wantStatus(t, resp, http.StatusSeeOther)
+	cookie := resp.header.Get("Set-Cookie")
+	for _, attr := range []string{"__Host-keyplane_session=", "Path=/", "Secure", "HttpOnly", "SameSite=Lax"} {
+		if !strings.Contains(cookie, attr) {
+			t.Fatalf("cookie %q lacks %s", cookie, attr)
+		}
+	}
+	if strings.Contains(cookie, "Domain=") {
+		t.Fatalf("cookie %q names a domain; __Host- cookies must not", cookie)
+	}
+	// The API reads the same cookie, and only under its own name: the
+	// insecure name is no credential on a secure deployment.
+	token := strings.TrimPrefix(strings.Split(cookie, ";")[0], "__Host-keyplane_session=")
+	bare := &browser{s: s, client: &http.Client{}} // no jar: only the cookie set here
+	for name, status := range map[string]int{"__Host-keyplane_session": http.StatusOK, "keyplane_session": http.StatusUnauthorized} {
+		api, _ := http.NewRequest("GET", srv.URL+"/v1/accounts/"+m.AccountID, nil)
+		api.AddCookie(&http.Cookie{Name: name, Value: token})
+		wantStatus(t, bare.do(api), status)
+	}
 }
 
 func TestSessionExpiry(t *testing.T) {
