@@ -95,12 +95,13 @@ func (s *Service) signInFailed(ctx context.Context, email string, m *keyplane.Me
 	if len(email) > 254 {
 		email = strings.ToValidUTF8(email[:254], "")
 	}
-	ev := s.event(ctx, keyplane.AuditMemberSignInFailed, "", "", map[string]any{"email": email, "reason": reason})
-	ev.Actor = keyplane.AuditActor{Kind: "member"}
+	ev := keyplane.AuditEvent{Type: keyplane.AuditMemberSignInFailed, Actor: keyplane.AuditActor{Kind: "member"},
+		Details: auditDetails(map[string]any{"email": email, "reason": reason})}
 	if m != nil {
 		ev.AccountID, ev.Actor.ID = m.AccountID, m.ID
 	}
-	return s.store.AppendAudit(ctx, []*keyplane.AuditEvent{ev})
+	_, err := s.RecordAudit(ctx, ev)
+	return err
 }
 
 func (s *Service) openSession(ctx context.Context, m *keyplane.Member) (*SignedIn, error) {
