@@ -119,6 +119,9 @@ func (sh *shard) drain(snaps []snapshot, totals map[string]*keyplane.KeyUsageTot
 			ks.active, ks.lastActive = false, now
 		case len(ks.cells) == 0 && now.Sub(ks.lastActive) > idleAfter:
 			delete(sh.keys, id)
+			if sh.hot == ks {
+				sh.hot = nil
+			}
 		}
 	}
 	return snaps

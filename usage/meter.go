@@ -73,6 +73,9 @@ const maxFreeCells = 256
 type shard struct {
 	mu   sync.Mutex
 	keys map[string]*keyState
+	// hot is the key of the shard's previous event: busy keys are verified
+	// in runs, and checking it first spares hashing the key id.
+	hot  *keyState
 	free []*cell
 	_    [64]byte // keeps shards' locks off each other's cache lines
 }
@@ -83,14 +86,19 @@ type keyState struct {
 	keyID, accountID string
 	// last is the cell of the key's previous event: a key mostly calls one
 	// endpoint at a time, and checking it first spares a map lookup.
-	last            *cell
-	cells           map[cellKey]*cell
-	endpoints       map[string]string // each endpoint to its retained copy
-	requests        int64             // since the last flush
-	lastUsed        int64             // Unix nanoseconds of the latest verification
-	flushedLastUsed int64
-	active          bool      // had events since the last flush
-	lastActive      time.Time // the meter's clock at the last flush that saw events
+	last *cell
+	// seenID and seenEndpoint are the caller's strings of the previous
+	// event, kept (not copied) because a cached verify record passes the
+	// same key id every time, and the endpoint is often a constant: strings
+	// that share their bytes compare without reading them.
+	seenID, seenEndpoint string
+	cells                map[cellKey]*cell
+	endpoints            map[string]string // each endpoint to its retained copy
+	requests             int64             // since the last flush
+	lastUsed             int64             // Unix nanoseconds of the latest verification
+	flushedLastUsed      int64
+	active               bool      // had events since the last flush
+	lastActive           time.Time // the meter's clock at the last flush that saw events
 }
 
 type cellKey struct {
@@ -221,19 +229,25 @@ func (m *Meter) Record(ev keyplane.UsageEvent) {
 	if ev.Time.IsZero() {
 		ev.Time = m.now()
 	}
-	minute := keyplane.UsageMinute.BucketStart(ev.Time.Unix())
+	secs := ev.Time.Unix()
 	sh := m.shard(ev.KeyID)
 	sh.mu.Lock()
-	ks := sh.keys[ev.KeyID]
-	if ks == nil {
-		ks = &keyState{keyID: strings.Clone(ev.KeyID), accountID: strings.Clone(ev.AccountID),
-			cells: map[cellKey]*cell{}, endpoints: map[string]string{}}
-		sh.keys[ks.keyID] = ks
+	ks := sh.hot
+	if ks == nil || ks.seenID != ev.KeyID {
+		ks = sh.keys[ev.KeyID]
+		if ks == nil {
+			ks = &keyState{keyID: strings.Clone(ev.KeyID), accountID: strings.Clone(ev.AccountID),
+				cells: map[cellKey]*cell{}, endpoints: map[string]string{}}
+			sh.keys[ks.keyID] = ks
+		}
+		sh.hot, ks.seenID = ks, ev.KeyID
 	}
+	// The previous cell still fits when the event falls in its minute
+	// (checked without a division) and names its endpoint.
 	c := ks.last
-	if c == nil || c.minute != minute || c.endpoint != ev.Endpoint {
-		c = sh.cell(ks, ev.Endpoint, minute)
-		ks.last = c
+	if c == nil || uint64(secs-c.minute) >= 60 || ks.seenEndpoint != ev.Endpoint {
+		c = sh.cell(ks, ev.Endpoint, keyplane.UsageMinute.BucketStart(secs))
+		ks.last, ks.seenEndpoint = c, ev.Endpoint
 	}
 	c.add(&ev)
 	sh.mu.Unlock()
