@@ -12,33 +12,36 @@ import (
 // the product contract and the first failure wins; an error means the answer
 // could not be known (the store is down), never that the key is bad.
 func (s *Service) Verify(ctx context.Context, req keyplane.VerifyRequest) (keyplane.VerifyResult, error) {
+	// One reading of the clock for the whole verification: expiry, limits,
+	// throttling and metering see the same instant, and each reading costs.
+	now := s.clock()
 	throttled := s.throttle != nil && req.IP.IsValid()
 	if throttled {
-		if wait := s.throttle.Blocked(req.IP, s.clock()); wait > 0 {
+		if wait := s.throttle.Blocked(req.IP, now); wait > 0 {
 			// This address kept presenting bad keys: refused before any lookup.
 			return keyplane.VerifyResult{Code: keyplane.VerifyRateLimited, RetryAfter: wait}, nil
 		}
 	}
-	res, err := s.verify(ctx, req)
+	res, err := s.verify(ctx, req, now)
 	if s.usage != nil && err == nil && res.Key != nil {
-		s.usage.Record(keyplane.UsageEvent{KeyID: res.Key.ID, AccountID: res.Key.AccountID, Endpoint: req.Endpoint, Time: s.clock(), Code: res.Code})
+		s.usage.Record(keyplane.UsageEvent{KeyID: res.Key.ID, AccountID: res.Key.AccountID, Endpoint: req.Endpoint, Time: now, Code: res.Code})
 	}
 	if throttled && err == nil {
 		switch res.Code {
 		case keyplane.VerifyNotFound, keyplane.VerifyRevoked, keyplane.VerifyExpired:
-			s.throttle.Failed(req.IP, s.clock())
+			s.throttle.Failed(req.IP, now)
 		}
 	}
 	if s.failures != nil && err == nil && !res.Valid && keyplane.AuditedFailure(res.Code) {
-		s.recordFailure(req, &res)
+		s.recordFailure(req, &res, now)
 	}
 	return res, err
 }
 
 // recordFailure hands a failed verification to the audit log's counter.
 // Off the valid path: hashing what was presented costs one SHA-256.
-func (s *Service) recordFailure(req keyplane.VerifyRequest, res *keyplane.VerifyResult) {
-	f := keyplane.VerifyFailure{Time: s.clock(), Code: res.Code, IP: req.IP}
+func (s *Service) recordFailure(req keyplane.VerifyRequest, res *keyplane.VerifyResult, now time.Time) {
+	f := keyplane.VerifyFailure{Time: now, Code: res.Code, IP: req.IP}
 	if res.Key != nil {
 		f.KeyID, f.AccountID = res.Key.ID, res.Key.AccountID
 	} else {
@@ -48,7 +51,7 @@ func (s *Service) recordFailure(req keyplane.VerifyRequest, res *keyplane.Verify
 	s.failures.VerifyFailed(f)
 }
 
-func (s *Service) verify(ctx context.Context, req keyplane.VerifyRequest) (keyplane.VerifyResult, error) {
+func (s *Service) verify(ctx context.Context, req keyplane.VerifyRequest, now time.Time) (keyplane.VerifyResult, error) {
 	// A malformed key or a bad checksum never reaches the store.
 	if _, ok := apikey.Parse(req.Key, s.prefix); !ok {
 		return keyplane.VerifyResult{Code: keyplane.VerifyNotFound}, nil
@@ -59,13 +62,13 @@ func (s *Service) verify(ctx context.Context, req keyplane.VerifyRequest) (keypl
 	} else if err != nil {
 		return keyplane.VerifyResult{}, err
 	}
-	return s.check(ctx, rec, req)
+	return s.check(ctx, rec, req, now)
 }
 
-func (s *Service) check(ctx context.Context, rec *keyplane.VerifyRecord, req keyplane.VerifyRequest) (keyplane.VerifyResult, error) {
+// now is only compared with expiries: no need to truncate.
+func (s *Service) check(ctx context.Context, rec *keyplane.VerifyRecord, req keyplane.VerifyRequest, now time.Time) (keyplane.VerifyResult, error) {
 	k := &rec.Key
 	res := keyplane.VerifyResult{Key: k}
-	now := s.clock() // only compared with expiries: no need to truncate
 	switch k.Status(now) {
 	case keyplane.KeyRevoked:
 		res.Code = keyplane.VerifyRevoked
