@@ -378,3 +378,58 @@ func TestParseRetention(t *testing.T) {
 		}
 	}
 }
+
+// Record checks the shard's previous key and the key's previous cell before
+// any lookup: keys sharing a shard, alternating endpoints and a minute's
+// end must still land in their own rows.
+func TestRecordShortcutsKeepRowsApart(t *testing.T) {
+	store := teststore.New(t)
+	m := newMeter(t, store)
+	// Same length and last two characters: the same shard.
+	keys := []string{"key_a01", "key_b01"}
+	type bucket struct {
+		key, endpoint string
+		minute        time.Time
+	}
+	want := map[bucket]int64{}
+	for i := range 120 {
+		// Runs of five events per key and of twenty per endpoint, and a
+		// minute that ends inside a run (at i = 62).
+		at := t0.Add(time.Duration(i-2) * time.Second)
+		key, endpoint := keys[i/5%2], fmt.Sprint("GET /", i/20%3)
+		m.Record(verification(key, "acc_s", endpoint, keyplane.VerifyValid, at))
+		want[bucket{key, endpoint, at.Truncate(time.Minute)}]++
+	}
+	flush(t, m)
+	for _, key := range keys {
+		for _, r := range rows(t, store, key, keyplane.UsageMinute) {
+			b := bucket{key, r.Endpoint, r.BucketStart.UTC()}
+			if r.Requests != want[b] || r.Successes != want[b] {
+				t.Errorf("%+v: %d requests, want %d", b, r.Requests, want[b])
+			}
+			delete(want, b)
+		}
+	}
+	if len(want) > 0 {
+		t.Errorf("rows missing: %v", want)
+	}
+}
+
+// A key dropped from memory while idle is counted afresh when it comes
+// back, not into the dropped state the shard saw last.
+func TestKeyBackFromIdleIsCounted(t *testing.T) {
+	store := teststore.New(t)
+	now := t0.Add(30 * time.Second)
+	m := usage.New(store, usage.Config{FlushInterval: time.Hour, PruneInterval: time.Hour, IdleAfter: time.Minute,
+		Logger: slog.New(slog.DiscardHandler), Now: func() time.Time { return now }})
+	defer m.Close(ctx)
+	m.Record(verification("key_idle", "acc_idle", "GET /", keyplane.VerifyValid, t0))
+	flush(t, m)
+	now = t0.Add(5 * time.Minute)
+	flush(t, m) // the minute is over and the key idle: both dropped
+	m.Record(verification("key_idle", "acc_idle", "GET /", keyplane.VerifyValid, now))
+	flush(t, m)
+	if got := sum(rows(t, store, "key_idle", keyplane.UsageMinute)); got.Requests != 2 {
+		t.Fatalf("%d requests, want 2", got.Requests)
+	}
+}
