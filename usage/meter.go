@@ -249,7 +249,11 @@ func (m *Meter) Record(ev keyplane.UsageEvent) {
 		c = sh.cell(ks, ev.Endpoint, keyplane.UsageMinute.BucketStart(secs))
 		ks.last, ks.seenEndpoint = c, ev.Endpoint
 	}
-	c.add(&ev)
+	if ev.Status == 0 {
+		c.countVerification(ev.Code, ev.Time.UnixNano())
+	} else {
+		c.addOutcome(&ev)
+	}
 	sh.mu.Unlock()
 }
 
@@ -281,24 +285,32 @@ func (sh *shard) cell(ks *keyState, endpoint string, minute int64) *cell {
 	return c
 }
 
-func (c *cell) add(ev *keyplane.UsageEvent) {
+// countVerification counts a verification; small enough to inline into
+// Record, as it runs on every metered verification.
+func (c *cell) countVerification(code keyplane.VerifyCode, at int64) {
 	ks := c.key
-	ks.active = true
-	if ev.Status == 0 {
-		// A verification.
-		c.counts.Requests++
-		if ev.Code == keyplane.VerifyValid {
-			c.counts.Successes++
-		} else if i := keyplane.RejectionIndex(ev.Code); i >= 0 {
-			c.counts.Rejected[i]++
-		}
-		ks.requests++
-		if t := ev.Time.UnixNano(); t > ks.lastUsed {
-			ks.lastUsed = t
-		}
-		c.dirty = true
-		return
+	ks.active, c.dirty = true, true
+	c.counts.Requests++
+	ks.requests++
+	if at > ks.lastUsed {
+		ks.lastUsed = at
 	}
+	if code == keyplane.VerifyValid {
+		c.counts.Successes++
+	} else {
+		c.countRejection(code)
+	}
+}
+
+func (c *cell) countRejection(code keyplane.VerifyCode) {
+	if i := keyplane.RejectionIndex(code); i >= 0 {
+		c.counts.Rejected[i]++
+	}
+}
+
+// addOutcome counts the upstream's answer to a request.
+func (c *cell) addOutcome(ev *keyplane.UsageEvent) {
+	c.key.active = true
 	// The upstream's outcome of a verified request: nothing reached the
 	// upstream unless the verification let it through.
 	if ev.Code != keyplane.VerifyValid {
