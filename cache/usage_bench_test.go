@@ -50,6 +50,34 @@ func BenchmarkVerifyCachedUsage(b *testing.B) {
 	}
 }
 
+// BenchmarkVerifyCachedUsageRatio measures metering's share on a busy
+// machine: it alternates blocks of 1,000 verifications with the meter off
+// and on, so that both see the same load, and reports the throughput with
+// metering on as a share of off ("on/off"), from the total time of each.
+func BenchmarkVerifyCachedUsageRatio(b *testing.B) {
+	const block = 1000
+	off, offCtx, offReq := usageFixture(b, false)
+	on, onCtx, onReq := usageFixture(b, true)
+	var offTime, onTime time.Duration
+	run := func(svc *service.Service, ctx context.Context, req keyplane.VerifyRequest) time.Duration {
+		start := time.Now()
+		for range block {
+			if res, _ := svc.Verify(ctx, req); !res.Valid {
+				b.Fatal(res.Code)
+			}
+		}
+		return time.Since(start)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		offTime += run(off, offCtx, offReq)
+		onTime += run(on, onCtx, onReq)
+	}
+	b.ReportMetric(float64(offTime)/float64(onTime), "on/off")
+	b.ReportMetric(float64(offTime.Nanoseconds())/float64(b.N*block), "ns/off")
+	b.ReportMetric(float64(onTime.Nanoseconds())/float64(b.N*block), "ns/on")
+}
+
 func TestVerifyCachedMeteredDoesNotAllocate(t *testing.T) {
 	svc, ctx, req := usageFixture(t, true)
 	if n := testing.AllocsPerRun(1000, func() { svc.Verify(ctx, req) }); n != 0 {

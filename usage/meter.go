@@ -10,7 +10,8 @@
 // flush's sketch into the stored one inside its transaction.
 //
 // Record, on the verify path, takes one shard's lock and allocates nothing
-// for a key and endpoint already counted this minute.
+// for a key and endpoint already counted this minute; when the shard's
+// previous event was the same key, endpoint and minute, it hashes nothing.
 package usage
 
 import (
