@@ -5,15 +5,10 @@ package grpcapi
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"log/slog"
-	"net"
 	"net/http"
-	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"connectrpc.com/connect"
@@ -55,9 +50,6 @@ func New(cfg Config) *Server {
 }
 
 var verifyProcedure = keyplanev1connect.VerifyServiceVerifyProcedure
-
-// maxUserAgent bounds what an audit event keeps of a user agent, as in the HTTP API.
-const maxUserAgent = 256
 
 // maxMessageBytes bounds requests as the HTTP API bounds bodies.
 const maxMessageBytes = 1 << 20
@@ -117,17 +109,10 @@ func (s *Server) authenticate() connect.UnaryInterceptorFunc {
 func (s *Server) requestInfo() connect.UnaryInterceptorFunc {
 	return func(next connect.UnaryFunc) connect.UnaryFunc {
 		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-			ip, _, _ := net.SplitHostPort(req.Peer().Addr)
-			ua := req.Header().Get("User-Agent")
-			if len(ua) > maxUserAgent {
-				ua = strings.ToValidUTF8(ua[:maxUserAgent], "")
-			}
-			id := req.Header().Get("X-Request-Id")
-			if !validRequestID(id) {
-				id = newRequestID()
-			}
+			info := keyplane.NewRequestInfo(req.Peer().Addr, req.Header().Get("User-Agent"), req.Header().Get("X-Request-Id"))
+			id := info.RequestID
 			start := time.Now()
-			res, err := next(keyplane.NewContextWithRequestInfo(ctx, keyplane.RequestInfo{SourceIP: ip, UserAgent: ua, RequestID: id}), req)
+			res, err := next(keyplane.NewContextWithRequestInfo(ctx, info), req)
 			// One line per call, as the HTTP API logs requests; verification
 			// traffic is metered, not logged, unless it fails.
 			level, code := slog.LevelInfo, "ok"
@@ -151,36 +136,6 @@ func (s *Server) requestInfo() connect.UnaryInterceptorFunc {
 			return res, nil
 		}
 	}
-}
-
-// validRequestID accepts a caller's id only if it is short and plain, as the
-// HTTP API does, so a forged one cannot inject into logs or audit events.
-func validRequestID(id string) bool {
-	if id == "" || len(id) > 64 {
-		return false
-	}
-	for i := 0; i < len(id); i++ {
-		c := id[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
-			return false
-		}
-	}
-	return true
-}
-
-// Request ids are a random per-process prefix and a counter: unique across
-// instances without a crypto/rand read per call.
-var (
-	requestIDPrefix = func() string {
-		var b [6]byte
-		rand.Read(b[:])
-		return "g" + hex.EncodeToString(b[:])
-	}()
-	requestIDCounter atomic.Uint64
-)
-
-func newRequestID() string {
-	return requestIDPrefix + "-" + strconv.FormatUint(requestIDCounter.Add(1), 36)
 }
 
 // errors turns every error a handler or the authentication returns into a

@@ -2,15 +2,10 @@ package httpapi
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"log/slog"
-	"net"
 	"net/http"
-	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/keyplane/keyplane"
@@ -19,53 +14,6 @@ import (
 
 func requestIDFrom(ctx context.Context) string {
 	return keyplane.RequestInfoFromContext(ctx).RequestID
-}
-
-// maxUserAgent bounds what an audit event keeps of a User-Agent header.
-const maxUserAgent = 256
-
-// requestInfo is what the audit log records of a request: the peer's
-// address (keyplane trusts no forwarding header), its user agent, its id.
-func requestInfo(r *http.Request, id string) keyplane.RequestInfo {
-	ip, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		ip = r.RemoteAddr
-	}
-	ua := r.UserAgent()
-	if len(ua) > maxUserAgent {
-		ua = strings.ToValidUTF8(ua[:maxUserAgent], "")
-	}
-	return keyplane.RequestInfo{SourceIP: ip, UserAgent: ua, RequestID: id}
-}
-
-// validRequestID accepts a caller's id only if it is short and plain, so a
-// forged header cannot inject into logs.
-func validRequestID(id string) bool {
-	if id == "" || len(id) > 64 {
-		return false
-	}
-	for i := 0; i < len(id); i++ {
-		c := id[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
-			return false
-		}
-	}
-	return true
-}
-
-// Request ids are a random per-process prefix and a counter: unique across
-// instances without a crypto/rand read per request.
-var (
-	requestIDPrefix = func() string {
-		var b [6]byte
-		rand.Read(b[:])
-		return hex.EncodeToString(b[:])
-	}()
-	requestIDCounter atomic.Uint64
-)
-
-func newRequestID() string {
-	return requestIDPrefix + "-" + strconv.FormatUint(requestIDCounter.Add(1), 36)
 }
 
 type statusRecorder struct {
@@ -87,13 +35,11 @@ func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter 
 func (s *Server) requestLog(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		id := r.Header.Get("X-Request-Id")
-		if !validRequestID(id) {
-			id = newRequestID()
-		}
+		info := keyplane.NewRequestInfo(r.RemoteAddr, r.UserAgent(), r.Header.Get("X-Request-Id"))
+		id := info.RequestID
 		w.Header().Set("X-Request-Id", id)
 		rec := &statusRecorder{ResponseWriter: w}
-		next.ServeHTTP(rec, r.WithContext(keyplane.NewContextWithRequestInfo(r.Context(), requestInfo(r, id))))
+		next.ServeHTTP(rec, r.WithContext(keyplane.NewContextWithRequestInfo(r.Context(), info)))
 		if rec.status == 0 {
 			rec.status = http.StatusOK
 		}
