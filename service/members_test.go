@@ -186,6 +186,47 @@ func TestSignInThrottle(t *testing.T) {
 	}
 }
 
+// Concurrent guesses must not all pass the throttle before any of them is
+// counted: each takes its allowance before the password is checked.
+func TestSignInThrottleConcurrent(t *testing.T) {
+	e := newPortalEnv(t, false)
+	// A costlier hash widens the window between the throttle's check and
+	// the failure being counted, as the real cost does.
+	slow, err := service.New(e.store, service.Config{Now: e.clock.Now, PasswordParams: password.Params{Memory: 8 * 1024, Time: 2, Threads: 1, SaltLen: 16, KeyLen: 32}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.svc = slow
+	m := e.member(t, e.acc.ID, keyplane.MemberViewer)
+	const n = 40
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			_, err := e.svc.SignIn(context.Background(), m.Email, "wrong password!!", netip.AddrFrom4([4]byte{10, 0, 1, byte(i)}))
+			errs <- err
+		}()
+	}
+	checked := 0
+	for range n {
+		if err := <-errs; keyplane.ErrorCode(err) == keyplane.EUNAUTHORIZED {
+			checked++
+		} else {
+			wantCode(t, err, keyplane.ETOOMANY)
+		}
+	}
+	if checked > 5 {
+		t.Fatalf("%d concurrent guesses were checked, want at most 5", checked)
+	}
+	// A right password does not spend the allowance: signing in again and
+	// again is not throttled.
+	e.clock.Add(15 * time.Minute)
+	for range 10 {
+		if _, err := e.svc.SignIn(context.Background(), m.Email, pw, client); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 func TestMemberRoles(t *testing.T) {
 	e := newPortalEnv(t, false)
 	other := e.account(t, "data:*")

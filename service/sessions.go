@@ -50,7 +50,10 @@ var errSessionEnded = keyplane.Errorf(keyplane.EUNAUTHORIZED, "your session has 
 func (s *Service) SignIn(ctx context.Context, email, pw string, ip netip.Addr) (*SignedIn, error) {
 	email = normalEmail(&keyplane.Validation{}, "email", email)
 	now := s.clock()
-	if err := s.signins.check(now, "email:"+email, ipSource(ip)); err != nil {
+	// The attempt spends its allowance before the password is checked, so
+	// concurrent guesses cannot all pass the throttle; a right password
+	// gives it back.
+	if err := s.signins.take(now, "email:"+email, ipSource(ip)); err != nil {
 		return nil, err
 	}
 	if len(pw) > maxPasswordLen {
@@ -66,7 +69,6 @@ func (s *Service) SignIn(ctx context.Context, email, pw string, ip netip.Addr) (
 	}
 	ok, verr := password.Verify(pw, hash)
 	if m == nil || !ok || verr != nil {
-		s.signins.failed(now, "email:"+email, ipSource(ip))
 		reason := "wrong_password"
 		if m == nil {
 			reason = "unknown_email"
@@ -76,6 +78,7 @@ func (s *Service) SignIn(ctx context.Context, email, pw string, ip netip.Addr) (
 		}
 		return nil, errWrongPassword
 	}
+	s.signins.refund("email:"+email, ipSource(ip))
 	if m.Status != keyplane.MemberActive {
 		if err := s.signInFailed(ctx, email, m, "disabled"); err != nil {
 			return nil, err
@@ -134,10 +137,10 @@ func (s *Service) SignUp(ctx context.Context, in SignUpInput, ip netip.Addr) (*S
 		return nil, keyplane.Errorf(keyplane.EFORBIDDEN, "sign-up is off: ask the operator for an account or an invite")
 	}
 	now := s.clock()
-	if err := s.signins.check(now, ipSource(ip)); err != nil {
+	// Every sign-up counts: accounts are not free.
+	if err := s.signins.take(now, ipSource(ip)); err != nil {
 		return nil, err
 	}
-	s.signins.failed(now, ipSource(ip)) // every sign-up counts: accounts are not free
 	var v keyplane.Validation
 	name := validName(&v, "account_name", in.AccountName)
 	email := normalEmail(&v, "email", in.Email)
@@ -286,10 +289,8 @@ func limitOf(key string) signinLimit {
 	return emailLimit
 }
 
-// check refuses when any key has no allowance left.
-func (t *signinThrottle) check(now time.Time, keys ...string) error {
-	t.mu.Lock()
-	defer t.mu.Unlock()
+// checkLocked refuses when any key has no allowance left.
+func (t *signinThrottle) checkLocked(now time.Time, keys ...string) error {
 	for _, k := range keys {
 		l := limitOf(k)
 		// Refused when one more failure would push the TAT past the window.
@@ -301,10 +302,33 @@ func (t *signinThrottle) check(now time.Time, keys ...string) error {
 	return nil
 }
 
-// failed spends one failure of each key's allowance.
-func (t *signinThrottle) failed(now time.Time, keys ...string) {
+// take refuses when any key has no allowance left, and otherwise spends one
+// failure of each, under one lock so concurrent attempts cannot all pass.
+func (t *signinThrottle) take(now time.Time, keys ...string) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if err := t.checkLocked(now, keys...); err != nil {
+		return err
+	}
+	t.failedLocked(now, keys...)
+	return nil
+}
+
+// refund gives back one failure of each key's allowance, for an attempt
+// that turned out not to be one.
+func (t *signinThrottle) refund(keys ...string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, k := range keys {
+		if tat, ok := t.tat[k]; ok {
+			l := limitOf(k)
+			t.tat[k] = tat.Add(-l.window / time.Duration(l.failures))
+		}
+	}
+}
+
+// failedLocked spends one failure of each key's allowance.
+func (t *signinThrottle) failedLocked(now time.Time, keys ...string) {
 	if len(t.tat) >= t.maxItems {
 		for k, tat := range t.tat { // forget those whose allowance is whole again
 			if tat.Before(now) {
