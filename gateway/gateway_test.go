@@ -225,6 +225,7 @@ func TestGatewayRefusals(t *testing.T) {
 		{"wrong scope", "POST", "/v1/things", map[string]string{"X-API-Key": e.reader}, 403, "insufficient_scope"},
 		{"no route", "DELETE", "/v1/things/3", map[string]string{"X-API-Key": e.reader}, 403, "no_route"},
 		{"dot segments", "GET", "/v1/stream/../things/4", map[string]string{"X-API-Key": e.reader}, 400, "invalid"},
+		{"encoded slash", "GET", "/v1/things/5%2Fsecret", map[string]string{"X-API-Key": e.reader}, 400, "invalid"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			// A raw request: the client would clean /../ itself.
@@ -240,7 +241,7 @@ func TestGatewayRefusals(t *testing.T) {
 	if resp.StatusCode != 429 || resp.Header.Get("Retry-After") == "" || resp.Header.Get("RateLimit-Policy") == "" || !strings.Contains(string(body), `"code":"rate_limited"`) {
 		t.Fatalf("rate-limited: %d %v %s", resp.StatusCode, resp.Header, body)
 	}
-	for _, p := range []string{"/v1/things/1", "/v1/things/2", "/v1/things/3", "/v1/things/4"} {
+	for _, p := range []string{"/v1/things/1", "/v1/things/2", "/v1/things/3", "/v1/things/4", "/v1/things/5/secret"} {
 		if _, ok := hits.Load(p); ok {
 			t.Errorf("a refused request reached the upstream: %s", p)
 		}

@@ -92,6 +92,7 @@ func TestEnvoyExtAuthz(t *testing.T) {
 	denied(check("GET", "/things/7", "192.0.2.1", map[string]string{"x-api-key": "kp_live_nonsense"}), 401, 16, "not_found")
 	denied(check("POST", "/things", "192.0.2.1", map[string]string{"x-api-key": reader.Plaintext}), 403, 7, "insufficient_scope")
 	denied(check("GET", "/admin", "192.0.2.1", map[string]string{"x-api-key": reader.Plaintext}), 403, 7, "no_route")
+	denied(check("GET", "/things/7%2Fsecret", "192.0.2.1", map[string]string{"x-api-key": reader.Plaintext}), 400, 7, "invalid")
 	denied(check("GET", "/things/7", "198.51.100.1", map[string]string{"x-api-key": fenced.Plaintext}), 403, 7, "forbidden")
 	if res := check("GET", "/things/7", "203.0.113.9", map[string]string{"x-api-key": fenced.Plaintext}); res.GetOkResponse() == nil {
 		t.Fatalf("key from its allowed range: %v", res)

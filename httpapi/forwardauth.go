@@ -62,7 +62,7 @@ func (s *Server) forwardAuthRoutes(mux *http.ServeMux) {
 		},
 		Responses: map[string]*huma.Response{
 			"200": {Description: "Admitted; identity and rate-limit headers set"},
-			"400": {Description: "The proxy sent no original URI, or a path with . or .. segments", Content: problem},
+			"400": {Description: "The proxy sent no original URI, or a path with . or .. segments or an encoded /", Content: problem},
 			"401": {Description: "No key, or an unknown, revoked, expired or disabled one; or the caller is not a trusted proxy", Content: problem},
 			"403": {Description: "Scope, client address or route refused (in nginx mode also limits)", Content: problem},
 			"404": {Description: "No route matches and the rules say unmatched: not_found", Content: problem},

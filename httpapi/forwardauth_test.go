@@ -123,6 +123,9 @@ func TestForwardAuthOutcomes(t *testing.T) {
 		{"no rule: deny", "DELETE", "/v1/things/1", bearer(f.reader), 403, "no_route", false},
 		{"dot segments", "GET", "/v1/open/../things/1", bearer(f.reader), 400, "invalid", false},
 		{"encoded dot segments", "GET", "/v1/open/%2e%2e/things/1", bearer(f.reader), 400, "invalid", false},
+		// The rule for {id} would match "1/secret"; an API that decodes %2F sees /v1/things/1/secret.
+		{"encoded slash", "GET", "/v1/things/1%2Fsecret", bearer(f.reader), 400, "invalid", false},
+		{"encoded slash, lower case", "GET", "/v1/things/1%2fsecret", bearer(f.reader), 400, "invalid", false},
 		{"IP outside the key's ranges", "GET", "/v1/things/1", map[string]string{"X-API-Key": f.restricted, "X-Forwarded-For": "198.51.100.1"}, 403, "forbidden", false},
 		{"IP inside them", "GET", "/v1/things/1", map[string]string{"X-API-Key": f.restricted, "X-Forwarded-For": "198.51.100.1, 203.0.113.9"}, 200, "", false},
 		{"IP spoofed left of the proxy's entry", "GET", "/v1/things/1", map[string]string{"X-API-Key": f.restricted, "X-Forwarded-For": "203.0.113.9, 198.51.100.1"}, 403, "forbidden", false},

@@ -100,8 +100,8 @@ func (a *Admission) Endpoint() string {
 // client at ip may go on.
 func (g *Gate) Admit(ctx context.Context, method string, u *url.URL, h http.Header, ip netip.Addr) Admission {
 	var a Admission
-	if !routes.Canonical(u.Path) {
-		a.Problem = newProblem(http.StatusBadRequest, keyplane.EINVALID, "the request path is not canonical (it has //, . or .. segments)", nil)
+	if !routes.Canonical(u.Path) || encodedSlash(u.RawPath) {
+		a.Problem = newProblem(http.StatusBadRequest, keyplane.EINVALID, "the request path is not canonical (it has //, . or .. segments, or an encoded /)", nil)
 		return a
 	}
 	key, from := g.findKey(h, u)
@@ -138,6 +138,22 @@ func (g *Gate) Admit(ctx context.Context, method string, u *url.URL, h http.Head
 		a.Problem = refusal(res, req.Scope)
 	}
 	return a
+}
+
+// encodedSlash reports whether a raw path has %2F: rules match it inside one
+// segment, but an API that decodes the path first sees two, and so a route
+// whose rule may differ. RawPath is set whenever the path has one.
+func encodedSlash(raw string) bool {
+	for {
+		i := strings.IndexByte(raw, '%')
+		if i < 0 || i+2 >= len(raw) {
+			return false
+		}
+		if raw[i+1] == '2' && raw[i+2]|0x20 == 'f' {
+			return true
+		}
+		raw = raw[i+1:]
+	}
 }
 
 func (g *Gate) missingKeyDetail() string {
