@@ -58,6 +58,9 @@ func (s *Service) CreateKey(ctx context.Context, accountID string, in KeyInput) 
 	if err := requireKeyManager(ctx); err != nil {
 		return nil, err
 	}
+	if err := limitsByOperator(ctx, in.RateLimits != nil, in.Quota != nil); err != nil {
+		return nil, err
+	}
 	plan, err := s.planOf(ctx, account)
 	if err != nil {
 		return nil, err
@@ -157,6 +160,9 @@ func (s *Service) UpdateKey(ctx context.Context, id string, up KeyUpdate) (*keyp
 		return nil, err
 	}
 	if err := requireKeyManager(ctx); err != nil {
+		return nil, err
+	}
+	if err := limitsByOperator(ctx, up.RateLimits.Set, up.Quota.Set); err != nil {
 		return nil, err
 	}
 	account, err := s.store.Account(ctx, current.AccountID)
@@ -344,4 +350,18 @@ func (s *Service) updateKey(ctx context.Context, id string, update func(*keyplan
 	// statistic would invite a retry of something already done.
 	_ = s.withUsage(ctx, k)
 	return k, nil
+}
+
+// limitsByOperator refuses members a key's own rate limits or quota: those
+// override the plan's, which the operator sets, so a member could otherwise
+// lift their account's limits.
+func limitsByOperator(ctx context.Context, rateLimits, quota bool) error {
+	a, err := actor(ctx)
+	if err != nil {
+		return err
+	}
+	if a.Kind == "member" && (rateLimits || quota) {
+		return keyplane.Errorf(keyplane.EFORBIDDEN, "only operators set a key's rate limits and quota; members' keys follow the plan's")
+	}
+	return nil
 }

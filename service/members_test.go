@@ -227,6 +227,36 @@ func TestSignInThrottleConcurrent(t *testing.T) {
 	}
 }
 
+// The plan's rate limits and quota are the operator's: a member cannot give
+// a key its own, or an owner could lift the account's limits.
+func TestMembersCannotSetLimits(t *testing.T) {
+	e := newPortalEnv(t, false)
+	owner := e.as(t, e.member(t, e.acc.ID, keyplane.MemberOwner))
+	dev := e.as(t, e.member(t, e.acc.ID, keyplane.MemberDeveloper))
+	k := e.key(t, e.acc.ID, service.KeyInput{Scopes: []string{"data:read"}})
+	big := &keyplane.Quota{Limit: 1 << 40, Period: keyplane.QuotaDay}
+	unlimited := []keyplane.RateLimitPolicy{{Name: "mine", WindowSeconds: 60, Algorithm: keyplane.TokenBucket}}
+	for _, ctx := range []context.Context{owner, dev} {
+		_, err := e.svc.CreateKey(ctx, e.acc.ID, service.KeyInput{Name: "q", Quota: big})
+		wantCode(t, err, keyplane.EFORBIDDEN)
+		_, err = e.svc.CreateKey(ctx, e.acc.ID, service.KeyInput{Name: "r", RateLimits: unlimited})
+		wantCode(t, err, keyplane.EFORBIDDEN)
+		_, err = e.svc.UpdateKey(ctx, k.ID, service.KeyUpdate{Quota: service.Optional[*keyplane.Quota]{Set: true, Value: big}})
+		wantCode(t, err, keyplane.EFORBIDDEN)
+		_, err = e.svc.UpdateKey(ctx, k.ID, service.KeyUpdate{Quota: service.Optional[*keyplane.Quota]{Set: true}})
+		wantCode(t, err, keyplane.EFORBIDDEN)
+		_, err = e.svc.UpdateKey(ctx, k.ID, service.KeyUpdate{RateLimits: service.Optional[[]keyplane.RateLimitPolicy]{Set: true, Value: unlimited}})
+		wantCode(t, err, keyplane.EFORBIDDEN)
+	}
+	if got, _ := e.svc.Key(e.ctx, k.ID); got.Quota != nil || got.RateLimits != nil {
+		t.Fatalf("a refused change was made: %+v", got)
+	}
+	// Operators still set them.
+	if _, err := e.svc.UpdateKey(e.ctx, k.ID, service.KeyUpdate{Quota: service.Optional[*keyplane.Quota]{Set: true, Value: big}}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestMemberRoles(t *testing.T) {
 	e := newPortalEnv(t, false)
 	other := e.account(t, "data:*")
