@@ -62,7 +62,7 @@ func (s *Server) forwardAuthRoutes(mux *http.ServeMux) {
 		},
 		Responses: map[string]*huma.Response{
 			"200": {Description: "Admitted; identity and rate-limit headers set"},
-			"400": {Description: "The proxy sent no original URI, or a path with . or .. segments or an encoded /", Content: problem},
+			"400": {Description: "The proxy sent no original URI, or a path with . or .. segments or an encoded /, or X-Forwarded-* and X-Original-* that disagree", Content: problem},
 			"401": {Description: "No key, or an unknown, revoked, expired or disabled one; or the caller is not a trusted proxy", Content: problem},
 			"403": {Description: "Scope, client address or route refused (in nginx mode also limits)", Content: problem},
 			"404": {Description: "No route matches and the rules say unmatched: not_found", Content: problem},
@@ -127,7 +127,11 @@ func forwardedRequest(r *http.Request) (string, *url.URL, *Problem) {
 	envoyPath, envoy := strings.CutPrefix(r.URL.Path, forwardAuthPath+"/")
 	method := r.Method // Envoy calls with the original method, and may pass the client's headers
 	if !envoy {
-		if m := firstHeader(r.Header, "X-Forwarded-Method", "X-Original-Method"); m != "" {
+		m, ok := oneHeader(r.Header, "X-Forwarded-Method", "X-Original-Method")
+		if !ok {
+			return "", nil, ambiguous("X-Forwarded-Method", "X-Original-Method")
+		}
+		if m != "" {
 			method = m
 		}
 	}
@@ -143,7 +147,10 @@ func forwardedRequest(r *http.Request) (string, *url.URL, *Problem) {
 		}
 		return method, &u, nil
 	}
-	uri := firstHeader(r.Header, "X-Forwarded-Uri", "X-Original-Uri")
+	uri, ok := oneHeader(r.Header, "X-Forwarded-Uri", "X-Original-Uri")
+	if !ok {
+		return "", nil, ambiguous("X-Forwarded-Uri", "X-Original-URI")
+	}
 	if uri == "" {
 		return "", nil, newProblem(http.StatusBadRequest, keyplane.EINVALID,
 			"no X-Forwarded-Uri or X-Original-URI header: configure the proxy to send the original request's URI", nil)
@@ -155,13 +162,23 @@ func forwardedRequest(r *http.Request) (string, *url.URL, *Problem) {
 	return method, u, nil
 }
 
-func firstHeader(h http.Header, names ...string) string {
-	for _, n := range names {
-		if v := headerValue(h, n); v != "" {
-			return v
-		}
+// oneHeader is the value of whichever of two headers is sent; not ok when
+// both are, with different values. A proxy sets one and passes the client's
+// headers on (nginx's auth_request does), so the other could be the
+// client's, describing another request than the one the proxy lets through.
+func oneHeader(h http.Header, a, b string) (string, bool) {
+	va, vb := headerValue(h, a), headerValue(h, b)
+	if va != "" && vb != "" && va != vb {
+		return "", false
 	}
-	return ""
+	if va != "" {
+		return va, true
+	}
+	return vb, true
+}
+
+func ambiguous(a, b string) *Problem {
+	return newProblem(http.StatusBadRequest, keyplane.EINVALID, a+" and "+b+" disagree: the proxy sets one, a client may have sent the other", nil)
 }
 
 // writeForwardAuthProblem writes a refusal in the proxy's convention.

@@ -185,6 +185,16 @@ func TestForwardAuthRequestDescriptions(t *testing.T) {
 		{"nginx: X-Original-*", "GET", "/v1/forward-auth", map[string]string{"X-Original-Method": "POST", "X-Original-URI": "/v1/things"}, 403},
 		{"nginx: method of the call when none is sent", "GET", "/v1/forward-auth", map[string]string{"X-Original-URI": "/v1/things/7"}, 200},
 		{"Traefik/Caddy: X-Forwarded-*", "GET", "/v1/forward-auth", map[string]string{"X-Forwarded-Method": "GET", "X-Forwarded-Uri": "/v1/things/7"}, 200},
+		// nginx's auth_request passes the client's headers on: a client's
+		// X-Forwarded-* must not describe another request than nginx's X-Original-*.
+		{"nginx: a client's X-Forwarded-Uri", "GET", "/v1/forward-auth", map[string]string{"X-Original-Method": "POST", "X-Original-URI": "/v1/things",
+			"X-Forwarded-Method": "GET", "X-Forwarded-Uri": "/v1/things/7"}, 400},
+		{"nginx: a client's X-Forwarded-Method", "GET", "/v1/forward-auth", map[string]string{"X-Original-Method": "POST", "X-Original-URI": "/v1/things",
+			"X-Forwarded-Method": "GET"}, 400},
+		{"Caddy: a client's X-Original-URI", "GET", "/v1/forward-auth", map[string]string{"X-Forwarded-Method": "POST", "X-Forwarded-Uri": "/v1/things",
+			"X-Original-Method": "GET", "X-Original-URI": "/v1/things/7"}, 400},
+		{"both, saying the same", "GET", "/v1/forward-auth", map[string]string{"X-Original-Method": "GET", "X-Original-URI": "/v1/things/7",
+			"X-Forwarded-Method": "GET", "X-Forwarded-Uri": "/v1/things/7"}, 200},
 		{"Envoy: the path after ours", "GET", "/v1/forward-auth/v1/things/7?a=b", nil, 200},
 		{"Envoy: the method of the call", "POST", "/v1/forward-auth/v1/things", nil, 403},
 		{"Envoy: a client's X-Forwarded-Method is ignored", "POST", "/v1/forward-auth/v1/things", map[string]string{"X-Forwarded-Method": "GET"}, 403},
