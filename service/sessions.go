@@ -49,6 +49,9 @@ var errSessionEnded = keyplane.Errorf(keyplane.EUNAUTHORIZED, "your session has 
 // the same time as a wrong password, so timing does not reveal members.
 func (s *Service) SignIn(ctx context.Context, email, pw string, ip netip.Addr) (*SignedIn, error) {
 	email = normalEmail(&keyplane.Validation{}, "email", email)
+	if len(email) > 254 { // no member's is longer: bound what the throttle keeps
+		email = strings.ToValidUTF8(email[:254], "")
+	}
 	now := s.clock()
 	// The attempt spends its allowance before the password is checked, so
 	// concurrent guesses cannot all pass the throttle; a right password
