@@ -257,6 +257,38 @@ func TestMembersCannotSetLimits(t *testing.T) {
 	}
 }
 
+// An invite link used at once from several places admits one member.
+func TestAcceptInviteConcurrent(t *testing.T) {
+	e := newPortalEnv(t, false)
+	owner := e.as(t, e.member(t, e.acc.ID, keyplane.MemberOwner))
+	inv, err := e.svc.InviteMember(owner, e.acc.ID, "twice@example.com", keyplane.MemberViewer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 8
+	errs := make(chan error, n)
+	for range n {
+		go func() {
+			_, err := e.svc.AcceptInvite(context.Background(), inv.Token, pw)
+			errs <- err
+		}()
+	}
+	joined := 0
+	for range n {
+		switch err := <-errs; keyplane.ErrorCode(err) {
+		case "":
+			joined++
+		case keyplane.ENOTFOUND, keyplane.ECONFLICT:
+		default:
+			t.Fatal(err)
+		}
+	}
+	members, _, err := e.svc.ListMembers(owner, e.acc.ID, keyplane.Page{})
+	if joined != 1 || err != nil || len(members) != 2 {
+		t.Fatalf("%d joined; members %d, %v", joined, len(members), err)
+	}
+}
+
 func TestMemberRoles(t *testing.T) {
 	e := newPortalEnv(t, false)
 	other := e.account(t, "data:*")
