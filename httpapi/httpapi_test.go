@@ -694,3 +694,23 @@ func TestPlansOverHTTP(t *testing.T) {
 }
 
 func null() any { return nil }
+
+// No API answer may be cached: the one that creates a key carries its
+// plaintext, and every other carries one account's data.
+func TestAnswersAreNotCached(t *testing.T) {
+	h := newHarness(t)
+	acc := h.account("data:*")
+	r := h.admin_("POST", "/v1/accounts/"+acc+"/keys", map[string]any{"name": "k", "scopes": []string{"data:read"}})
+	created := h.want(r, 201)
+	for name, got := range map[string]response{
+		"create key": r,
+		"roll key":   h.admin_("POST", "/v1/keys/"+created["id"].(string)+"/roll", map[string]any{"overlap_seconds": 0}),
+		"get key":    h.admin_("GET", "/v1/keys/"+created["id"].(string), nil),
+		"not found":  h.admin_("GET", "/v1/keys/key_01aaaaaaaaaaaaaaaaaaaaaaaa", nil),
+		"no route":   h.admin_("GET", "/v1/nothing-here", nil),
+	} {
+		if cc := got.header.Get("Cache-Control"); cc != "no-store" {
+			t.Errorf("%s (%d): Cache-Control %q, want no-store", name, got.status, cc)
+		}
+	}
+}

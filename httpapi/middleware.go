@@ -66,12 +66,18 @@ func redactKeys(path string) string {
 // API speaks. Any other declared type still gets 415.
 func jsonByDefault(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// No API answer may be kept by a browser or a shared cache: some carry
+		// a plaintext key, a token or an invite link, all carry one account's
+		// data. Assigned, not Set: the shared slice costs no allocation.
+		w.Header()["Cache-Control"] = noStore
 		if ct := r.Header.Get("Content-Type"); r.ContentLength != 0 && (ct == "" || strings.HasPrefix(ct, "application/x-www-form-urlencoded")) {
 			r.Header.Set("Content-Type", "application/json")
 		}
 		next.ServeHTTP(w, r)
 	})
 }
+
+var noStore = []string{"no-store"}
 
 // unmatched answers requests no other route matches, as the mux's catch-all,
 // with problem details (404, or 405 when the path exists for another method)
