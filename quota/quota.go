@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/keyplane/keyplane"
+	"github.com/keyplane/keyplane/periodic"
 )
 
 // DefaultFlushInterval is how often charges are written to the store.
@@ -102,20 +103,7 @@ func New(store keyplane.QuotaStore, cfg Config) *Meter {
 
 func (m *Meter) run(every time.Duration) {
 	defer close(m.done)
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-m.stop:
-			return
-		case <-t.C:
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			if err := m.Flush(ctx); err != nil {
-				m.log.Warn("quota usage not written; will retry", "err", err)
-			}
-			cancel()
-		}
-	}
+	periodic.Flush(every, 10*time.Second, m.stop, m.Flush, m.log, "quota usage not written; will retry")
 }
 
 // Close stops the periodic flush and writes what is left. Charges after

@@ -23,6 +23,7 @@ import (
 
 	"github.com/DataDog/sketches-go/ddsketch"
 	"github.com/keyplane/keyplane"
+	"github.com/keyplane/keyplane/periodic"
 )
 
 // DefaultFlushInterval is how often counts are written to the store.
@@ -153,20 +154,7 @@ func New(store keyplane.UsageStore, cfg Config) *Meter {
 
 func (m *Meter) flushLoop(every time.Duration) {
 	defer m.done.Done()
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-m.stop:
-			return
-		case <-t.C:
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			if err := m.Flush(ctx); err != nil {
-				m.log.Warn("usage not written; will retry", "err", err)
-			}
-			cancel()
-		}
-	}
+	periodic.Flush(every, 10*time.Second, m.stop, m.Flush, m.log, "usage not written; will retry")
 }
 
 // pruneLoop prunes at start and then every interval; instances prune

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/keyplane/keyplane"
+	"github.com/keyplane/keyplane/periodic"
 	"github.com/oklog/ulid/v2"
 )
 
@@ -114,20 +115,8 @@ func (r *Recorder) VerifyFailed(f keyplane.VerifyFailure) {
 
 func (r *Recorder) run() {
 	defer close(r.done)
-	t := time.NewTicker(r.interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-r.stop:
-			return
-		case <-t.C:
-			ctx, cancel := context.WithTimeout(context.Background(), r.interval)
-			if err := r.Flush(ctx, false); err != nil {
-				r.log.Warn("write failed verifications to the audit log; will retry", "error", err)
-			}
-			cancel()
-		}
-	}
+	flushOver := func(ctx context.Context) error { return r.Flush(ctx, false) }
+	periodic.Flush(r.interval, r.interval, r.stop, flushOver, r.log, "failed verifications not written to the audit log; will retry")
 }
 
 // Flush writes the groups of minutes that are over, or of every minute when
