@@ -73,58 +73,121 @@ func (m *Meter) Flush(ctx context.Context) error {
 	return nil
 }
 
-// drain takes the counts of the shard's dirty cells and keys, resetting
-// them, and drops cells and keys no longer in use.
+// drain takes the counts of the shard's cells and keys, resetting them;
+// it seals and drops the cells of minutes before current and drops keys
+// idle for longer than idleAfter.
 func (sh *shard) drain(snaps []snapshot, totals map[string]*keyplane.KeyUsageTotal, current int64, now time.Time, idleAfter time.Duration) []snapshot {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	for id, ks := range sh.keys {
+		var requests int64
 		for k, c := range ks.cells {
-			if !c.dirty {
-				if c.minute < current {
-					delete(ks.cells, k)
-					if ks.last == c {
-						ks.last = nil
-					}
-					if len(sh.free) < maxFreeCells {
-						c.key = nil
-						sh.free = append(sh.free, c)
-					}
-				}
-				continue
-			}
-			s := snapshot{keyID: ks.keyID, accountID: ks.accountID, endpoint: c.endpoint, minute: c.minute, counts: c.counts}
+			over := c.minute < current
+			s := snapshot{keyID: ks.keyID, accountID: ks.accountID, endpoint: c.endpoint, minute: c.minute}
+			c.take(&s.counts, over)
 			if c.samples > 0 {
 				s.sketch = c.sketch.Copy()
 				c.sketch.Clear()
 				c.samples = 0
 			}
-			snaps = append(snaps, s)
-			c.counts, c.dirty = keyplane.UsageCounts{}, false
+			if over {
+				sh.dropCell(ks, k, c)
+			}
+			if !s.counts.IsZero() || s.sketch != nil {
+				snaps = append(snaps, s)
+			}
+			requests += s.counts.Requests
 		}
-		if ks.requests > 0 || ks.lastUsed > ks.flushedLastUsed {
+		// A key busy in this interval gets striped cells from now on.
+		if busy := requests >= wideAfter; busy != ks.wide {
+			ks.wide = busy
+			if busy {
+				n := len(snaps)
+				snaps = sh.widen(snaps, ks)
+				for _, s := range snaps[n:] {
+					requests += s.counts.Requests
+				}
+			}
+		}
+		lastUsed := ks.lastUsed.Load()
+		if requests > 0 || lastUsed > ks.flushedLastUsed {
 			t := totals[id]
 			if t == nil {
 				t = &keyplane.KeyUsageTotal{KeyID: ks.keyID, AccountID: ks.accountID}
 				totals[id] = t
 			}
-			t.Requests += ks.requests
-			if last := time.Unix(0, ks.lastUsed).UTC(); last.After(t.LastUsedAt) {
+			t.Requests += requests
+			if last := time.Unix(0, lastUsed).UTC(); last.After(t.LastUsedAt) {
 				t.LastUsedAt = last
 			}
-			ks.requests, ks.flushedLastUsed = 0, ks.lastUsed
+			ks.flushedLastUsed = lastUsed
 		}
 		switch {
-		case ks.active:
-			ks.active, ks.lastActive = false, now
+		case requests > 0 || ks.touched:
+			ks.touched, ks.lastActive = false, now
 		case len(ks.cells) == 0 && now.Sub(ks.lastActive) > idleAfter:
-			delete(sh.keys, id)
-			if sh.hot == ks {
-				sh.hot = nil
-			}
+			delete(sh.keys, id) // its cells are gone, so none is hot
 		}
 	}
 	return snaps
+}
+
+// take adds the cell's counts to into and resets them; with seal, it seals
+// the counters, so that later adds do not count here (see cell).
+func (c *cell) take(into *keyplane.UsageCounts, seal bool) {
+	var reset int64
+	if seal {
+		reset = sealed
+	}
+	for i := range c.stripes {
+		s := &c.stripes[i]
+		// A counter still zero needs no swap unless it is to be sealed.
+		if v := s.valid.Load(); v != 0 || seal {
+			v = s.valid.Swap(reset)
+			into.Requests += v
+			into.Successes += v
+		}
+		for j := range s.rejected {
+			if v := s.rejected[j].Load(); v != 0 || seal {
+				v = s.rejected[j].Swap(reset)
+				into.Requests += v
+				into.Rejected[j] += v
+			}
+		}
+	}
+	into.Requests += c.uncoded
+	into.Errors += c.errors
+	into.Successes -= c.errors // an upstream 5xx turns a success into an error
+	c.uncoded, c.errors = 0, 0
+}
+
+// widen drops a busy key's narrow cells of the current minute, so that
+// its next events go to striped cells. It seals each and takes what was
+// added since the drain took its counts; a Record that still holds one
+// counts again, in a striped cell.
+func (sh *shard) widen(snaps []snapshot, ks *keyState) []snapshot {
+	for k, c := range ks.cells {
+		if len(c.stripes) > 1 {
+			continue
+		}
+		s := snapshot{keyID: ks.keyID, accountID: ks.accountID, endpoint: c.endpoint, minute: c.minute}
+		c.take(&s.counts, true)
+		if !s.counts.IsZero() {
+			snaps = append(snaps, s)
+		}
+		sh.dropCell(ks, k, c)
+	}
+	return snaps
+}
+
+// dropCell removes a sealed cell from its key, keeping its sketch for reuse.
+func (sh *shard) dropCell(ks *keyState, k cellKey, c *cell) {
+	delete(ks.cells, k)
+	sh.hot.CompareAndSwap(c, nil)
+	if c.sketch != nil && len(sh.freeSketches) < maxFreeSketches {
+		sh.freeSketches = append(sh.freeSketches, c.sketch) // cleared by the drain
+	}
+	c.sketch = nil
 }
 
 // addPending adds a cell's counts to the six rows they belong to: the key's

@@ -9,17 +9,21 @@
 // which merge across buckets, instances and flushes; the store merges a
 // flush's sketch into the stored one inside its transaction.
 //
-// Record, on the verify path, takes one shard's lock and allocates nothing
-// for a key and endpoint already counted this minute; when the shard's
-// previous event was the same key, endpoint and minute, it hashes nothing.
+// Record, on the verify path, allocates nothing for a key and endpoint
+// already counted this minute; when the shard's previous event was the same
+// key, endpoint and minute, it takes no lock and hashes nothing.
 package usage
 
 import (
 	"context"
 	"log/slog"
+	"math"
+	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/DataDog/sketches-go/ddsketch"
 	"github.com/keyplane/keyplane"
@@ -55,6 +59,8 @@ type Meter struct {
 	retention Retention
 
 	shards [shardCount]shard
+	// wideStripes is the stripes of a busy key's cell, a power of two.
+	wideStripes int
 
 	flushMu sync.Mutex // one flush at a time; guards what follows
 	pending map[rowKey]*pendingRow
@@ -69,38 +75,43 @@ var _ keyplane.UsageRecorder = (*Meter)(nil)
 
 const shardCount = 64
 
-// maxFreeCells bounds the cells a shard keeps for reuse.
-const maxFreeCells = 256
+// maxFreeSketches bounds the latency sketches a shard keeps for reuse.
+const maxFreeSketches = 64
+
+// wideAfter is how many verifications of one key in one flush interval make
+// it busy: its next cells are striped (see cell).
+const wideAfter = 1000
 
 type shard struct {
-	mu   sync.Mutex
-	keys map[string]*keyState
-	// hot is the key of the shard's previous event: busy keys are verified
-	// in runs, and checking it first spares hashing the key id.
-	hot  *keyState
-	free []*cell
-	_    [64]byte // keeps shards' locks off each other's cache lines
+	mu sync.Mutex
+	// hot is the cell of the shard's last event counted under the lock: a
+	// busy key is verified in runs, mostly of one endpoint, and Record
+	// checks it first, without the lock and without hashing anything. It
+	// is one load away, so that the add's address is known early.
+	hot atomic.Pointer[cell]
+	// Guarded by mu:
+	keys         map[string]*keyState
+	freeSketches []*ddsketch.DDSketch
+	_            [64]byte // keeps shards' locks off each other's cache lines
 }
 
 // keyState is what a shard counts of one key: its cells, its endpoints,
 // bounded, and its totals since the last flush.
 type keyState struct {
-	keyID, accountID string
-	// last is the cell of the key's previous event: a key mostly calls one
-	// endpoint at a time, and checking it first spares a map lookup.
-	last *cell
-	// seenID and seenEndpoint are the caller's strings of the previous
-	// event, kept (not copied) because a cached verify record passes the
-	// same key id every time, and the endpoint is often a constant: strings
-	// that share their bytes compare without reading them.
-	seenID, seenEndpoint string
-	cells                map[cellKey]*cell
-	endpoints            map[string]string // each endpoint to its retained copy
-	requests             int64             // since the last flush
-	lastUsed             int64             // Unix nanoseconds of the latest verification
-	flushedLastUsed      int64
-	active               bool      // had events since the last flush
-	lastActive           time.Time // the meter's clock at the last flush that saw events
+	keyID, accountID string // never change
+	// seenID holds the bytes of the id as the latest caller under the lock
+	// passed it: the verify path passes its cached record's id every time,
+	// and a string with those bytes compares without reading them.
+	seenID atomic.Pointer[byte]
+	lastUsed atomic.Int64 // Unix nanoseconds of the latest verification
+
+	// Guarded by the shard's lock:
+	cells           map[cellKey]*cell
+	endpoints       map[string]string // each endpoint to its retained copy
+	flushedLastUsed int64
+	touched         bool      // had an outcome since the last flush
+	wide            bool      // busy at the last flush: new cells are striped
+	lastActive      time.Time // the meter's clock at the last flush that saw events
 }
 
 type cellKey struct {
@@ -109,15 +120,42 @@ type cellKey struct {
 }
 
 // cell counts one key's usage of one endpoint in one minute.
+//
+// Verifications are counted with atomic adds into stripes, one cache line
+// each, so that Record needs no lock; a busy key's cells have many stripes,
+// and each goroutine adds to its own, so that cores verifying one key do not
+// fight over one cache line. A flush takes the counts by swapping them for
+// zero; when the cell's minute is over it swaps in sealed instead, drops
+// the cell, and an add that finds its counter sealed is counted again,
+// under the lock, in a fresh cell: nothing is lost or counted twice.
+// Cells are never reused, as a Record may still hold one it read before.
 type cell struct {
-	key      *keyState
+	key      *keyState // these three never change
 	endpoint string
 	minute   int64
-	counts   keyplane.UsageCounts
-	sketch   *ddsketch.DDSketch // kept across flushes, cleared: no allocation per minute
-	samples  int                // latencies in sketch
-	dirty    bool
+	// seenEndpoint is the bytes of the endpoint as the latest caller under
+	// the lock passed it, as seenID.
+	seenEndpoint atomic.Pointer[byte]
+
+	stripes []stripe
+	narrow  [1]stripe // the only stripe of a key that is not busy
+
+	// Guarded by the shard's lock: outcomes and codes without a counter.
+	errors  int64
+	uncoded int64              // requests with a code that has no counter
+	sketch  *ddsketch.DDSketch // taken from the shard's free sketches
+	samples int                // latencies in sketch
 }
+
+// stripe is one cache line of verification counts.
+type stripe struct {
+	valid    atomic.Int64
+	rejected [len(keyplane.UsageRejectionCodes)]atomic.Int64
+}
+
+// sealed is swapped into the counters of a cell a flush dropped: any add
+// after that leaves its counter negative, and its caller counts again.
+const sealed = math.MinInt64 / 2
 
 // New returns a Meter that flushes every cfg.FlushInterval and prunes
 // every cfg.PruneInterval until Close.
@@ -141,7 +179,8 @@ func New(store keyplane.UsageStore, cfg Config) *Meter {
 		cfg.Now = time.Now
 	}
 	m := &Meter{store: store, log: cfg.Logger, now: cfg.Now, idleAfter: cfg.IdleAfter, retention: cfg.Retention,
-		pending: map[rowKey]*pendingRow{}, totals: map[string]*keyplane.KeyUsageTotal{},
+		wideStripes: wideStripes(runtime.GOMAXPROCS(0)),
+		pending:     map[rowKey]*pendingRow{}, totals: map[string]*keyplane.KeyUsageTotal{},
 		stop: make(chan struct{})}
 	for i := range m.shards {
 		m.shards[i].keys = make(map[string]*keyState)
@@ -210,7 +249,22 @@ func (m *Meter) shard(keyID string) *shard {
 	return &m.shards[h%shardCount]
 }
 
+// wideStripes gives a busy key's cells eight stripes per core, so that two
+// goroutines running at once rarely share one; a power of two up to 256.
+func wideStripes(procs int) int {
+	n := 16
+	for n < 8*procs && n < 256 {
+		n *= 2
+	}
+	return n
+}
+
 // Record implements keyplane.UsageRecorder.
+//
+// A verification of the key and endpoint of its shard's previous event, in
+// the same minute, is counted without the lock: a few loads, one compare
+// and swap of the key's last use at most once per clock tick, and one
+// atomic add. Everything else takes the shard's lock.
 func (m *Meter) Record(ev keyplane.UsageEvent) {
 	if ev.KeyID == "" {
 		return
@@ -220,36 +274,61 @@ func (m *Meter) Record(ev keyplane.UsageEvent) {
 	}
 	secs := ev.Time.Unix()
 	sh := m.shard(ev.KeyID)
-	sh.mu.Lock()
-	ks := sh.hot
-	if ks == nil || ks.seenID != ev.KeyID {
-		ks = sh.keys[ev.KeyID]
-		if ks == nil {
-			ks = &keyState{keyID: strings.Clone(ev.KeyID), accountID: strings.Clone(ev.AccountID),
-				cells: map[cellKey]*cell{}, endpoints: map[string]string{}}
-			sh.keys[ks.keyID] = ks
-		}
-		sh.hot, ks.seenID = ks, ev.KeyID
-	}
-	// The previous cell still fits when the event falls in its minute
-	// (checked without a division) and names its endpoint.
-	c := ks.last
-	if c == nil || uint64(secs-c.minute) >= 60 || ks.seenEndpoint != ev.Endpoint {
-		c = sh.cell(ks, ev.Endpoint, keyplane.UsageMinute.BucketStart(secs))
-		ks.last, ks.seenEndpoint = c, ev.Endpoint
-	}
 	if ev.Status == 0 {
-		c.countVerification(ev.Code, ev.Time.UnixNano())
-	} else {
-		c.addOutcome(&ev)
+		// The previous cell fits when the event falls in its minute (checked
+		// without a division) and names its endpoint.
+		if c := sh.hot.Load(); c != nil && uint64(secs-c.minute) < 60 {
+			ks := c.key
+			if sameString(ks.keyID, ev.KeyID, ks.seenID.Load()) && sameString(c.endpoint, ev.Endpoint, c.seenEndpoint.Load()) {
+				// A valid key's verification, the common case, inline.
+				if ev.Code == keyplane.VerifyValid {
+					if at := ev.Time.UnixNano(); at > ks.lastUsed.Load() {
+						ks.noteUse(at)
+					}
+					if c.stripes[callerStripe()&uint(len(c.stripes)-1)].valid.Add(1) > 0 {
+						return
+					}
+				} else if c.countVerification(ev.Code, ev.Time.UnixNano()) {
+					return
+				}
+			}
+		}
 	}
-	sh.mu.Unlock()
+	m.recordLocked(sh, &ev, secs)
+}
+
+// recordLocked counts an event under its shard's lock, finding or making
+// its key and cell, and makes them the ones Record checks first.
+func (m *Meter) recordLocked(sh *shard, ev *keyplane.UsageEvent, secs int64) {
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	ks := sh.keys[ev.KeyID]
+	if ks == nil {
+		ks = &keyState{keyID: strings.Clone(ev.KeyID), accountID: strings.Clone(ev.AccountID),
+			cells: map[cellKey]*cell{}, endpoints: map[string]string{}}
+		sh.keys[ks.keyID] = ks
+	}
+	c := m.cell(ks, ev.Endpoint, keyplane.UsageMinute.BucketStart(secs))
+	ks.seenID.Store(unsafe.StringData(ev.KeyID))
+	if c.endpoint == ev.Endpoint {
+		c.seenEndpoint.Store(unsafe.StringData(ev.Endpoint))
+	}
+	sh.hot.Store(c)
+	if ev.Status != 0 {
+		sh.addOutcome(c, ev)
+		return
+	}
+	// The cell is in the key's map, so no flush has sealed it: the add
+	// counts (or there is no counter for the code).
+	if !c.countVerification(ev.Code, ev.Time.UnixNano()) {
+		c.uncoded++
+	}
 }
 
 // cell finds or makes a key's cell for an endpoint and minute, folding
 // endpoints past the bound, or unfit for storage, into
-// keyplane.OtherEndpoint.
-func (sh *shard) cell(ks *keyState, endpoint string, minute int64) *cell {
+// keyplane.OtherEndpoint. The shard's lock is held.
+func (m *Meter) cell(ks *keyState, endpoint string, minute int64) *cell {
 	canonical, known := ks.endpoints[endpoint]
 	if !known {
 		if len(ks.endpoints) >= keyplane.MaxUsageEndpoints || !keyplane.ValidEndpoint(endpoint) {
@@ -263,59 +342,91 @@ func (sh *shard) cell(ks *keyState, endpoint string, minute int64) *cell {
 	if c := ks.cells[key]; c != nil {
 		return c
 	}
-	var c *cell
-	if n := len(sh.free); n > 0 {
-		c, sh.free = sh.free[n-1], sh.free[:n-1]
+	c := &cell{key: ks, endpoint: canonical, minute: minute}
+	if ks.wide {
+		c.stripes = make([]stripe, m.wideStripes)
 	} else {
-		c = &cell{}
+		c.stripes = c.narrow[:]
 	}
-	c.key, c.endpoint, c.minute = ks, canonical, minute
 	ks.cells[key] = c
 	return c
 }
 
-// countVerification counts a verification; small enough to inline into
-// Record, as it runs on every metered verification.
-func (c *cell) countVerification(code keyplane.VerifyCode, at int64) {
-	ks := c.key
-	ks.active, c.dirty = true, true
-	c.counts.Requests++
-	ks.requests++
-	if at > ks.lastUsed {
-		ks.lastUsed = at
+// countVerification adds a verification to the caller's stripe of the cell.
+// It is false when the code has no counter, or when a flush sealed the cell
+// and the add did not count.
+func (c *cell) countVerification(code keyplane.VerifyCode, at int64) bool {
+	// The last use first: a cell not sealed yet keeps its key in memory
+	// until the next flush at least, which reads the last use.
+	if ks := c.key; at > ks.lastUsed.Load() {
+		ks.noteUse(at)
 	}
+	s := &c.stripes[callerStripe()&uint(len(c.stripes)-1)]
 	if code == keyplane.VerifyValid {
-		c.counts.Successes++
-	} else {
-		c.countRejection(code)
+		return s.valid.Add(1) > 0
 	}
-}
-
-func (c *cell) countRejection(code keyplane.VerifyCode) {
 	if i := keyplane.RejectionIndex(code); i >= 0 {
-		c.counts.Rejected[i]++
+		return s.rejected[i].Add(1) > 0
+	}
+	return false
+}
+
+// sameString is a == b, without reading the bytes when b's are seen.
+func sameString(a, b string, seen *byte) bool {
+	return len(a) == len(b) && (unsafe.StringData(b) == seen || a == b)
+}
+
+// noteUse raises the key's last use to at, unless another call raised it
+// further.
+func (ks *keyState) noteUse(at int64) {
+	for {
+		last := ks.lastUsed.Load()
+		if at <= last || ks.lastUsed.CompareAndSwap(last, at) {
+			return
+		}
 	}
 }
 
-// addOutcome counts the upstream's answer to a request.
-func (c *cell) addOutcome(ev *keyplane.UsageEvent) {
-	c.key.active = true
+// callerStripe is a number for the calling goroutine, from the address of
+// its stack: a goroutine keeps its stack, so it keeps adding to one stripe,
+// whose cache line stays with the core that runs it. Any stripe would be
+// correct; this only spreads the writes of goroutines running at once.
+func callerStripe() uint {
+	var onStack byte
+	at := uint64(uintptr(unsafe.Pointer(&onStack)))
+	// Stacks are at least 2 KiB apart; the multiplication mixes the bits
+	// above that into the top ones.
+	return uint((at >> 11) * 0x9E3779B97F4A7C15 >> 56)
+}
+
+// addOutcome counts the upstream's answer to a request; the shard's lock is
+// held.
+func (sh *shard) addOutcome(c *cell, ev *keyplane.UsageEvent) {
+	c.key.touched = true
 	// The upstream's outcome of a verified request: nothing reached the
 	// upstream unless the verification let it through.
 	if ev.Code != keyplane.VerifyValid {
 		return
 	}
 	if ev.Status >= 500 {
-		c.counts.Errors++
-		c.counts.Successes--
+		c.errors++
 	}
 	if ev.Latency > 0 {
 		if c.sketch == nil {
-			c.sketch = newSketch()
+			c.sketch = sh.newSketch()
 		}
 		if c.sketch.Add(float64(ev.Latency)/float64(time.Millisecond)) == nil {
 			c.samples++
 		}
 	}
-	c.dirty = true
+}
+
+// newSketch takes a cleared sketch from the shard's free ones, or makes one.
+func (sh *shard) newSketch() *ddsketch.DDSketch {
+	if n := len(sh.freeSketches); n > 0 {
+		s := sh.freeSketches[n-1]
+		sh.freeSketches = sh.freeSketches[:n-1]
+		return s
+	}
+	return newSketch()
 }

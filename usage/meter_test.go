@@ -433,3 +433,81 @@ func TestKeyBackFromIdleIsCounted(t *testing.T) {
 		t.Fatalf("%d requests, want 2", got.Requests)
 	}
 }
+
+// Records on several goroutines while flushes run and minutes end: the
+// lock-free counts, the cells a flush seals at a minute's end, and a busy
+// key's switch to striped cells lose nothing and count nothing twice.
+func TestConcurrentRecordsAndFlushesAddUp(t *testing.T) {
+	store := teststore.New(t)
+	var clock atomic.Int64 // seconds after t0
+	now := func() time.Time { return t0.Add(time.Duration(clock.Load()) * time.Second) }
+	m := usage.New(store, usage.Config{FlushInterval: time.Hour, PruneInterval: time.Hour, Logger: slog.New(slog.DiscardHandler), Now: now})
+	const goroutines, perGoroutine = 4, 20000
+	keys := []string{"key_busy", "key_calm"}
+	var wg sync.WaitGroup
+	for g := range goroutines {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range perGoroutine {
+				key, code := keys[0], keyplane.VerifyValid
+				if i%10 == 0 {
+					key = keys[1]
+				}
+				if i%7 == 0 {
+					code = keyplane.VerifyRateLimited
+				}
+				m.Record(verification(key, "acc_cc", fmt.Sprint("GET /", g%2), code, now()))
+			}
+		}()
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	flushes := 0
+	for running := true; running; {
+		select {
+		case <-done:
+			running = false
+		default:
+		}
+		clock.Add(7) // a minute ends every eight or nine flushes
+		flush(t, m)
+		flushes++
+	}
+	if err := m.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var want [2]keyplane.UsageCounts
+	for i := range perGoroutine {
+		k := 0
+		if i%10 == 0 {
+			k = 1
+		}
+		c := &want[k]
+		c.Requests += goroutines
+		if i%7 == 0 {
+			c.Rejected[keyplane.RejectionIndex(keyplane.VerifyRateLimited)] += goroutines
+		} else {
+			c.Successes += goroutines
+		}
+	}
+	for k, key := range keys {
+		for _, g := range keyplane.UsageGranularities {
+			if got := sum(rows(t, store, key, g)); got != want[k] {
+				t.Errorf("%s, %s rows: %+v, want %+v", key, g, got, want[k])
+			}
+		}
+	}
+	totals, err := store.KeyUsageTotals(ctx, keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, tot := range totals {
+		if tot.Requests != want[k].Requests {
+			t.Errorf("%s: total %d, want %d", tot.KeyID, tot.Requests, want[k].Requests)
+		}
+	}
+	if minutes := len(rows(t, store, keys[0], keyplane.UsageMinute)) / 2; minutes < 2 {
+		t.Errorf("the run spanned %d minutes (%d flushes): no cell was sealed", minutes, flushes)
+	}
+}
