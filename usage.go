@@ -37,6 +37,12 @@ type UsageEvent struct {
 // memory and write to storage in batches.
 type UsageRecorder interface {
 	Record(ev UsageEvent)
+	// RecordVerification is Record(UsageEvent{KeyID: k.ID, AccountID:
+	// k.AccountID, Endpoint: endpoint, Time: at, Code: code}), the verify
+	// path's call: k is the cached record's key, the same pointer call
+	// after call, which lets the recorder skip comparing ids. k must not be
+	// modified afterwards.
+	RecordVerification(k *Key, endpoint string, at time.Time, code VerifyCode)
 }
 
 // MaxUsageEndpoints bounds the endpoints metered per key: more would let

@@ -52,6 +52,10 @@ func (r *recorder) Record(ev keyplane.UsageEvent) {
 	r.events = append(r.events, ev)
 }
 
+func (r *recorder) RecordVerification(k *keyplane.Key, endpoint string, at time.Time, code keyplane.VerifyCode) {
+	r.Record(keyplane.UsageEvent{KeyID: k.ID, AccountID: k.AccountID, Endpoint: endpoint, Time: at, Code: code})
+}
+
 func (r *recorder) outcomes() []keyplane.UsageEvent {
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -24,7 +24,7 @@ func (s *Service) Verify(ctx context.Context, req keyplane.VerifyRequest) (keypl
 	}
 	res, err := s.verify(ctx, req, now)
 	if s.usage != nil && err == nil && res.Key != nil {
-		s.usage.Record(keyplane.UsageEvent{KeyID: res.Key.ID, AccountID: res.Key.AccountID, Endpoint: req.Endpoint, Time: now, Code: res.Code})
+		s.usage.RecordVerification(res.Key, req.Endpoint, now, res.Code)
 	}
 	if throttled && err == nil {
 		switch res.Code {

@@ -33,17 +33,18 @@ func TestSealedCellRefusesAdds(t *testing.T) {
 // the drain took their counts, and its next cells are striped.
 func TestWidenKeepsLateCounts(t *testing.T) {
 	m := &Meter{wideStripes: wideStripes(2)}
-	sh := &shard{keys: map[string]*keyState{}}
+	sh := &shard{keys: map[string]*keyState{}, hot: &m.hot}
 	ks := &keyState{keyID: "key_w", accountID: "acc_w", cells: map[cellKey]*cell{}, endpoints: map[string]string{}}
 	c := m.cell(ks, "GET /", 60)
-	sh.hot.Store(c)
+	c.hotSlot = 7
+	m.hot[c.hotSlot].Store(c)
 	c.countVerification(keyplane.VerifyValid, 1) // after the drain's take
 	ks.wide = true
 	snaps := sh.widen(nil, ks)
 	if len(snaps) != 1 || snaps[0].counts.Requests != 1 || snaps[0].endpoint != "GET /" || snaps[0].minute != 60 {
 		t.Fatalf("late counts: %+v", snaps)
 	}
-	if len(ks.cells) != 0 || sh.hot.Load() != nil {
+	if len(ks.cells) != 0 || m.hot[7].Load() != nil {
 		t.Fatal("the narrow cell was kept")
 	}
 	if c.countVerification(keyplane.VerifyValid, 2) {

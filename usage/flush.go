@@ -183,7 +183,7 @@ func (sh *shard) widen(snaps []snapshot, ks *keyState) []snapshot {
 // dropCell removes a sealed cell from its key, keeping its sketch for reuse.
 func (sh *shard) dropCell(ks *keyState, k cellKey, c *cell) {
 	delete(ks.cells, k)
-	sh.hot.CompareAndSwap(c, nil)
+	sh.hot[c.hotSlot].CompareAndSwap(c, nil)
 	if c.sketch != nil && len(sh.freeSketches) < maxFreeSketches {
 		sh.freeSketches = append(sh.freeSketches, c.sketch) // cleared by the drain
 	}

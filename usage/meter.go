@@ -59,6 +59,10 @@ type Meter struct {
 	retention Retention
 
 	shards [shardCount]shard
+	// hot holds, by the address of a cached key, the cell of the key's last
+	// verification counted under a lock: RecordVerification looks there
+	// first, with no lock, no hashing of strings and no comparison of ids.
+	hot [hotSlots]atomic.Pointer[cell]
 	// wideStripes is the stripes of a busy key's cell, a power of two.
 	wideStripes int
 
@@ -75,6 +79,10 @@ var _ keyplane.UsageRecorder = (*Meter)(nil)
 
 const shardCount = 64
 
+// hotSlots is the size of Meter.hot, a power of two: more busy keys than
+// this share slots, and the loser of a shared slot takes the lock.
+const hotSlots = 1024
+
 // maxFreeSketches bounds the latency sketches a shard keeps for reuse.
 const maxFreeSketches = 64
 
@@ -83,12 +91,8 @@ const maxFreeSketches = 64
 const wideAfter = 1000
 
 type shard struct {
-	mu sync.Mutex
-	// hot is the cell of the shard's last event counted under the lock: a
-	// busy key is verified in runs, mostly of one endpoint, and Record
-	// checks it first, without the lock and without hashing anything. It
-	// is one load away, so that the add's address is known early.
-	hot atomic.Pointer[cell]
+	mu  sync.Mutex
+	hot *[hotSlots]atomic.Pointer[cell] // the meter's
 	// Guarded by mu:
 	keys         map[string]*keyState
 	freeSketches []*ddsketch.DDSketch
@@ -99,10 +103,10 @@ type shard struct {
 // bounded, and its totals since the last flush.
 type keyState struct {
 	keyID, accountID string // never change
-	// seenID holds the bytes of the id as the latest caller under the lock
-	// passed it: the verify path passes its cached record's id every time,
-	// and a string with those bytes compares without reading them.
-	seenID atomic.Pointer[byte]
+	// seen is the cached key of the latest verification counted under the
+	// lock: the verify path passes the same pointer every time, and
+	// records are not modified once cached.
+	seen     atomic.Pointer[keyplane.Key]
 	lastUsed atomic.Int64 // Unix nanoseconds of the latest verification
 
 	// Guarded by the shard's lock:
@@ -134,8 +138,10 @@ type cell struct {
 	endpoint string
 	minute   int64
 	// seenEndpoint is the bytes of the endpoint as the latest caller under
-	// the lock passed it, as seenID.
+	// the lock passed it: a string with those bytes compares without reading
+	// them, and route rules pass the same string every time.
 	seenEndpoint atomic.Pointer[byte]
+	hotSlot      int // in Meter.hot, where the cell was put last; under the lock
 
 	stripes []stripe
 	narrow  [1]stripe // the only stripe of a key that is not busy
@@ -183,7 +189,7 @@ func New(store keyplane.UsageStore, cfg Config) *Meter {
 		pending:     map[rowKey]*pendingRow{}, totals: map[string]*keyplane.KeyUsageTotal{},
 		stop: make(chan struct{})}
 	for i := range m.shards {
-		m.shards[i].keys = make(map[string]*keyState)
+		m.shards[i].keys, m.shards[i].hot = make(map[string]*keyState), &m.hot
 	}
 	m.done.Add(2)
 	go m.flushLoop(cfg.FlushInterval)
@@ -259,12 +265,8 @@ func wideStripes(procs int) int {
 	return n
 }
 
-// Record implements keyplane.UsageRecorder.
-//
-// A verification of the key and endpoint of its shard's previous event, in
-// the same minute, is counted without the lock: a few loads, one compare
-// and swap of the key's last use at most once per clock tick, and one
-// atomic add. Everything else takes the shard's lock.
+// Record implements keyplane.UsageRecorder. It takes the shard's lock; the
+// verify path calls RecordVerification instead.
 func (m *Meter) Record(ev keyplane.UsageEvent) {
 	if ev.KeyID == "" {
 		return
@@ -272,34 +274,46 @@ func (m *Meter) Record(ev keyplane.UsageEvent) {
 	if ev.Time.IsZero() {
 		ev.Time = m.now()
 	}
-	secs := ev.Time.Unix()
-	sh := m.shard(ev.KeyID)
-	if ev.Status == 0 {
-		// The previous cell fits when the event falls in its minute (checked
-		// without a division) and names its endpoint.
-		if c := sh.hot.Load(); c != nil && uint64(secs-c.minute) < 60 {
-			ks := c.key
-			if sameString(ks.keyID, ev.KeyID, ks.seenID.Load()) && sameString(c.endpoint, ev.Endpoint, c.seenEndpoint.Load()) {
-				// A valid key's verification, the common case, inline.
-				if ev.Code == keyplane.VerifyValid {
-					if at := ev.Time.UnixNano(); at > ks.lastUsed.Load() {
-						ks.noteUse(at)
-					}
-					if c.stripes[callerStripe()&uint(len(c.stripes)-1)].valid.Add(1) > 0 {
-						return
-					}
-				} else if c.countVerification(ev.Code, ev.Time.UnixNano()) {
-					return
-				}
+	m.recordLocked(&ev, nil)
+}
+
+// RecordVerification implements keyplane.UsageRecorder.
+//
+// A valid verification of a key whose last verification counted was of the
+// same endpoint, in the same minute, and passed the same cached key, is
+// counted with no lock: a few loads, one atomic add, and a compare and swap
+// of the key's last use at most once per clock tick. Anything else takes
+// the shard's lock.
+func (m *Meter) RecordVerification(k *keyplane.Key, endpoint string, at time.Time, code keyplane.VerifyCode) {
+	slot := &m.hot[hotSlot(k)]
+	if c := slot.Load(); c != nil && code == keyplane.VerifyValid {
+		// The cell fits when it was put there for this key, the verification
+		// falls in its minute (checked without a division), and it names
+		// its endpoint.
+		ks := c.key
+		if ks.seen.Load() == k && uint64(at.Unix()-c.minute) < 60 && sameString(c.endpoint, endpoint, c.seenEndpoint.Load()) {
+			if ns := at.UnixNano(); ns > ks.lastUsed.Load() {
+				ks.noteUse(ns)
 			}
+			if c.stripes[callerStripe()&uint(len(c.stripes)-1)].valid.Add(1) > 0 {
+				return
+			}
+			// A flush sealed the cell: count again, in a fresh one.
 		}
 	}
-	m.recordLocked(sh, &ev, secs)
+	m.recordLocked(&keyplane.UsageEvent{KeyID: k.ID, AccountID: k.AccountID, Endpoint: endpoint, Time: at, Code: code}, k)
+}
+
+// hotSlot is a cached key's slot in Meter.hot, from its address.
+func hotSlot(k *keyplane.Key) uint {
+	return uint(uint64(uintptr(unsafe.Pointer(k))>>4) * 0x9E3779B97F4A7C15 >> (64 - 10))
 }
 
 // recordLocked counts an event under its shard's lock, finding or making
-// its key and cell, and makes them the ones Record checks first.
-func (m *Meter) recordLocked(sh *shard, ev *keyplane.UsageEvent, secs int64) {
+// its key and cell; for a verification of the cached key k, it makes the
+// cell the one RecordVerification finds first.
+func (m *Meter) recordLocked(ev *keyplane.UsageEvent, k *keyplane.Key) {
+	sh := m.shard(ev.KeyID)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	ks := sh.keys[ev.KeyID]
@@ -308,15 +322,18 @@ func (m *Meter) recordLocked(sh *shard, ev *keyplane.UsageEvent, secs int64) {
 			cells: map[cellKey]*cell{}, endpoints: map[string]string{}}
 		sh.keys[ks.keyID] = ks
 	}
-	c := m.cell(ks, ev.Endpoint, keyplane.UsageMinute.BucketStart(secs))
-	ks.seenID.Store(unsafe.StringData(ev.KeyID))
-	if c.endpoint == ev.Endpoint {
-		c.seenEndpoint.Store(unsafe.StringData(ev.Endpoint))
-	}
-	sh.hot.Store(c)
+	c := m.cell(ks, ev.Endpoint, keyplane.UsageMinute.BucketStart(ev.Time.Unix()))
 	if ev.Status != 0 {
 		sh.addOutcome(c, ev)
 		return
+	}
+	if k != nil {
+		ks.seen.Store(k)
+		if c.endpoint == ev.Endpoint {
+			c.seenEndpoint.Store(unsafe.StringData(ev.Endpoint))
+		}
+		c.hotSlot = int(hotSlot(k))
+		m.hot[c.hotSlot].Store(c)
 	}
 	// The cell is in the key's map, so no flush has sealed it: the add
 	// counts (or there is no counter for the code).
