@@ -136,7 +136,9 @@ type cellKey struct {
 type cell struct {
 	key      *keyState // these three never change
 	endpoint string
-	minute   int64
+	minute   int64 // Unix seconds
+	// minuteNanos is minute in Unix nanoseconds, never changes either.
+	minuteNanos int64
 	// seenEndpoint is the bytes of the endpoint as the latest caller under
 	// the lock passed it: a string with those bytes compares without reading
 	// them, and route rules pass the same string every time.
@@ -291,8 +293,9 @@ func (m *Meter) RecordVerification(k *keyplane.Key, endpoint string, at time.Tim
 		// falls in its minute (checked without a division), and it names
 		// its endpoint.
 		ks := c.key
-		if ks.seen.Load() == k && uint64(at.Unix()-c.minute) < 60 && sameString(c.endpoint, endpoint, c.seenEndpoint.Load()) {
-			if ns := at.UnixNano(); ns > ks.lastUsed.Load() {
+		ns := at.UnixNano()
+		if ks.seen.Load() == k && uint64(ns-c.minuteNanos) < uint64(time.Minute) && sameString(c.endpoint, endpoint, c.seenEndpoint.Load()) {
+			if ns > ks.lastUsed.Load() {
 				ks.noteUse(ns)
 			}
 			if c.stripes[callerStripe()&uint(len(c.stripes)-1)].valid.Add(1) > 0 {
@@ -359,7 +362,7 @@ func (m *Meter) cell(ks *keyState, endpoint string, minute int64) *cell {
 	if c := ks.cells[key]; c != nil {
 		return c
 	}
-	c := &cell{key: ks, endpoint: canonical, minute: minute}
+	c := &cell{key: ks, endpoint: canonical, minute: minute, minuteNanos: minute * int64(time.Second)}
 	if ks.wide {
 		c.stripes = make([]stripe, m.wideStripes)
 	} else {
