@@ -139,20 +139,17 @@ func (c *cell) take(into *keyplane.UsageCounts, seal bool) {
 	if seal {
 		reset = sealed
 	}
-	for i := range c.stripes {
-		s := &c.stripes[i]
-		// A counter still zero needs no swap unless it is to be sealed.
-		if v := s.valid.Load(); v != 0 || seal {
-			v = s.valid.Swap(reset)
+	// A counter still zero needs no swap unless it is to be sealed.
+	if v := c.counts.valid.Load(); v != 0 || seal {
+		v = c.counts.valid.Swap(reset)
+		into.Requests += v
+		into.Successes += v
+	}
+	for j := range c.counts.rejected {
+		if v := c.counts.rejected[j].Load(); v != 0 || seal {
+			v = c.counts.rejected[j].Swap(reset)
 			into.Requests += v
-			into.Successes += v
-		}
-		for j := range s.rejected {
-			if v := s.rejected[j].Load(); v != 0 || seal {
-				v = s.rejected[j].Swap(reset)
-				into.Requests += v
-				into.Rejected[j] += v
-			}
+			into.Rejected[j] += v
 		}
 	}
 	into.Requests += c.uncoded
@@ -161,15 +158,12 @@ func (c *cell) take(into *keyplane.UsageCounts, seal bool) {
 	c.uncoded, c.errors = 0, 0
 }
 
-// widen drops a busy key's narrow cells of the current minute, so that
-// its next events go to striped cells. It seals each and takes what was
-// added since the drain took its counts; a Record that still holds one
-// counts again, in a striped cell.
+// widen drops the cells of a key that just became busy, so that its next
+// verifications go to cells of their callers' stripes. It seals each and
+// takes what was added since the drain took its counts; a caller that
+// still holds one counts again, in a cell of its stripe.
 func (sh *shard) widen(snaps []snapshot, ks *keyState) []snapshot {
 	for k, c := range ks.cells {
-		if len(c.stripes) > 1 {
-			continue
-		}
 		s := snapshot{keyID: ks.keyID, accountID: ks.accountID, endpoint: c.endpoint, minute: c.minute}
 		c.take(&s.counts, true)
 		if !s.counts.IsZero() {
@@ -181,9 +175,10 @@ func (sh *shard) widen(snaps []snapshot, ks *keyState) []snapshot {
 }
 
 // dropCell removes a sealed cell from its key, keeping its sketch for reuse.
+// A slot of Meter.hot may still hold it: the seal sends its next caller to
+// the lock, which puts a live cell there.
 func (sh *shard) dropCell(ks *keyState, k cellKey, c *cell) {
 	delete(ks.cells, k)
-	sh.hot[c.hotSlot].CompareAndSwap(c, nil)
 	if c.sketch != nil && len(sh.freeSketches) < maxFreeSketches {
 		sh.freeSketches = append(sh.freeSketches, c.sketch) // cleared by the drain
 	}

@@ -9,9 +9,11 @@
 // which merge across buckets, instances and flushes; the store merges a
 // flush's sketch into the stored one inside its transaction.
 //
-// Record, on the verify path, allocates nothing for a key and endpoint
-// already counted this minute; when the shard's previous event was the same
-// key, endpoint and minute, it takes no lock and hashes nothing.
+// RecordVerification, the verify path's call, takes no lock, hashes no
+// string and allocates nothing for a valid verification of a cached key and
+// endpoint already counted this minute: it adds one to a counter of the
+// calling goroutine's stripe, found through the key's address (see cell).
+// Record, for the gateway's and operators' reports, takes a shard's lock.
 package usage
 
 import (
@@ -59,12 +61,13 @@ type Meter struct {
 	retention Retention
 
 	shards [shardCount]shard
-	// hot holds, by the address of a cached key, the cell of the key's last
-	// verification counted under a lock: RecordVerification looks there
-	// first, with no lock, no hashing of strings and no comparison of ids.
+	// hot holds, by the address of a cached key and the caller's stripe,
+	// the cell of the last verification counted under a lock:
+	// RecordVerification looks there first, and takes no lock, hashes no
+	// string and compares no id when it fits.
 	hot [hotSlots]atomic.Pointer[cell]
-	// wideStripes is the stripes of a busy key's cell, a power of two.
-	wideStripes int
+	// stripeMask is the number of stripes, a power of two, less one.
+	stripeMask uint
 
 	flushMu sync.Mutex // one flush at a time; guards what follows
 	pending map[rowKey]*pendingRow
@@ -79,20 +82,22 @@ var _ keyplane.UsageRecorder = (*Meter)(nil)
 
 const shardCount = 64
 
-// hotSlots is the size of Meter.hot, a power of two: more busy keys than
-// this share slots, and the loser of a shared slot takes the lock.
-const hotSlots = 1024
+// hotSlots is the size of Meter.hot, a power of two: a busy key takes a
+// slot per stripe that verifies it, and keys that share a slot take turns
+// at the lock. 512 KiB of pointers; only the slots in use are touched.
+const hotSlotBits = 16
+const hotSlots = 1 << hotSlotBits
 
 // maxFreeSketches bounds the latency sketches a shard keeps for reuse.
 const maxFreeSketches = 64
 
 // wideAfter is how many verifications of one key in one flush interval make
-// it busy: its next cells are striped (see cell).
+// it busy: from then on, each stripe of goroutines counts it in its own
+// cells (see cell).
 const wideAfter = 1000
 
 type shard struct {
-	mu  sync.Mutex
-	hot *[hotSlots]atomic.Pointer[cell] // the meter's
+	mu sync.Mutex
 	// Guarded by mu:
 	keys         map[string]*keyState
 	freeSketches []*ddsketch.DDSketch
@@ -114,45 +119,46 @@ type keyState struct {
 	endpoints       map[string]string // each endpoint to its retained copy
 	flushedLastUsed int64
 	touched         bool      // had an outcome since the last flush
-	wide            bool      // busy at the last flush: new cells are striped
+	wide            bool      // busy at the last flush: a cell per stripe
 	lastActive      time.Time // the meter's clock at the last flush that saw events
 }
 
 type cellKey struct {
 	endpoint string
 	minute   int64 // Unix seconds
+	stripe   uint  // 0 unless the key is busy
 }
 
-// cell counts one key's usage of one endpoint in one minute.
+// cell counts one key's usage of one endpoint in one minute; a busy key has
+// a cell per stripe of goroutines (see callerStripe), so that cores
+// verifying one key do not fight over one cache line.
 //
-// Verifications are counted with atomic adds into stripes, one cache line
-// each, so that Record needs no lock; a busy key's cells have many stripes,
-// and each goroutine adds to its own, so that cores verifying one key do not
-// fight over one cache line. A flush takes the counts by swapping them for
-// zero; when the cell's minute is over it swaps in sealed instead, drops
-// the cell, and an add that finds its counter sealed is counted again,
-// under the lock, in a fresh cell: nothing is lost or counted twice.
-// Cells are never reused, as a Record may still hold one it read before.
+// Verifications are counted with atomic adds, so that RecordVerification
+// needs no lock. A flush takes the counts by swapping them for zero; when
+// it drops the cell (its minute is over, or its key became busy) it swaps
+// in sealed instead, and an add that finds its counter sealed is counted
+// again, under the lock, in a fresh cell: nothing is lost or counted twice.
+// Cells are never reused, as a caller may still hold one it read before.
 type cell struct {
-	key      *keyState // these three never change
-	endpoint string
-	minute   int64 // Unix seconds
-	// minuteNanos is minute in Unix nanoseconds, never changes either.
-	minuteNanos int64
+	// counts is first, and a cell is 256 bytes, the size of its allocation
+	// class: counts has a cache line of its own.
+	counts stripe
+
+	key         *keyState // the fields up to hotSlot never change
+	endpoint    string
+	minute      int64 // Unix seconds
+	minuteNanos int64 // the same, in Unix nanoseconds
 	// seenEndpoint is the bytes of the endpoint as the latest caller under
 	// the lock passed it: a string with those bytes compares without reading
 	// them, and route rules pass the same string every time.
 	seenEndpoint atomic.Pointer[byte]
-	hotSlot      int // in Meter.hot, where the cell was put last; under the lock
-
-	stripes []stripe
-	narrow  [1]stripe // the only stripe of a key that is not busy
 
 	// Guarded by the shard's lock: outcomes and codes without a counter.
 	errors  int64
 	uncoded int64              // requests with a code that has no counter
 	sketch  *ddsketch.DDSketch // taken from the shard's free sketches
 	samples int                // latencies in sketch
+	_       [112]byte
 }
 
 // stripe is one cache line of verification counts.
@@ -187,11 +193,11 @@ func New(store keyplane.UsageStore, cfg Config) *Meter {
 		cfg.Now = time.Now
 	}
 	m := &Meter{store: store, log: cfg.Logger, now: cfg.Now, idleAfter: cfg.IdleAfter, retention: cfg.Retention,
-		wideStripes: wideStripes(runtime.GOMAXPROCS(0)),
-		pending:     map[rowKey]*pendingRow{}, totals: map[string]*keyplane.KeyUsageTotal{},
+		stripeMask: uint(stripes(runtime.GOMAXPROCS(0)) - 1),
+		pending:    map[rowKey]*pendingRow{}, totals: map[string]*keyplane.KeyUsageTotal{},
 		stop: make(chan struct{})}
 	for i := range m.shards {
-		m.shards[i].keys, m.shards[i].hot = make(map[string]*keyState), &m.hot
+		m.shards[i].keys = make(map[string]*keyState)
 	}
 	m.done.Add(2)
 	go m.flushLoop(cfg.FlushInterval)
@@ -257,9 +263,9 @@ func (m *Meter) shard(keyID string) *shard {
 	return &m.shards[h%shardCount]
 }
 
-// wideStripes gives a busy key's cells eight stripes per core, so that two
-// goroutines running at once rarely share one; a power of two up to 256.
-func wideStripes(procs int) int {
+// stripes gives eight stripes per core, so that two goroutines running at
+// once rarely share one; a power of two, 16 to 256.
+func stripes(procs int) int {
 	n := 16
 	for n < 8*procs && n < 256 {
 		n *= 2
@@ -276,46 +282,45 @@ func (m *Meter) Record(ev keyplane.UsageEvent) {
 	if ev.Time.IsZero() {
 		ev.Time = m.now()
 	}
-	m.recordLocked(&ev, nil)
+	m.recordLocked(&ev, nil, 0)
 }
 
 // RecordVerification implements keyplane.UsageRecorder.
 //
-// A valid verification of a key whose last verification counted was of the
-// same endpoint, in the same minute, and passed the same cached key, is
-// counted with no lock: a few loads, one atomic add, and a compare and swap
-// of the key's last use at most once per clock tick. Anything else takes
-// the shard's lock.
+// A valid verification is counted without the lock when the cell that the
+// key's and the caller's slot holds was put there for the same cached key,
+// and is of the same endpoint and minute: a few loads, one atomic add to a
+// cache line of the caller's, and a compare and swap of the key's last use
+// at most once per clock tick. Anything else takes the shard's lock.
 func (m *Meter) RecordVerification(k *keyplane.Key, endpoint string, at time.Time, code keyplane.VerifyCode) {
-	slot := &m.hot[hotSlot(k)]
-	if c := slot.Load(); c != nil && code == keyplane.VerifyValid {
-		// The cell fits when it was put there for this key, the verification
-		// falls in its minute (checked without a division), and it names
-		// its endpoint.
-		ks := c.key
-		ns := at.UnixNano()
+	stripe := callerStripe() & m.stripeMask
+	slot := hotSlot(k, stripe)
+	if c := m.hot[slot].Load(); c != nil && code == keyplane.VerifyValid {
+		ks, ns := c.key, at.UnixNano()
+		// The minute is checked without a division.
 		if ks.seen.Load() == k && uint64(ns-c.minuteNanos) < uint64(time.Minute) && sameString(c.endpoint, endpoint, c.seenEndpoint.Load()) {
 			if ns > ks.lastUsed.Load() {
 				ks.noteUse(ns)
 			}
-			if c.stripes[callerStripe()&uint(len(c.stripes)-1)].valid.Add(1) > 0 {
+			if c.counts.valid.Add(1) > 0 {
 				return
 			}
 			// A flush sealed the cell: count again, in a fresh one.
 		}
 	}
-	m.recordLocked(&keyplane.UsageEvent{KeyID: k.ID, AccountID: k.AccountID, Endpoint: endpoint, Time: at, Code: code}, k)
+	m.recordLocked(&keyplane.UsageEvent{KeyID: k.ID, AccountID: k.AccountID, Endpoint: endpoint, Time: at, Code: code}, k, stripe)
 }
 
-// hotSlot is a cached key's slot in Meter.hot, from its address.
-func hotSlot(k *keyplane.Key) uint {
-	return uint(uint64(uintptr(unsafe.Pointer(k))>>4) * 0x9E3779B97F4A7C15 >> (64 - 10))
+// hotSlot is the slot in Meter.hot of a cached key and a stripe: the key's
+// address, mixed, picks a run of slots, and the stripe one of them.
+func hotSlot(k *keyplane.Key, stripe uint) uint {
+	return (uint(uint64(uintptr(unsafe.Pointer(k))>>4)*0x9E3779B97F4A7C15>>(64-hotSlotBits)) ^ stripe) & (hotSlots - 1)
 }
 
 // recordLocked counts an event under its shard's lock, finding or making
-// its key and cell; for a verification of the cached key k, it makes the
-// cell the one RecordVerification finds first.
-func (m *Meter) recordLocked(ev *keyplane.UsageEvent, k *keyplane.Key) {
+// its key and cell; for a verification of the cached key k by a caller of
+// the stripe, it makes the cell the one RecordVerification finds first.
+func (m *Meter) recordLocked(ev *keyplane.UsageEvent, k *keyplane.Key, stripe uint) {
 	sh := m.shard(ev.KeyID)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
@@ -325,7 +330,11 @@ func (m *Meter) recordLocked(ev *keyplane.UsageEvent, k *keyplane.Key) {
 			cells: map[cellKey]*cell{}, endpoints: map[string]string{}}
 		sh.keys[ks.keyID] = ks
 	}
-	c := m.cell(ks, ev.Endpoint, keyplane.UsageMinute.BucketStart(ev.Time.Unix()))
+	var cellStripe uint // a key not busy has one cell for all stripes
+	if ks.wide && ev.Status == 0 {
+		cellStripe = stripe
+	}
+	c := ks.cell(ev.Endpoint, keyplane.UsageMinute.BucketStart(ev.Time.Unix()), cellStripe)
 	if ev.Status != 0 {
 		sh.addOutcome(c, ev)
 		return
@@ -335,8 +344,7 @@ func (m *Meter) recordLocked(ev *keyplane.UsageEvent, k *keyplane.Key) {
 		if c.endpoint == ev.Endpoint {
 			c.seenEndpoint.Store(unsafe.StringData(ev.Endpoint))
 		}
-		c.hotSlot = int(hotSlot(k))
-		m.hot[c.hotSlot].Store(c)
+		m.hot[hotSlot(k, stripe)].Store(c)
 	}
 	// The cell is in the key's map, so no flush has sealed it: the add
 	// counts (or there is no counter for the code).
@@ -345,10 +353,10 @@ func (m *Meter) recordLocked(ev *keyplane.UsageEvent, k *keyplane.Key) {
 	}
 }
 
-// cell finds or makes a key's cell for an endpoint and minute, folding
-// endpoints past the bound, or unfit for storage, into
+// cell finds or makes a key's cell for an endpoint, minute and stripe,
+// folding endpoints past the bound, or unfit for storage, into
 // keyplane.OtherEndpoint. The shard's lock is held.
-func (m *Meter) cell(ks *keyState, endpoint string, minute int64) *cell {
+func (ks *keyState) cell(endpoint string, minute int64, stripe uint) *cell {
 	canonical, known := ks.endpoints[endpoint]
 	if !known {
 		if len(ks.endpoints) >= keyplane.MaxUsageEndpoints || !keyplane.ValidEndpoint(endpoint) {
@@ -358,35 +366,29 @@ func (m *Meter) cell(ks *keyState, endpoint string, minute int64) *cell {
 			ks.endpoints[canonical] = canonical
 		}
 	}
-	key := cellKey{canonical, minute}
+	key := cellKey{canonical, minute, stripe}
 	if c := ks.cells[key]; c != nil {
 		return c
 	}
 	c := &cell{key: ks, endpoint: canonical, minute: minute, minuteNanos: minute * int64(time.Second)}
-	if ks.wide {
-		c.stripes = make([]stripe, m.wideStripes)
-	} else {
-		c.stripes = c.narrow[:]
-	}
 	ks.cells[key] = c
 	return c
 }
 
-// countVerification adds a verification to the caller's stripe of the cell.
-// It is false when the code has no counter, or when a flush sealed the cell
-// and the add did not count.
+// countVerification adds a verification to the cell. It is false when the
+// code has no counter, or when a flush sealed the cell and the add did not
+// count.
 func (c *cell) countVerification(code keyplane.VerifyCode, at int64) bool {
 	// The last use first: a cell not sealed yet keeps its key in memory
 	// until the next flush at least, which reads the last use.
 	if ks := c.key; at > ks.lastUsed.Load() {
 		ks.noteUse(at)
 	}
-	s := &c.stripes[callerStripe()&uint(len(c.stripes)-1)]
 	if code == keyplane.VerifyValid {
-		return s.valid.Add(1) > 0
+		return c.counts.valid.Add(1) > 0
 	}
 	if i := keyplane.RejectionIndex(code); i >= 0 {
-		return s.rejected[i].Add(1) > 0
+		return c.counts.rejected[i].Add(1) > 0
 	}
 	return false
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -379,31 +380,37 @@ func TestParseRetention(t *testing.T) {
 	}
 }
 
-// Record checks the shard's previous key and the key's previous cell before
-// any lookup: keys sharing a shard, alternating endpoints and a minute's
-// end must still land in their own rows.
-func TestRecordShortcutsKeepRowsApart(t *testing.T) {
+// RecordVerification checks the cell it counted the key's last verification
+// in before any lookup: keys sharing a slot, alternating endpoints, a
+// record replaced in the cache and a minute's end must still land in their
+// own rows.
+func TestVerificationShortcutsKeepRowsApart(t *testing.T) {
 	store := teststore.New(t)
 	m := newMeter(t, store)
-	// Same length and last two characters: the same shard.
-	keys := []string{"key_a01", "key_b01"}
+	// Many keys, so that some share a slot; and a second record of one key,
+	// as the cache has after a reload.
+	var keys []*keyplane.Key
+	for i := range 200 {
+		keys = append(keys, &keyplane.Key{ID: fmt.Sprintf("key_%03d", i), AccountID: "acc_s"})
+	}
+	keys = append(keys, &keyplane.Key{ID: "key_000", AccountID: "acc_s"})
 	type bucket struct {
 		key, endpoint string
 		minute        time.Time
 	}
 	want := map[bucket]int64{}
-	for i := range 120 {
+	for i := range 4000 {
 		// Runs of five events per key and of twenty per endpoint, and a
-		// minute that ends inside a run (at i = 62).
-		at := t0.Add(time.Duration(i-2) * time.Second)
-		key, endpoint := keys[i/5%2], fmt.Sprint("GET /", i/20%3)
-		m.Record(verification(key, "acc_s", endpoint, keyplane.VerifyValid, at))
-		want[bucket{key, endpoint, at.Truncate(time.Minute)}]++
+		// minute that ends inside a run.
+		at := t0.Add(time.Duration(i/40-2) * time.Second)
+		k, endpoint := keys[i/5%len(keys)], fmt.Sprint("GET /", i/20%3)
+		m.RecordVerification(k, endpoint, at, keyplane.VerifyValid)
+		want[bucket{k.ID, endpoint, at.Truncate(time.Minute)}]++
 	}
 	flush(t, m)
-	for _, key := range keys {
-		for _, r := range rows(t, store, key, keyplane.UsageMinute) {
-			b := bucket{key, r.Endpoint, r.BucketStart.UTC()}
+	for _, k := range keys[:200] {
+		for _, r := range rows(t, store, k.ID, keyplane.UsageMinute) {
+			b := bucket{k.ID, r.Endpoint, r.BucketStart.UTC()}
 			if r.Requests != want[b] || r.Successes != want[b] {
 				t.Errorf("%+v: %d requests, want %d", b, r.Requests, want[b])
 			}
@@ -442,53 +449,54 @@ func TestConcurrentRecordsAndFlushesAddUp(t *testing.T) {
 	var clock atomic.Int64 // seconds after t0
 	now := func() time.Time { return t0.Add(time.Duration(clock.Load()) * time.Second) }
 	m := usage.New(store, usage.Config{FlushInterval: time.Hour, PruneInterval: time.Hour, Logger: slog.New(slog.DiscardHandler), Now: now})
-	const goroutines, perGoroutine = 4, 20000
+	const goroutines = 4
+	const end = 5 * 60 // seconds after t0: five minutes, so cells are sealed
 	keys := []string{"key_busy", "key_calm"}
+	// As the verify path has them: one cached key each, and constant
+	// endpoints.
+	cached := []*keyplane.Key{{ID: keys[0], AccountID: "acc_cc"}, {ID: keys[1], AccountID: "acc_cc"}}
+	endpoints := []string{"GET /0", "GET /1"}
 	var wg sync.WaitGroup
+	counted := make([][2]keyplane.UsageCounts, goroutines) // what each goroutine recorded, by key
 	for g := range goroutines {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := range perGoroutine {
-				key, code := keys[0], keyplane.VerifyValid
+			for i := 0; clock.Load() < end; i++ {
+				k, code := 0, keyplane.VerifyValid
 				if i%10 == 0 {
-					key = keys[1]
+					k = 1
 				}
+				c := &counted[g][k]
+				c.Requests++
 				if i%7 == 0 {
 					code = keyplane.VerifyRateLimited
+					c.Rejected[keyplane.RejectionIndex(code)]++
+				} else {
+					c.Successes++
 				}
-				m.Record(verification(key, "acc_cc", fmt.Sprint("GET /", g%2), code, now()))
+				m.RecordVerification(cached[k], endpoints[g%2], now(), code)
+				if i%64 == 0 {
+					runtime.Gosched() // lets the flushing goroutine in on a busy machine
+				}
 			}
 		}()
 	}
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
 	flushes := 0
-	for running := true; running; {
-		select {
-		case <-done:
-			running = false
-		default:
-		}
-		clock.Add(7) // a minute ends every eight or nine flushes
+	for clock.Load() < end {
+		time.Sleep(time.Millisecond)
+		clock.Add(20) // a minute ends every third flush
 		flush(t, m)
 		flushes++
 	}
+	wg.Wait()
 	if err := m.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
 	var want [2]keyplane.UsageCounts
-	for i := range perGoroutine {
-		k := 0
-		if i%10 == 0 {
-			k = 1
-		}
-		c := &want[k]
-		c.Requests += goroutines
-		if i%7 == 0 {
-			c.Rejected[keyplane.RejectionIndex(keyplane.VerifyRateLimited)] += goroutines
-		} else {
-			c.Successes += goroutines
+	for g := range counted {
+		for k := range want {
+			want[k].Add(&counted[g][k])
 		}
 	}
 	for k, key := range keys {
