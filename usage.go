@@ -32,16 +32,19 @@ type UsageEvent struct {
 	Latency time.Duration
 }
 
-// UsageRecorder counts usage events. Record is called on the verify path: it
-// must not block, do I/O or allocate per call; implementations count in
-// memory and write to storage in batches.
+// UsageRecorder counts usage events. Both methods run on the request path
+// (RecordVerification on every verification): they must not block, do I/O
+// or allocate per call; implementations count in memory and write to
+// storage in batches.
 type UsageRecorder interface {
+	// Record counts an event the gateway, the middleware or an operator's
+	// API reported.
 	Record(ev UsageEvent)
 	// RecordVerification is Record(UsageEvent{KeyID: k.ID, AccountID:
 	// k.AccountID, Endpoint: endpoint, Time: at, Code: code}), the verify
 	// path's call: k is the cached record's key, the same pointer call
-	// after call, which lets the recorder skip comparing ids. k must not be
-	// modified afterwards.
+	// after call, which lets the recorder compare pointers, not ids. k must
+	// never be modified, nor its memory reused for another key.
 	RecordVerification(k *Key, endpoint string, at time.Time, code VerifyCode)
 }
 

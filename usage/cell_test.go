@@ -2,6 +2,7 @@ package usage
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"runtime/debug"
 	"testing"
@@ -33,23 +34,53 @@ func TestSealedCellRefusesAdds(t *testing.T) {
 	}
 }
 
-// Widening a busy key drops its cells with what they counted since the
-// drain took their counts.
-func TestWidenKeepsLateCounts(t *testing.T) {
+// An endpoint verified wideAfter times in an interval gets a cell per
+// stripe: its one cell is sealed and dropped with its counts taken, and an
+// interval with half as many makes it share one cell again.
+func TestBusyEndpointGetsACellPerStripe(t *testing.T) {
 	sh := &shard{keys: map[string]*keyState{}}
 	ks := &keyState{keyID: "key_w", accountID: "acc_w", cells: map[cellKey]*cell{}, endpoints: map[string]string{}}
-	c := ks.cell("GET /", 60, 0)
-	c.countVerification(keyplane.VerifyValid, 1) // after the drain's take
-	ks.wide = true
-	snaps := sh.widen(nil, ks)
-	if len(snaps) != 1 || snaps[0].counts.Requests != 1 || snaps[0].endpoint != "GET /" || snaps[0].minute != 60 {
-		t.Fatalf("late counts: %+v", snaps)
+	sh.keys[ks.keyID] = ks
+	drain := func() keyplane.UsageCounts {
+		var got keyplane.UsageCounts
+		for _, s := range sh.drain(nil, map[string]*keyplane.KeyUsageTotal{}, 60, time.Unix(90, 0), time.Hour) {
+			if s.endpoint == "GET /busy" {
+				got.Add(&s.counts)
+			}
+		}
+		return got
 	}
-	if len(ks.cells) != 0 {
-		t.Fatal("the cell was kept")
+	shared := ks.cell("GET /busy", 60, 3)
+	calm := ks.cell("GET /calm", 60, 3)
+	if shared != ks.cell("GET /busy", 60, 5) {
+		t.Fatal("an endpoint not busy has more than one cell")
 	}
-	if c.countVerification(keyplane.VerifyValid, 2) {
-		t.Fatal("the dropped cell still counts")
+	for range wideAfter {
+		shared.countVerification(keyplane.VerifyValid, 1)
+	}
+	if got := drain(); got.Requests != wideAfter {
+		t.Fatalf("the drain took %d requests, want %d", got.Requests, wideAfter)
+	}
+	if !ks.busy["GET /busy"] || ks.busy["GET /calm"] {
+		t.Fatalf("busy endpoints: %v", ks.busy)
+	}
+	if shared.countVerification(keyplane.VerifyValid, 2) || !shared.dropped.Load() {
+		t.Fatal("the busy endpoint's shared cell still counts")
+	}
+	a, b := ks.cell("GET /busy", 60, 3), ks.cell("GET /busy", 60, 5)
+	if a == b || a == shared {
+		t.Fatal("a busy endpoint's stripes share a cell")
+	}
+	if ks.cell("GET /calm", 60, 5) != calm {
+		t.Fatal("the calm endpoint lost its shared cell")
+	}
+	a.countVerification(keyplane.VerifyValid, 3)
+	b.countVerification(keyplane.VerifyValid, 3)
+	if got := drain(); got.Requests != 2 {
+		t.Fatalf("the stripes' cells gave %d requests, want 2", got.Requests)
+	}
+	if ks.busy["GET /busy"] {
+		t.Fatal("an endpoint that calmed down is still busy")
 	}
 }
 
@@ -135,4 +166,39 @@ func growStack(n int) byte {
 		b[n%1024] = growStack(n - 1)
 	}
 	return b[0]
+}
+
+// A flush empties the slots of the cells it dropped: they would keep the
+// cells, their keys and the keys' cached records in memory.
+func TestFlushEmptiesSlotsOfDroppedCells(t *testing.T) {
+	t0 := time.Date(2026, 5, 6, 7, 8, 0, 0, time.UTC)
+	now := t0
+	m := New(teststore.New(t), Config{FlushInterval: time.Hour, PruneInterval: time.Hour, Logger: slog.New(slog.DiscardHandler),
+		Now: func() time.Time { return now }})
+	defer m.Close(context.Background())
+	held := func() (n int) {
+		for i := range m.hot {
+			if m.hot[i].Load() != nil {
+				n++
+			}
+		}
+		return n
+	}
+	for i := range 50 {
+		k := &keyplane.Key{ID: fmt.Sprint("key_", i), AccountID: "acc_d"}
+		m.RecordVerification(k, "GET /", t0, keyplane.VerifyValid)
+	}
+	if err := m.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if n := held(); n < 45 { // a few keys may share a slot
+		t.Fatalf("%d slots hold a cell, want about 50", n)
+	}
+	now = t0.Add(2 * time.Minute) // the minute is over: its cells are dropped
+	if err := m.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if n := held(); n != 0 {
+		t.Fatalf("%d slots still hold a dropped cell", n)
+	}
 }

@@ -46,6 +46,7 @@ func (m *Meter) Flush(ctx context.Context) error {
 	for i := range m.shards {
 		snaps = m.shards[i].drain(snaps, m.totals, current, now, m.idleAfter)
 	}
+	m.clearDroppedSlots()
 	for i := range snaps {
 		m.addPending(&snaps[i])
 	}
@@ -68,19 +69,48 @@ func (m *Meter) Flush(ctx context.Context) error {
 	if err := m.store.AddUsage(ctx, rows, totals, MergeSketches); err != nil {
 		return err
 	}
-	clear(m.pending)
-	clear(m.totals)
+	// A burst of keys leaves the maps large; clear keeps their size.
+	if len(m.pending) > maxKeptPending {
+		m.pending = map[rowKey]*pendingRow{}
+	} else {
+		clear(m.pending)
+	}
+	if len(m.totals) > maxKeptPending {
+		m.totals = map[string]*keyplane.KeyUsageTotal{}
+	} else {
+		clear(m.totals)
+	}
 	return nil
 }
 
+// maxKeptPending is the most pending rows or totals whose maps a flush
+// clears for reuse rather than replaces.
+const maxKeptPending = 4096
+
+// clearDroppedSlots empties the slots of Meter.hot that hold dropped cells:
+// they would keep the cells, their keys and the keys' cached records in
+// memory. A caller that read one before still counts right: it is sealed.
+func (m *Meter) clearDroppedSlots() {
+	for i := range m.hot {
+		if c := m.hot[i].Load(); c != nil && c.dropped.Load() {
+			m.hot[i].CompareAndSwap(c, nil)
+		}
+	}
+}
+
 // drain takes the counts of the shard's cells and keys, resetting them;
-// it seals and drops the cells of minutes before current and drops keys
-// idle for longer than idleAfter.
+// it seals and drops the cells of minutes before current, and drops keys
+// idle for longer than idleAfter. An endpoint of a key with wideAfter
+// verifications in the interval gets a cell per stripe from then on.
 func (sh *shard) drain(snaps []snapshot, totals map[string]*keyplane.KeyUsageTotal, current int64, now time.Time, idleAfter time.Duration) []snapshot {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	for id, ks := range sh.keys {
 		var requests int64
+		var busyRequests map[string]int64 // per busy endpoint, to tell when it calms
+		if len(ks.busy) > 0 {
+			busyRequests = make(map[string]int64, len(ks.busy))
+		}
 		for k, c := range ks.cells {
 			over := c.minute < current
 			s := snapshot{keyID: ks.keyID, accountID: ks.accountID, endpoint: c.endpoint, minute: c.minute}
@@ -90,23 +120,31 @@ func (sh *shard) drain(snaps []snapshot, totals map[string]*keyplane.KeyUsageTot
 				c.sketch.Clear()
 				c.samples = 0
 			}
-			if over {
+			// The one cell of an endpoint that just became busy is sealed
+			// (with what was added since the take) and dropped, so that its
+			// callers move to cells of their stripes.
+			widen := !over && !ks.busy[c.endpoint] && s.counts.Requests >= wideAfter
+			if widen {
+				c.take(&s.counts, true)
+				if ks.busy == nil {
+					ks.busy = map[string]bool{}
+				}
+				ks.busy[c.endpoint] = true
+			}
+			if over || widen {
 				sh.dropCell(ks, k, c)
 			}
 			if !s.counts.IsZero() || s.sketch != nil {
 				snaps = append(snaps, s)
 			}
 			requests += s.counts.Requests
+			if busyRequests != nil && ks.busy[c.endpoint] {
+				busyRequests[c.endpoint] += s.counts.Requests
+			}
 		}
-		// A key busy in this interval gets striped cells from now on.
-		if busy := requests >= wideAfter; busy != ks.wide {
-			ks.wide = busy
-			if busy {
-				n := len(snaps)
-				snaps = sh.widen(snaps, ks)
-				for _, s := range snaps[n:] {
-					requests += s.counts.Requests
-				}
+		for e, n := range busyRequests {
+			if n < wideAfter/2 {
+				delete(ks.busy, e) // calm again: its next cells are shared
 			}
 		}
 		lastUsed := ks.lastUsed.Load()
@@ -126,7 +164,7 @@ func (sh *shard) drain(snaps []snapshot, totals map[string]*keyplane.KeyUsageTot
 		case requests > 0 || ks.touched:
 			ks.touched, ks.lastActive = false, now
 		case len(ks.cells) == 0 && now.Sub(ks.lastActive) > idleAfter:
-			delete(sh.keys, id) // its cells are gone, so none is hot
+			delete(sh.keys, id) // its cells are dropped; Flush empties their slots
 		}
 	}
 	return snaps
@@ -158,27 +196,12 @@ func (c *cell) take(into *keyplane.UsageCounts, seal bool) {
 	c.uncoded, c.errors = 0, 0
 }
 
-// widen drops the cells of a key that just became busy, so that its next
-// verifications go to cells of their callers' stripes. It seals each and
-// takes what was added since the drain took its counts; a caller that
-// still holds one counts again, in a cell of its stripe.
-func (sh *shard) widen(snaps []snapshot, ks *keyState) []snapshot {
-	for k, c := range ks.cells {
-		s := snapshot{keyID: ks.keyID, accountID: ks.accountID, endpoint: c.endpoint, minute: c.minute}
-		c.take(&s.counts, true)
-		if !s.counts.IsZero() {
-			snaps = append(snaps, s)
-		}
-		sh.dropCell(ks, k, c)
-	}
-	return snaps
-}
-
 // dropCell removes a sealed cell from its key, keeping its sketch for reuse.
-// A slot of Meter.hot may still hold it: the seal sends its next caller to
-// the lock, which puts a live cell there.
+// Slots of Meter.hot may still hold it until the flush empties them: the
+// seal sends their callers to the lock, which puts a live cell there.
 func (sh *shard) dropCell(ks *keyState, k cellKey, c *cell) {
 	delete(ks.cells, k)
+	c.dropped.Store(true)
 	if c.sketch != nil && len(sh.freeSketches) < maxFreeSketches {
 		sh.freeSketches = append(sh.freeSketches, c.sketch) // cleared by the drain
 	}

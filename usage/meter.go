@@ -84,16 +84,17 @@ const shardCount = 64
 
 // hotSlots is the size of Meter.hot, a power of two: a busy key takes a
 // slot per stripe that verifies it, and keys that share a slot take turns
-// at the lock. 512 KiB of pointers; only the slots in use are touched.
+// at the lock. 512 KiB of pointers; each flush empties the slots of the
+// cells it dropped.
 const hotSlotBits = 16
 const hotSlots = 1 << hotSlotBits
 
 // maxFreeSketches bounds the latency sketches a shard keeps for reuse.
 const maxFreeSketches = 64
 
-// wideAfter is how many verifications of one key in one flush interval make
-// it busy: from then on, each stripe of goroutines counts it in its own
-// cells (see cell).
+// wideAfter is how many verifications of one key's endpoint in one flush
+// interval make it busy: from then on, each stripe of goroutines counts it
+// in a cell of its own (see cell), until an interval has half as many.
 const wideAfter = 1000
 
 type shard struct {
@@ -105,7 +106,7 @@ type shard struct {
 }
 
 // keyState is what a shard counts of one key: its cells, its endpoints,
-// bounded, and its totals since the last flush.
+// bounded, and its last use.
 type keyState struct {
 	keyID, accountID string // never change
 	// seen is the cached key of the latest verification counted under the
@@ -118,9 +119,9 @@ type keyState struct {
 	cells           map[cellKey]*cell
 	endpoints       map[string]string // each endpoint to its retained copy
 	flushedLastUsed int64
-	touched         bool      // had an outcome since the last flush
-	wide            bool      // busy at the last flush: a cell per stripe
-	lastActive      time.Time // the meter's clock at the last flush that saw events
+	touched         bool            // had an outcome since the last flush
+	busy            map[string]bool // endpoints counted in a cell per stripe
+	lastActive      time.Time       // the meter's clock at the last flush that saw events
 }
 
 type cellKey struct {
@@ -144,7 +145,7 @@ type cell struct {
 	// class: counts has a cache line of its own.
 	counts stripe
 
-	key         *keyState // the fields up to hotSlot never change
+	key         *keyState // the fields up to seenEndpoint never change
 	endpoint    string
 	minute      int64 // Unix seconds
 	minuteNanos int64 // the same, in Unix nanoseconds
@@ -152,13 +153,14 @@ type cell struct {
 	// the lock passed it: a string with those bytes compares without reading
 	// them, and route rules pass the same string every time.
 	seenEndpoint atomic.Pointer[byte]
+	dropped      atomic.Bool // sealed and out of its key's map
 
 	// Guarded by the shard's lock: outcomes and codes without a counter.
 	errors  int64
 	uncoded int64              // requests with a code that has no counter
 	sketch  *ddsketch.DDSketch // taken from the shard's free sketches
 	samples int                // latencies in sketch
-	_       [112]byte
+	_       [104]byte
 }
 
 // stripe is one cache line of verification counts.
@@ -330,11 +332,10 @@ func (m *Meter) recordLocked(ev *keyplane.UsageEvent, k *keyplane.Key, stripe ui
 			cells: map[cellKey]*cell{}, endpoints: map[string]string{}}
 		sh.keys[ks.keyID] = ks
 	}
-	var cellStripe uint // a key not busy has one cell for all stripes
-	if ks.wide && ev.Status == 0 {
-		cellStripe = stripe
+	if ev.Status != 0 {
+		stripe = 0 // outcomes are counted under the lock, in the first cell
 	}
-	c := ks.cell(ev.Endpoint, keyplane.UsageMinute.BucketStart(ev.Time.Unix()), cellStripe)
+	c := ks.cell(ev.Endpoint, keyplane.UsageMinute.BucketStart(ev.Time.Unix()), stripe)
 	if ev.Status != 0 {
 		sh.addOutcome(c, ev)
 		return
@@ -344,7 +345,7 @@ func (m *Meter) recordLocked(ev *keyplane.UsageEvent, k *keyplane.Key, stripe ui
 		if c.endpoint == ev.Endpoint {
 			c.seenEndpoint.Store(unsafe.StringData(ev.Endpoint))
 		}
-		m.hot[hotSlot(k, stripe)].Store(c)
+		m.hot[hotSlot(k, stripe)].Store(c) // the caller's slot, whichever cell
 	}
 	// The cell is in the key's map, so no flush has sealed it: the add
 	// counts (or there is no counter for the code).
@@ -353,9 +354,9 @@ func (m *Meter) recordLocked(ev *keyplane.UsageEvent, k *keyplane.Key, stripe ui
 	}
 }
 
-// cell finds or makes a key's cell for an endpoint, minute and stripe,
-// folding endpoints past the bound, or unfit for storage, into
-// keyplane.OtherEndpoint. The shard's lock is held.
+// cell finds or makes a key's cell for an endpoint and minute, of the
+// stripe if the endpoint is busy, folding endpoints past the bound, or
+// unfit for storage, into keyplane.OtherEndpoint. The shard's lock is held.
 func (ks *keyState) cell(endpoint string, minute int64, stripe uint) *cell {
 	canonical, known := ks.endpoints[endpoint]
 	if !known {
@@ -365,6 +366,9 @@ func (ks *keyState) cell(endpoint string, minute int64, stripe uint) *cell {
 			canonical = strings.Clone(endpoint) // not a slice of a request's buffer
 			ks.endpoints[canonical] = canonical
 		}
+	}
+	if !ks.busy[canonical] {
+		stripe = 0 // one cell for all stripes
 	}
 	key := cellKey{canonical, minute, stripe}
 	if c := ks.cells[key]; c != nil {
