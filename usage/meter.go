@@ -127,16 +127,16 @@ type keyState struct {
 type cellKey struct {
 	endpoint string
 	minute   int64 // Unix seconds
-	stripe   uint  // 0 unless the key is busy
+	stripe   uint  // 0 unless the endpoint is busy
 }
 
-// cell counts one key's usage of one endpoint in one minute; a busy key has
-// a cell per stripe of goroutines (see callerStripe), so that cores
+// cell counts one key's usage of one endpoint in one minute; a busy endpoint
+// has a cell per stripe of goroutines (see callerStripe), so that cores
 // verifying one key do not fight over one cache line.
 //
 // Verifications are counted with atomic adds, so that RecordVerification
 // needs no lock. A flush takes the counts by swapping them for zero; when
-// it drops the cell (its minute is over, or its key became busy) it swaps
+// it drops the cell (its minute is over, or its endpoint became busy) it swaps
 // in sealed instead, and an add that finds its counter sealed is counted
 // again, under the lock, in a fresh cell: nothing is lost or counted twice.
 // Cells are never reused, as a caller may still hold one it read before.
