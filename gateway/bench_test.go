@@ -1,7 +1,6 @@
 package gateway_test
 
 import (
-	"cmp"
 	"context"
 	"io"
 	"log"
@@ -11,12 +10,6 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
-	"os"
-	"os/exec"
-	"regexp"
-	"slices"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -30,6 +23,7 @@ import (
 	"github.com/keyplane/keyplane/service"
 	"github.com/keyplane/keyplane/teststore"
 	"github.com/keyplane/keyplane/usage"
+	"github.com/keyplane/keyplane/wrkbench"
 )
 
 // BenchmarkGateway compares gateway mode with a plain httputil.ReverseProxy
@@ -72,40 +66,9 @@ func BenchmarkGateway(b *testing.B) {
 // It runs once whatever b.N is: use -benchtime 1x. KEYPLANE_BENCH_SECONDS
 // sets each wrk run's length (5), KEYPLANE_BENCH_ROUNDS the alternating runs (3).
 func BenchmarkGatewayWrk(b *testing.B) {
-	wrk, err := exec.LookPath("wrk")
-	if err != nil {
-		b.Skip("wrk is not installed (apt-get install wrk)")
-	}
 	plainURL, gatewayURL, key := gatewayFixture(b)
-	duration := cmp.Or(os.Getenv("KEYPLANE_BENCH_SECONDS"), "5")
-	rps := func(url string) float64 {
-		out, err := exec.Command(wrk, "-t1", "-c32", "-d"+duration+"s", "-H", "X-API-Key: "+key, url+"/v1/things/7").CombinedOutput()
-		if err != nil {
-			b.Fatalf("wrk: %v\n%s", err, out)
-		}
-		m := regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`).FindSubmatch(out)
-		if m == nil || strings.Contains(string(out), "Non-2xx") {
-			b.Fatalf("wrk output: %s", out)
-		}
-		v, _ := strconv.ParseFloat(string(m[1]), 64)
-		return v
-	}
-	// Alternating short runs, and the medians: the machine's load drifts
-	// over a run, and both sides should see the same drift.
-	rounds := 3
-	if n, err := strconv.Atoi(os.Getenv("KEYPLANE_BENCH_ROUNDS")); err == nil && n > 0 {
-		rounds = n
-	}
-	for range b.N {
-		var xs, ys, ratios []float64
-		for range rounds {
-			x, y := rps(plainURL), rps(gatewayURL)
-			xs, ys, ratios = append(xs, x), append(ys, y), append(ratios, y/x)
-		}
-		b.ReportMetric(median(xs), "plain-req/s")
-		b.ReportMetric(median(ys), "gateway-req/s")
-		b.ReportMetric(median(ratios), "ratio")
-	}
+	wrkbench.Compare(b, wrkbench.Side{Name: "plain", Args: []string{"-H", "X-API-Key: " + key, plainURL + "/v1/things/7"}},
+		wrkbench.Side{Name: "gateway", Args: []string{"-H", "X-API-Key: " + key, gatewayURL + "/v1/things/7"}})
 }
 
 // gatewayFixture serves a small JSON upstream behind a plain ReverseProxy
@@ -161,10 +124,4 @@ func gatewayFixture(b *testing.B) (plainURL, gatewayURL, key string) {
 		b.Fatal(err)
 	}
 	return plain.URL, gw.URL, k.Plaintext
-}
-
-func median(v []float64) float64 {
-	s := slices.Clone(v)
-	slices.Sort(s)
-	return s[len(s)/2]
 }

@@ -2,7 +2,6 @@ package httpapi_test
 
 import (
 	"bytes"
-	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -12,10 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"regexp"
-	"strconv"
 	"testing"
 	"time"
 
@@ -25,6 +21,7 @@ import (
 	"github.com/keyplane/keyplane/httpapi"
 	"github.com/keyplane/keyplane/service"
 	"github.com/keyplane/keyplane/teststore"
+	"github.com/keyplane/keyplane/wrkbench"
 )
 
 // BenchmarkVerifyHTTP compares POST /v1/verify (cached key, scope and IP
@@ -62,39 +59,17 @@ func BenchmarkVerifyHTTP(b *testing.B) {
 }
 
 // BenchmarkVerifyWrk drives both servers of BenchmarkVerifyHTTP with wrk, a
-// separate load generator, for a few seconds each, and reports requests per
-// second and their ratio. It runs once whatever b.N is; use -benchtime 1x.
+// separate load generator (see wrkbench.Compare). It runs once whatever b.N
+// is; use -benchtime 1x.
 func BenchmarkVerifyWrk(b *testing.B) {
-	wrk, err := exec.LookPath("wrk")
-	if err != nil {
-		b.Skip("wrk is not installed (apt-get install wrk)")
-	}
 	keyplaneURL, bareURL, token, body := verifyServers(b)
 	script := filepath.Join(b.TempDir(), "post.lua")
 	lua := fmt.Sprintf("wrk.method = \"POST\"\nwrk.body = %q\nwrk.headers[\"Content-Type\"] = \"application/json\"\nwrk.headers[\"Authorization\"] = \"Bearer %s\"\n", body, token)
 	if err := os.WriteFile(script, []byte(lua), 0o600); err != nil {
 		b.Fatal(err)
 	}
-	duration := cmp.Or(os.Getenv("KEYPLANE_BENCH_SECONDS"), "5")
-	rps := func(url string) float64 {
-		out, err := exec.Command(wrk, "-t1", "-c32", "-d"+duration+"s", "-s", script, url).CombinedOutput()
-		if err != nil {
-			b.Fatalf("wrk: %v\n%s", err, out)
-		}
-		m := regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`).FindSubmatch(out)
-		if m == nil || bytes.Contains(out, []byte("Non-2xx")) {
-			b.Fatalf("wrk output: %s", out)
-		}
-		v, _ := strconv.ParseFloat(string(m[1]), 64)
-		return v
-	}
-	for range b.N {
-		bare := rps(bareURL)
-		verify := rps(keyplaneURL)
-		b.ReportMetric(bare, "bare-req/s")
-		b.ReportMetric(verify, "verify-req/s")
-		b.ReportMetric(verify/bare, "ratio")
-	}
+	wrkbench.Compare(b, wrkbench.Side{Name: "bare", Args: []string{"-s", script, bareURL}},
+		wrkbench.Side{Name: "verify", Args: []string{"-s", script, keyplaneURL}})
 }
 
 // bareJSONHandler is the baseline: decode a small JSON body, answer JSON.

@@ -1,17 +1,11 @@
 package httpapi_test
 
 import (
-	"cmp"
 	"context"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"os/exec"
-	"regexp"
-	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -24,6 +18,7 @@ import (
 	"github.com/keyplane/keyplane/routes"
 	"github.com/keyplane/keyplane/service"
 	"github.com/keyplane/keyplane/teststore"
+	"github.com/keyplane/keyplane/wrkbench"
 )
 
 // BenchmarkNginxWrk measures what asking keyplane costs nginx: wrk against
@@ -34,10 +29,6 @@ import (
 // -benchtime 1x. KEYPLANE_BENCH_SECONDS sets each wrk run's length (5),
 // KEYPLANE_BENCH_ROUNDS the alternating runs (3).
 func BenchmarkNginxWrk(b *testing.B) {
-	wrk, err := exec.LookPath("wrk")
-	if err != nil {
-		b.Skip("wrk is not installed (apt-get install wrk)")
-	}
 	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		io.WriteString(w, `{"id":"7","name":"a thing"}`)
@@ -51,35 +42,8 @@ func BenchmarkNginxWrk(b *testing.B) {
 	authURL := runNginx(b, "nginx-bench.conf", c)
 	directURL := "http://" + c.DirectListen
 
-	duration := cmp.Or(os.Getenv("KEYPLANE_BENCH_SECONDS"), "5")
-	rps := func(url string) float64 {
-		out, err := exec.Command(wrk, "-t1", "-c32", "-d"+duration+"s", "-H", "X-API-Key: "+key, url+"/v1/things/7").CombinedOutput()
-		if err != nil {
-			b.Fatalf("wrk: %v\n%s", err, out)
-		}
-		m := regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`).FindSubmatch(out)
-		if m == nil || strings.Contains(string(out), "Non-2xx") {
-			b.Fatalf("wrk output: %s", out)
-		}
-		v, _ := strconv.ParseFloat(string(m[1]), 64)
-		return v
-	}
-	// Alternating short runs, and the medians: the machine's load drifts
-	// over a run, and both sides should see the same drift.
-	rounds := 3
-	if n, err := strconv.Atoi(os.Getenv("KEYPLANE_BENCH_ROUNDS")); err == nil && n > 0 {
-		rounds = n
-	}
-	for range b.N {
-		var xs, ys, ratios []float64
-		for range rounds {
-			x, y := rps(directURL), rps(authURL)
-			xs, ys, ratios = append(xs, x), append(ys, y), append(ratios, y/x)
-		}
-		b.ReportMetric(median(xs), "direct-req/s")
-		b.ReportMetric(median(ys), "auth_request-req/s")
-		b.ReportMetric(median(ratios), "ratio")
-	}
+	wrkbench.Compare(b, wrkbench.Side{Name: "direct", Args: []string{"-H", "X-API-Key: " + key, directURL + "/v1/things/7"}},
+		wrkbench.Side{Name: "auth_request", Args: []string{"-H", "X-API-Key: " + key, authURL + "/v1/things/7"}})
 }
 
 // forwardAuthFixture is the API with route rules, a cached key allowed the
@@ -114,10 +78,4 @@ func forwardAuthFixture(b *testing.B) (api http.Handler, token, key string) {
 	}
 	gate := httpapi.NewGate(httpapi.GateConfig{Service: svc, Rules: routes.Static(rs)})
 	return httpapi.New(httpapi.Config{Service: svc, Store: store, Logger: slog.New(slog.DiscardHandler), Gate: gate}), tok.Plaintext, k.Plaintext
-}
-
-func median(v []float64) float64 {
-	s := slices.Clone(v)
-	slices.Sort(s)
-	return s[len(s)/2]
 }
