@@ -1,6 +1,9 @@
 package keyplane
 
-import "time"
+import (
+	"context"
+	"time"
+)
 
 // Role is what an operator token may do.
 type Role string
@@ -20,4 +23,10 @@ type Token struct {
 	Role      Role
 	Hash      [32]byte
 	CreatedAt time.Time
+}
+
+// TokenSource finds an operator token by its hash: the store, or a cache in
+// front of it. ENOTFOUND when no token has it.
+type TokenSource interface {
+	TokenByHash(ctx context.Context, hash [32]byte) (*Token, error)
 }

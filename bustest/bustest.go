@@ -25,7 +25,7 @@ type Harness struct {
 type Recorder struct {
 	mu      sync.Mutex
 	changes []keyplane.Change
-	missed  int
+	missed  []time.Time
 }
 
 func (r *Recorder) ApplyChange(c keyplane.Change) {
@@ -33,13 +33,25 @@ func (r *Recorder) ApplyChange(c keyplane.Change) {
 	r.changes = append(r.changes, c)
 	r.mu.Unlock()
 }
-func (r *Recorder) MissedChanges() { r.mu.Lock(); r.missed++; r.mu.Unlock() }
+func (r *Recorder) MissedChanges(since time.Time) {
+	r.mu.Lock()
+	r.missed = append(r.missed, since)
+	r.mu.Unlock()
+}
 
-// State returns the changes received and how often the cache was cleared.
+// State returns the changes received and how often the cache was told to
+// catch up.
 func (r *Recorder) State() ([]keyplane.Change, int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return append([]keyplane.Change(nil), r.changes...), r.missed
+	return append([]keyplane.Change(nil), r.changes...), len(r.missed)
+}
+
+// Missed returns the moments the cache was told to catch up from.
+func (r *Recorder) Missed() []time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]time.Time(nil), r.missed...)
 }
 
 func waitFor(t *testing.T, what string, cond func() bool) {
@@ -54,7 +66,8 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 }
 
 // Run checks delivery, that junk is ignored, recovery after a broken
-// subscription (the cache cleared, changes flowing again) and shutdown.
+// subscription (the cache told to catch up from before the break, changes
+// flowing again) and shutdown.
 func Run(t *testing.T, h Harness) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -80,8 +93,13 @@ func Run(t *testing.T, h Harness) {
 		t.Fatalf("received %v, cleared %d times", c, missed)
 	}
 
+	broke := time.Now()
 	h.BreakSubscription(t)
-	waitFor(t, "the cache cleared after the break", func() bool { _, m := rec.State(); return m >= 1 })
+	waitFor(t, "a catch-up after the break", func() bool { _, m := rec.State(); return m >= 1 })
+	// From before the break by the margin: nothing changed after it is skipped.
+	if since := rec.Missed()[0]; since.After(broke.Add(-keyplane.CatchUpMargin + time.Second)) {
+		t.Fatalf("told to catch up from %v, want at or before %v", since, broke.Add(-keyplane.CatchUpMargin))
+	}
 	waitFor(t, "a change after resubscribing", func() bool {
 		h.Publisher.Publish(ctx, keyplane.AccountChanged("acc_2"))
 		c, _ := rec.State()

@@ -1,9 +1,11 @@
-// Package cache keeps verification records in memory (otter) in front of the
-// store, so verifying a known key costs no I/O. It caches misses too, so
-// unknown keys do not hammer the database; it loads each key once however many
-// requests miss it at the same moment; and it serves what it has while it
-// refreshes in the background, so a slow or absent database does not stall
-// verification.
+// Package cache keeps verification records and operator tokens in memory
+// (otter) in front of the store, so verifying a known key with a known token
+// costs no I/O. It caches missing keys too, so unknown keys do not hammer the
+// database; it loads each key once however many requests miss it at the same
+// moment; and it serves what it has while it refreshes in the background, so a
+// slow or absent database does not stall verification. After a broken change
+// subscription it catches up from the store's change log instead of
+// forgetting what it holds.
 package cache
 
 import (
@@ -32,29 +34,48 @@ type Config struct {
 	// TTL is how old a record may be before it is reloaded. It bounds how long
 	// a change whose message was lost (a bus outage) can go unseen.
 	TTL time.Duration
-	// ServeStale is how long a record keeps verifying while reloads fail (the
-	// database is down). Keys not in the cache fail closed meanwhile.
+	// ServeStale is how long a record or token keeps verifying while reloads
+	// fail (the database is down). Keys not in the cache fail closed meanwhile.
 	ServeStale time.Duration
 	// Clock replaces the time source, for tests.
 	Clock  otter.Clock
 	Logger *slog.Logger
 }
 
-// Cache is a keyplane.RecordSource in front of a store.
+// Source is what a Cache reads through: the store.
+type Source interface {
+	keyplane.RecordSource
+	keyplane.TokenSource
+	keyplane.ChangeLog
+}
+
+// Cache is a keyplane.RecordSource and keyplane.TokenSource in front of a store.
 type Cache struct {
-	store  keyplane.RecordSource
+	store  Source
 	otter  *otter.Cache[[32]byte, entry]
 	loader otter.Loader[[32]byte, entry]
 	log    *slog.Logger
 
+	tokens      *otter.Cache[[32]byte, *keyplane.Token]
+	tokenLoader otter.Loader[[32]byte, *keyplane.Token]
+
+	// Catching up after a broken subscription: the earliest moment not yet
+	// caught up on (zero when none), whether a goroutine retries it, and a
+	// lock that runs one catch-up at a time.
+	catchMu      sync.Mutex
+	catchPending time.Time
+	catchRetry   bool
+	catchRun     sync.Mutex
+	closed       chan struct{}
+	closeOnce    sync.Once
+	wg           sync.WaitGroup
+
 	// Generations close a race that invalidating entries cannot: a load that
 	// read the store before a change and finishes after it. Each entry keeps
 	// the generation read before its store read; an entry older than its
-	// account's last change, or than the last full clear, is reloaded.
-	// (A single key's change needs none of this: otter discards a load that
-	// races an invalidation of the same key.)
+	// account's last change is reloaded. (A single key's change needs none of
+	// this: otter discards a load that races an invalidation of the same key.)
 	generation atomic.Uint64
-	clearedAt  atomic.Uint64                             // generation of the last MissedChanges
 	accountsAt atomic.Pointer[map[changed]accountChange] // accounts and plans; copy-on-write, read on every verification
 	accountsMu sync.Mutex                                // serialises the copies
 	serveStale time.Duration
@@ -75,8 +96,12 @@ type accountChange struct {
 
 var (
 	_ keyplane.RecordSource   = (*Cache)(nil)
+	_ keyplane.TokenSource    = (*Cache)(nil)
 	_ keyplane.ChangeListener = (*Cache)(nil)
 )
+
+// maxTokens bounds the token cache: deployments have a handful of tokens.
+const maxTokens = 10_000
 
 // entry is a cached lookup: a record, or nil for a hash no key has, and the
 // generation before it was read.
@@ -86,7 +111,7 @@ type entry struct {
 }
 
 // New returns a cache in front of store.
-func New(store keyplane.RecordSource, cfg Config) (*Cache, error) {
+func New(store Source, cfg Config) (*Cache, error) {
 	if cfg.MaxEntries == 0 {
 		cfg.MaxEntries = DefaultMaxEntries
 	}
@@ -107,7 +132,7 @@ func New(store keyplane.RecordSource, cfg Config) (*Cache, error) {
 	case cfg.ServeStale < cfg.TTL:
 		return nil, errors.New("cache: serve-stale must be at least the TTL")
 	}
-	c := &Cache{store: store, log: cfg.Logger, serveStale: cfg.ServeStale}
+	c := &Cache{store: store, log: cfg.Logger, serveStale: cfg.ServeStale, closed: make(chan struct{})}
 	c.accountsAt.Store(&map[changed]accountChange{})
 	c.loader = otter.LoaderFunc[[32]byte, entry](c.load)
 	var err error
@@ -121,6 +146,22 @@ func New(store keyplane.RecordSource, cfg Config) (*Cache, error) {
 		Logger:            otterLogger{cfg.Logger},
 	})
 	if err != nil {
+		return nil, err
+	}
+	// Tokens the same way: the caller's token must keep working through an
+	// outage as long as the keys it verifies. Unknown tokens are not cached.
+	c.tokenLoader = otter.LoaderFunc[[32]byte, *keyplane.Token](func(ctx context.Context, hash [32]byte) (*keyplane.Token, error) {
+		return store.TokenByHash(ctx, hash)
+	})
+	c.tokens, err = otter.New(&otter.Options[[32]byte, *keyplane.Token]{
+		MaximumSize:       maxTokens,
+		RefreshCalculator: otter.RefreshWriting[[32]byte, *keyplane.Token](cfg.TTL),
+		ExpiryCalculator:  otter.ExpiryWriting[[32]byte, *keyplane.Token](cfg.ServeStale),
+		Clock:             cfg.Clock,
+		Logger:            otterLogger{cfg.Logger},
+	})
+	if err != nil {
+		c.otter.StopAllGoroutines()
 		return nil, err
 	}
 	return c, nil
@@ -138,11 +179,8 @@ func (c *Cache) load(ctx context.Context, hash [32]byte) (entry, error) {
 	return entry{rec: rec, generation: gen}, nil
 }
 
-// stale reports whether a change or a clear came after e was read.
+// stale reports whether a change of its account or plan came after e was read.
 func (c *Cache) stale(e entry) bool {
-	if e.generation < c.clearedAt.Load() {
-		return true
-	}
 	if e.rec == nil {
 		return false
 	}
@@ -180,52 +218,148 @@ func (c *Cache) VerifyRecord(ctx context.Context, hash [32]byte) (*keyplane.Veri
 
 var errNotFound = keyplane.Errorf(keyplane.ENOTFOUND, "no key with that hash")
 
-// ApplyChange forgets what a change makes out of date. An account's or a
-// plan's change walks the cache: they change rarely, keys are verified
-// constantly.
-func (c *Cache) ApplyChange(ch keyplane.Change) {
-	if ch.AccountID == "" && ch.Plan == "" {
-		c.otter.Invalidate(ch.KeyHash)
-		return
+// TokenByHash returns the cached operator token, loading it on a miss; a
+// token that is not found is not cached.
+func (c *Cache) TokenByHash(ctx context.Context, hash [32]byte) (*keyplane.Token, error) {
+	return c.tokens.Get(ctx, hash, c.tokenLoader)
+}
+
+// ApplyChange forgets what a change makes out of date.
+func (c *Cache) ApplyChange(ch keyplane.Change) { c.applyChanges([]keyplane.Change{ch}) }
+
+// applyChanges forgets what changes make out of date. Accounts' and plans'
+// changes walk the cache once for all of them: they change rarely, keys are
+// verified constantly.
+func (c *Cache) applyChanges(changes []keyplane.Change) {
+	var groups map[changed]bool
+	for _, ch := range changes {
+		switch {
+		case ch.Token:
+			c.tokens.Invalidate(ch.KeyHash)
+		case ch.Plan != "":
+			groups = addGroup(groups, changed{plan: true, name: ch.Plan})
+		case ch.AccountID != "":
+			groups = addGroup(groups, changed{name: ch.AccountID})
+		default:
+			c.otter.Invalidate(ch.KeyHash)
+		}
 	}
-	what := changed{name: ch.AccountID}
-	if ch.Plan != "" {
-		what = changed{plan: true, name: ch.Plan}
+	if len(groups) == 0 {
+		return
 	}
 	c.accountsMu.Lock()
 	now := time.Now()
-	next := make(map[changed]accountChange, len(*c.accountsAt.Load())+1)
+	next := make(map[changed]accountChange, len(*c.accountsAt.Load())+len(groups))
 	for id, past := range *c.accountsAt.Load() {
 		if now.Sub(past.at) < 2*c.serveStale {
 			next[id] = past
 		}
 	}
-	next[what] = accountChange{generation: c.generation.Add(1), at: now}
+	gen := c.generation.Add(1)
+	for what := range groups {
+		next[what] = accountChange{generation: gen, at: now}
+	}
 	c.accountsAt.Store(&next)
 	c.accountsMu.Unlock()
 	// Free what is cached now; loads in flight are caught by the generation.
 	for hash, e := range c.otter.All() {
-		if e.rec != nil && (ch.AccountID != "" && e.rec.Key.AccountID == ch.AccountID || ch.Plan != "" && e.rec.Plan == ch.Plan) {
+		if e.rec != nil && (groups[changed{name: e.rec.Key.AccountID}] || groups[changed{plan: true, name: e.rec.Plan}]) {
 			c.otter.Invalidate(hash)
 		}
 	}
 }
 
-// MissedChanges forgets everything: some change may have gone unseen.
-func (c *Cache) MissedChanges() {
-	c.log.Warn("cache cleared: change notifications may have been missed")
-	c.accountsMu.Lock()
-	c.clearedAt.Store(c.generation.Add(1))
-	c.accountsAt.Store(&map[changed]accountChange{}) // the clear supersedes every account's change
-	c.accountsMu.Unlock()
-	c.otter.InvalidateAll()
+func addGroup(groups map[changed]bool, what changed) map[changed]bool {
+	if groups == nil {
+		groups = map[changed]bool{}
+	}
+	groups[what] = true
+	return groups
+}
+
+// MissedChanges catches up on what changed since the moment given, from the
+// store's change log, keeping everything cached: a lost subscription must
+// not turn into a verification outage. The first attempt runs before it
+// returns; while the store does not answer, a goroutine retries with backoff
+// and cached entries keep serving (within ServeStale).
+func (c *Cache) MissedChanges(since time.Time) {
+	c.catchMu.Lock()
+	if c.catchPending.IsZero() || since.Before(c.catchPending) {
+		c.catchPending = since
+	}
+	c.catchMu.Unlock()
+	if c.catchUp(2 * time.Second) {
+		return
+	}
+	c.catchMu.Lock()
+	defer c.catchMu.Unlock()
+	if !c.catchRetry && !c.catchPending.IsZero() {
+		c.catchRetry = true
+		c.wg.Add(1)
+		go c.retryCatchUp()
+	}
+}
+
+// catchUp applies the changes since the pending moment; it reports false
+// when the store did not answer.
+func (c *Cache) catchUp(timeout time.Duration) bool {
+	c.catchRun.Lock()
+	defer c.catchRun.Unlock()
+	c.catchMu.Lock()
+	since := c.catchPending
+	c.catchMu.Unlock()
+	if since.IsZero() {
+		return true
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	changes, err := c.store.ChangesSince(ctx, since)
+	if err != nil {
+		c.log.Warn("cache: could not catch up on missed changes yet; cached keys keep verifying", "since", since.UTC().Format(time.RFC3339), "error", err)
+		return false
+	}
+	c.applyChanges(changes)
+	c.catchMu.Lock()
+	if c.catchPending.Equal(since) { // else an earlier moment came meanwhile: its caller runs next
+		c.catchPending = time.Time{}
+	}
+	c.catchMu.Unlock()
+	c.log.Info("cache caught up on changes missed while the subscription was down", "since", since.UTC().Format(time.RFC3339), "changes", len(changes))
+	return true
+}
+
+// retryCatchUp retries catching up until it succeeds or the cache closes.
+func (c *Cache) retryCatchUp() {
+	defer c.wg.Done()
+	for wait := time.Second; ; wait = min(2*wait, 10*time.Second) {
+		select {
+		case <-c.closed:
+			return
+		case <-time.After(wait):
+		}
+		c.catchUp(5 * time.Second)
+		c.catchMu.Lock()
+		done := c.catchPending.IsZero()
+		if done {
+			c.catchRetry = false
+		}
+		c.catchMu.Unlock()
+		if done {
+			return
+		}
+	}
 }
 
 // Len is the number of cached entries, for metrics and tests.
 func (c *Cache) Len() int { return c.otter.EstimatedSize() }
 
 // Close stops the cache's background goroutines.
-func (c *Cache) Close() { c.otter.StopAllGoroutines() }
+func (c *Cache) Close() {
+	c.closeOnce.Do(func() { close(c.closed) })
+	c.wg.Wait()
+	c.otter.StopAllGoroutines()
+	c.tokens.StopAllGoroutines()
+}
 
 // otterLogger sends otter's warnings (failed background refreshes) to slog.
 type otterLogger struct{ log *slog.Logger }

@@ -26,21 +26,39 @@ func (c *fakeClock) NowNano() int64                      { return c.nanos.Load()
 func (c *fakeClock) Tick(time.Duration) <-chan time.Time { return nil }
 func (c *fakeClock) Add(d time.Duration)                 { c.nanos.Add(int64(d)) }
 
-// source counts store reads and can be made to fail or stall.
+// source counts the cache's store reads and can be made to fail (an outage)
+// or stall.
 type source struct {
-	store   keyplane.RecordSource
-	reads   atomic.Int64
-	failing atomic.Bool
-	delay   time.Duration
+	keyplane.Store
+	reads, tokenReads atomic.Int64
+	failing           atomic.Bool
+	delay             time.Duration
 }
+
+var errDown = &keyplane.Error{Code: keyplane.EUNAVAILABLE, Message: "the database is unavailable"}
 
 func (s *source) VerifyRecord(ctx context.Context, hash [32]byte) (*keyplane.VerifyRecord, error) {
 	s.reads.Add(1)
 	time.Sleep(s.delay)
 	if s.failing.Load() {
-		return nil, &keyplane.Error{Code: keyplane.EUNAVAILABLE, Message: "the database is unavailable"}
+		return nil, errDown
 	}
-	return s.store.VerifyRecord(ctx, hash)
+	return s.Store.VerifyRecord(ctx, hash)
+}
+
+func (s *source) TokenByHash(ctx context.Context, hash [32]byte) (*keyplane.Token, error) {
+	s.tokenReads.Add(1)
+	if s.failing.Load() {
+		return nil, errDown
+	}
+	return s.Store.TokenByHash(ctx, hash)
+}
+
+func (s *source) ChangesSince(ctx context.Context, since time.Time) ([]keyplane.Change, error) {
+	if s.failing.Load() {
+		return nil, errDown
+	}
+	return s.Store.ChangesSince(ctx, since)
 }
 
 type fixture struct {
@@ -69,7 +87,7 @@ func newFixtureB(b *testing.B) *fixture {
 
 func newFixture(t *testing.T, delay time.Duration) *fixture {
 	store := teststore.New(t)
-	src := &source{store: store, delay: delay}
+	src := &source{Store: store, delay: delay}
 	clock := &fakeClock{}
 	clock.nanos.Store(time.Now().UnixNano())
 	c, err := cache.New(src, cache.Config{TTL: 30 * time.Second, ServeStale: 10 * time.Minute, Clock: clock, Logger: slog.New(slog.DiscardHandler)})
@@ -82,7 +100,7 @@ func newFixture(t *testing.T, delay time.Duration) *fixture {
 	t.Cleanup(throttle.Close)
 	failures := verifyaudit.New(store, verifyaudit.Config{Logger: slog.New(slog.DiscardHandler)})
 	t.Cleanup(func() { failures.Close(context.Background()) })
-	svc, err := service.New(store, service.Config{Records: c, Cache: c, Limiter: limiter, Throttle: throttle, VerifyFailures: failures})
+	svc, err := service.New(store, service.Config{Records: c, Tokens: c, Cache: c, Limiter: limiter, Throttle: throttle, VerifyFailures: failures})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -199,7 +217,7 @@ func TestTTLBoundsUnseenChanges(t *testing.T) {
 	k := f.newKey(t, "")
 	f.verify(t, k.Plaintext)
 	// Revoke behind the cache's back: a service without the cache.
-	direct, _ := service.New(f.src.store.(keyplane.Store), service.Config{})
+	direct, _ := service.New(f.src.Store, service.Config{})
 	if _, err := direct.RevokeKey(f.ctx, k.ID); err != nil {
 		t.Fatal(err)
 	}
@@ -244,14 +262,98 @@ func TestDatabaseOutage(t *testing.T) {
 	}
 }
 
-func TestMissedChangesClearsEverything(t *testing.T) {
+// After a broken subscription the cache catches up from the change log: what
+// changed meanwhile is reloaded, and nothing else is forgotten.
+func TestMissedChangesCatchUpWithoutClearing(t *testing.T) {
+	f := newFixture(t, 0)
+	revoked, kept := f.newKey(t, ""), f.newKey(t, "")
+	suspended := f.newKey(t, "")
+	for _, k := range []*service.CreatedKey{revoked, kept, suspended} {
+		f.verify(t, k.Plaintext)
+	}
+	since := time.Now() // after the keys were made: their creation is not a change to catch up on
+	direct, _ := service.New(f.src.Store, service.Config{}) // changes whose messages are lost
+	if _, err := direct.RevokeKey(f.ctx, revoked.ID); err != nil {
+		t.Fatal(err)
+	}
+	status := keyplane.AccountSuspended
+	if _, err := direct.UpdateAccount(f.ctx, suspended.AccountID, service.AccountUpdate{Status: &status}); err != nil {
+		t.Fatal(err)
+	}
+	f.cache.MissedChanges(since)
+	for _, tc := range []struct {
+		key  *service.CreatedKey
+		want keyplane.VerifyCode
+	}{{revoked, keyplane.VerifyRevoked}, {kept, keyplane.VerifyValid}, {suspended, keyplane.VerifyDisabled}} {
+		if c := f.verify(t, tc.key.Plaintext); c != tc.want {
+			t.Errorf("after catching up: %s, want %s", c, tc.want)
+		}
+	}
+	if n := f.src.reads.Load(); n != 5 {
+		t.Fatalf("%d store reads, want 5: three loads and two reloads of what changed (the cache must not be cleared)", n)
+	}
+}
+
+// A catch-up the store cannot answer is retried until it can; meanwhile
+// cached keys keep verifying.
+func TestMissedChangesRetriedThroughOutage(t *testing.T) {
 	f := newFixture(t, 0)
 	k := f.newKey(t, "")
 	f.verify(t, k.Plaintext)
-	f.cache.MissedChanges()
-	f.verify(t, k.Plaintext)
-	if n := f.src.reads.Load(); n != 2 {
-		t.Fatalf("%d store reads, want 2 (the cache was cleared)", n)
+	since := time.Now().Add(-keyplane.CatchUpMargin)
+	direct, _ := service.New(f.src.Store, service.Config{})
+	if _, err := direct.RevokeKey(f.ctx, k.ID); err != nil {
+		t.Fatal(err)
+	}
+	f.src.failing.Store(true)
+	f.cache.MissedChanges(since)
+	if c := f.verify(t, k.Plaintext); c != keyplane.VerifyValid {
+		t.Fatalf("while the store is down the cached record serves: %s", c)
+	}
+	f.src.failing.Store(false)
+	deadline := time.Now().Add(5 * time.Second)
+	for f.verify(t, k.Plaintext) != keyplane.VerifyRevoked {
+		if time.Now().After(deadline) {
+			t.Fatal("the revocation was not caught up on within 5 s of the store's return")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// Operator tokens are cached like keys: no store read per request, served
+// through an outage up to the serve-stale limit, forgotten on a token change.
+func TestTokensAreCachedAndServedStale(t *testing.T) {
+	f := newFixture(t, 0)
+	created, err := f.svc.CreateToken(f.ctx, "api", keyplane.RoleVerify)
+	if err != nil {
+		t.Fatal(err)
+	}
+	auth := func() error { _, err := f.svc.Authenticate(context.Background(), created.Plaintext); return err }
+	for range 10 {
+		if err := auth(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := f.src.tokenReads.Load(); n != 1 {
+		t.Fatalf("%d token reads for 10 requests, want 1", n)
+	}
+	f.cache.ApplyChange(keyplane.TokenChanged(created.Hash))
+	if err := auth(); err != nil || f.src.tokenReads.Load() != 2 {
+		t.Fatalf("after a token change: %v, %d reads (want a reload)", err, f.src.tokenReads.Load())
+	}
+	f.src.failing.Store(true)
+	for _, step := range []time.Duration{0, 31 * time.Second, 5 * time.Minute, 4 * time.Minute} {
+		f.clock.Add(step)
+		if err := auth(); err != nil {
+			t.Fatalf("cached token during the outage (+%v): %v", step, err)
+		}
+	}
+	f.clock.Add(2 * time.Minute) // past 10 minutes since the last good load
+	if err := auth(); keyplane.ErrorCode(err) != keyplane.EUNAVAILABLE {
+		t.Fatalf("cached token past the serve-stale limit: %v, want unavailable", err)
+	}
+	if _, err := f.svc.Authenticate(context.Background(), apikey.NewToken()); err == nil {
+		t.Fatal("an unknown token was accepted")
 	}
 }
 
@@ -269,14 +371,14 @@ func mkdirTemp() (string, error) { return os.MkdirTemp("", "keyplane-bench-") }
 // window in which a change can commit while an old record is on its way
 // into the cache.
 type gatedSource struct {
-	store   keyplane.RecordSource
+	keyplane.Store
 	armed   atomic.Bool
 	read    chan struct{}
 	release chan struct{}
 }
 
 func (g *gatedSource) VerifyRecord(ctx context.Context, hash [32]byte) (*keyplane.VerifyRecord, error) {
-	rec, err := g.store.VerifyRecord(ctx, hash)
+	rec, err := g.Store.VerifyRecord(ctx, hash)
 	if g.armed.CompareAndSwap(true, false) {
 		g.read <- struct{}{}
 		<-g.release
@@ -302,12 +404,12 @@ func TestChangeDuringLoad(t *testing.T) {
 			if _, err := direct.RevokeKey(f.ctx, k.ID); err != nil { // a change whose message is lost
 				t.Fatal(err)
 			}
-			c.MissedChanges()
+			c.MissedChanges(time.Now().Add(-keyplane.CatchUpMargin))
 		}, keyplane.VerifyRevoked},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			store := teststore.New(t)
-			g := &gatedSource{store: store, read: make(chan struct{}), release: make(chan struct{})}
+			g := &gatedSource{Store: store, read: make(chan struct{}), release: make(chan struct{})}
 			c, err := cache.New(g, cache.Config{Logger: slog.New(slog.DiscardHandler)})
 			if err != nil {
 				t.Fatal(err)
@@ -371,7 +473,7 @@ func TestPlanCreatedLater(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	store := f.src.store.(keyplane.Store)
+	store := f.src.Store
 	if _, err := store.UpdateAccount(f.ctx, acc.ID, func(a *keyplane.Account) error { a.Plan = "pro"; return nil }); err != nil {
 		t.Fatal(err)
 	}

@@ -44,6 +44,9 @@ type Config struct {
 	// Records is where verification reads; a cache in front of the store.
 	// Nil reads the store directly.
 	Records keyplane.RecordSource
+	// Tokens is where operator tokens are looked up; a cache in front of the
+	// store. Nil reads the store directly.
+	Tokens keyplane.TokenSource
 	// Cache is told of each change this instance makes, before the call
 	// returns, so the instance never verifies against its own stale copy.
 	Cache keyplane.ChangeListener
@@ -74,8 +77,7 @@ type Service struct {
 	records  keyplane.RecordSource
 	cache    keyplane.ChangeListener
 	bus      keyplane.ChangeBus
-
-	tokens sync.Map // [32]byte hash -> cachedToken
+	tokens   keyplane.TokenSource
 
 	signup                  bool
 	passwords               password.Params
@@ -88,10 +90,13 @@ type Service struct {
 // New returns a Service on store.
 func New(store keyplane.Store, cfg Config) (*Service, error) {
 	s := &Service{store: store, prefix: cfg.KeyPrefix, maxKeys: cfg.MaxActiveKeys, clock: cfg.Now, limiter: cfg.Limiter, quotas: cfg.Quotas,
-		records: cfg.Records, cache: cfg.Cache, bus: cfg.Bus, throttle: cfg.Throttle, usage: cfg.Usage, reports: cfg.UsageReports,
+		records: cfg.Records, tokens: cfg.Tokens, cache: cfg.Cache, bus: cfg.Bus, throttle: cfg.Throttle, usage: cfg.Usage, reports: cfg.UsageReports,
 		failures: cfg.VerifyFailures}
 	if s.records == nil {
 		s.records = store
+	}
+	if s.tokens == nil {
+		s.tokens = store
 	}
 	s.signup, s.passwords, s.sessionIdle, s.sessionMax = cfg.Signup, cfg.PasswordParams, cfg.SessionIdle, cfg.SessionMax
 	if s.passwords == (password.Params{}) {

@@ -66,6 +66,7 @@ var Tests = []Test{
 	{"PlanPagination", testPlanPagination},
 	{"VerifyRecordCarriesPlan", testVerifyRecordCarriesPlan},
 	{"Tokens", testTokens},
+	{"ChangesSince", testChangesSince},
 	{"QuotaAddTotals", testQuotaAddTotals},
 	{"QuotaAddConcurrent", testQuotaAddConcurrent},
 	{"QuotaRefsIndependent", testQuotaRefsIndependent},
@@ -1024,4 +1025,37 @@ func testPing(t *testing.T, s keyplane.Store) {
 
 func equalStrings(a, b []string) bool {
 	return strings.Join(a, "\x00") == strings.Join(b, "\x00") && len(a) == len(b)
+}
+
+// The change log names what was updated at or after a moment, by the rows'
+// update times, so a cache can catch up on lost notifications.
+func testChangesSince(t *testing.T, s keyplane.Store) {
+	later := time.Now().UTC().Add(24 * time.Hour).Truncate(time.Microsecond) // after every row the test or a migration made
+	acc, quiet := newAccount(t, s), newAccount(t, s)
+	key, other := mustCreateKey(t, s, newKey(acc.ID)), mustCreateKey(t, s, newKey(quiet.ID))
+	mustCreatePlan(t, s, newPlan("steady"))
+	mustCreatePlan(t, s, newPlan("changing"))
+	if _, err := s.UpdateKey(ctx, key.ID, func(k *keyplane.Key) error { k.RevokedAt, k.UpdatedAt = &later, later; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.UpdateAccount(ctx, acc.ID, func(a *keyplane.Account) error { a.Status, a.UpdatedAt = keyplane.AccountSuspended, later; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.UpdatePlan(ctx, "changing", func(p *keyplane.Plan) error { p.MaxKeys, p.UpdatedAt = 3, later; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.ChangesSince(ctx, later) // at the moment itself: included
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []keyplane.Change{keyplane.KeyChanged(key.Hash), keyplane.AccountChanged(acc.ID), keyplane.PlanChanged("changing")}
+	sortChanges := func(c []keyplane.Change) { slices.SortFunc(c, func(a, b keyplane.Change) int { return strings.Compare(a.String(), b.String()) }) }
+	sortChanges(got)
+	sortChanges(want)
+	if !slices.Equal(got, want) {
+		t.Fatalf("ChangesSince = %v, want %v (not %s, %s or plan steady)", got, want, other.ID, quiet.ID)
+	}
+	if got, err := s.ChangesSince(ctx, later.Add(time.Microsecond)); err != nil || len(got) != 0 {
+		t.Fatalf("ChangesSince after every update = %v, %v; want none", got, err)
+	}
 }

@@ -146,7 +146,7 @@ func serve(ctx context.Context, o serveOptions, stdout io.Writer, log *slog.Logg
 		defer cancel()
 		failures.Close(ctx)
 	}()
-	svc, err := service.New(store, service.Config{KeyPrefix: o.prefix, Now: clock.Now, Records: records, Cache: records, Bus: bus,
+	svc, err := service.New(store, service.Config{KeyPrefix: o.prefix, Now: clock.Now, Records: records, Tokens: records, Cache: records, Bus: bus,
 		Limiter: limiter, Throttle: throttle, Quotas: quotas, Usage: meter, UsageReports: usage.NewReporter(store), VerifyFailures: failures,
 		Signup: o.portalSignup, SessionIdle: o.portalSessionIdle, SessionMax: o.portalSessionMax})
 	if err != nil {
