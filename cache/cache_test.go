@@ -271,7 +271,7 @@ func TestMissedChangesCatchUpWithoutClearing(t *testing.T) {
 	for _, k := range []*service.CreatedKey{revoked, kept, suspended} {
 		f.verify(t, k.Plaintext)
 	}
-	since := time.Now() // after the keys were made: their creation is not a change to catch up on
+	since := time.Now()                                     // after the keys were made: their creation is not a change to catch up on
 	direct, _ := service.New(f.src.Store, service.Config{}) // changes whose messages are lost
 	if _, err := direct.RevokeKey(f.ctx, revoked.ID); err != nil {
 		t.Fatal(err)

@@ -1049,7 +1049,9 @@ func testChangesSince(t *testing.T, s keyplane.Store) {
 		t.Fatal(err)
 	}
 	want := []keyplane.Change{keyplane.KeyChanged(key.Hash), keyplane.AccountChanged(acc.ID), keyplane.PlanChanged("changing")}
-	sortChanges := func(c []keyplane.Change) { slices.SortFunc(c, func(a, b keyplane.Change) int { return strings.Compare(a.String(), b.String()) }) }
+	sortChanges := func(c []keyplane.Change) {
+		slices.SortFunc(c, func(a, b keyplane.Change) int { return strings.Compare(a.String(), b.String()) })
+	}
 	sortChanges(got)
 	sortChanges(want)
 	if !slices.Equal(got, want) {
