@@ -17,6 +17,7 @@ import (
 	"github.com/keyplane/keyplane/coarseclock"
 	"github.com/keyplane/keyplane/grpcapi"
 	"github.com/keyplane/keyplane/httpapi"
+	"github.com/keyplane/keyplane/outage"
 	"github.com/keyplane/keyplane/portal"
 	"github.com/keyplane/keyplane/postgres"
 	"github.com/keyplane/keyplane/quota"
@@ -93,6 +94,8 @@ func serve(ctx context.Context, o serveOptions, stdout io.Writer, log *slog.Logg
 		return err
 	}
 	defer store.Close()
+	// An outage is logged when it starts and when it ends, not once per request.
+	log = slog.New(outage.NewHandler(log.Handler(), outage.Config{Probe: store.Ping}))
 	clock := coarseclock.New(time.Millisecond)
 	defer clock.Stop()
 	records, err := cache.New(store, cache.Config{MaxEntries: o.cacheSize, TTL: o.cacheTTL, ServeStale: o.cacheServeStale, Logger: log, Clock: clock})
