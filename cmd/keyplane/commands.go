@@ -24,6 +24,7 @@ import (
 	"github.com/keyplane/keyplane/ratelimit"
 	"github.com/keyplane/keyplane/redis"
 	"github.com/keyplane/keyplane/service"
+	"github.com/keyplane/keyplane/sqlite"
 	"github.com/keyplane/keyplane/usage"
 	"github.com/keyplane/keyplane/verifyaudit"
 	"github.com/spf13/cobra"
@@ -94,6 +95,11 @@ func serve(ctx context.Context, o serveOptions, stdout io.Writer, log *slog.Logg
 		return err
 	}
 	defer store.Close()
+	if db, ok := store.(*sqlite.DB); ok {
+		if err := db.LockForServing(); err != nil {
+			return err
+		}
+	}
 	// An outage is logged when it starts and when it ends, not once per request.
 	log = slog.New(outage.NewHandler(log.Handler(), outage.Config{Probe: store.Ping}))
 	clock := coarseclock.New(time.Millisecond)
