@@ -98,6 +98,9 @@ var errTimeout = errors.New("timed out")
 func mkdirTemp() (string, error) { return os.MkdirTemp("", "keyplane-test-bin-") }
 
 func TestMain(m *testing.M) {
+	if path := os.Getenv(holdWriteLockEnv); path != "" {
+		holdWriteLock(path)
+	}
 	code := m.Run()
 	if buildDir != "" {
 		os.RemoveAll(buildDir)
