@@ -16,7 +16,7 @@ import (
 	"github.com/keyplane/keyplane/ratelimit"
 	"github.com/keyplane/keyplane/service"
 	"github.com/keyplane/keyplane/teststore"
-	"github.com/keyplane/keyplane/verifyaudit"
+	"github.com/keyplane/keyplane/verifyfailures"
 )
 
 // fakeClock is a settable clock for otter.
@@ -98,7 +98,7 @@ func newFixture(t *testing.T, delay time.Duration) *fixture {
 	limiter, throttle := ratelimit.New(), ratelimit.NewThrottle(ratelimit.ThrottleConfig{})
 	t.Cleanup(limiter.Close)
 	t.Cleanup(throttle.Close)
-	failures := verifyaudit.New(store, verifyaudit.Config{Logger: slog.New(slog.DiscardHandler)})
+	failures := verifyfailures.New(store, verifyfailures.Config{Logger: slog.New(slog.DiscardHandler)})
 	t.Cleanup(func() { failures.Close(context.Background()) })
 	svc, err := service.New(store, service.Config{Records: c, Tokens: c, Cache: c, Limiter: limiter, Throttle: throttle, VerifyFailures: failures})
 	if err != nil {

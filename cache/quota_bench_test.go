@@ -15,7 +15,7 @@ import (
 	"github.com/keyplane/keyplane/ratelimit"
 	"github.com/keyplane/keyplane/service"
 	"github.com/keyplane/keyplane/teststore"
-	"github.com/keyplane/keyplane/verifyaudit"
+	"github.com/keyplane/keyplane/verifyfailures"
 )
 
 // BenchmarkVerifyCachedQuota is BenchmarkVerifyCached for a key with a daily
@@ -66,7 +66,7 @@ func quotaFixture(b testing.TB) (*service.Service, context.Context, keyplane.Ver
 	b.Cleanup(throttle.Close)
 	quotas := quota.New(store, quota.Config{})
 	b.Cleanup(func() { quotas.Close(context.Background()) })
-	failures := verifyaudit.New(store, verifyaudit.Config{Logger: slog.New(slog.DiscardHandler)})
+	failures := verifyfailures.New(store, verifyfailures.Config{Logger: slog.New(slog.DiscardHandler)})
 	b.Cleanup(func() { failures.Close(context.Background()) })
 	svc, err := service.New(store, service.Config{Records: c, Cache: c, Now: clock.Now, Limiter: limiter, Throttle: throttle, Quotas: quotas,
 		VerifyFailures: failures})

@@ -194,7 +194,7 @@ func TestEachMutationWritesItsEvent(t *testing.T) {
 			}
 		}
 	}
-	report, err := keyplane.VerifyAuditLog(context.Background(), e.store)
+	report, err := keyplane.CheckAuditChains(context.Background(), e.store)
 	if err != nil || len(report.Problems) > 0 || report.Events != int64(len(all)) {
 		t.Fatalf("verify: %v %+v (%d events listed)", err, report, len(all))
 	}

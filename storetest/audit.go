@@ -63,9 +63,9 @@ func chainOf(t *testing.T, s keyplane.Store, n int) []*keyplane.AuditEvent {
 
 func verifyLog(t *testing.T, s keyplane.Store) keyplane.AuditReport {
 	t.Helper()
-	r, err := keyplane.VerifyAuditLog(ctx, s)
+	r, err := keyplane.CheckAuditChains(ctx, s)
 	if err != nil {
-		t.Fatalf("VerifyAuditLog: %v", err)
+		t.Fatalf("CheckAuditChains: %v", err)
 	}
 	return r
 }

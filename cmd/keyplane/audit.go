@@ -36,7 +36,7 @@ event is printed), 2 the log could not be read.`,
 				return exitCode(2, err)
 			}
 			defer store.Close()
-			report, err := keyplane.VerifyAuditLog(ctx, store)
+			report, err := keyplane.CheckAuditChains(ctx, store)
 			if err != nil {
 				return exitCode(2, fmt.Errorf("read the audit log: %w", err))
 			}

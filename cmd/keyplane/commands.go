@@ -26,7 +26,7 @@ import (
 	"github.com/keyplane/keyplane/service"
 	"github.com/keyplane/keyplane/sqlite"
 	"github.com/keyplane/keyplane/usage"
-	"github.com/keyplane/keyplane/verifyaudit"
+	"github.com/keyplane/keyplane/verifyfailures"
 	"github.com/spf13/cobra"
 )
 
@@ -148,7 +148,7 @@ func serve(ctx context.Context, o serveOptions, stdout io.Writer, log *slog.Logg
 		defer cancel()
 		meter.Close(ctx)
 	}()
-	failures := verifyaudit.New(store, verifyaudit.Config{Logger: log})
+	failures := verifyfailures.New(store, verifyfailures.Config{Logger: log})
 	defer func() {
 		// Normally already written below; this covers a server that failed.
 		ctx, cancel := contextWithTimeout(10 * time.Second)

@@ -40,14 +40,14 @@ type AuditReport struct {
 	Problems []AuditProblem
 }
 
-// auditPageSize is how many events verification reads at a time.
+// auditPageSize is how many events the chain check reads at a time.
 const auditPageSize = 1000
 
-// VerifyAuditLog walks every chain from its first event to its head,
+// CheckAuditChains walks every chain from its first event to its head,
 // recomputing each hash and checking each link and sequence number. It
 // returns an error only when the store cannot be read; a broken chain is a
 // problem in the report.
-func VerifyAuditLog(ctx context.Context, s AuditStore) (AuditReport, error) {
+func CheckAuditChains(ctx context.Context, s AuditStore) (AuditReport, error) {
 	var r AuditReport
 	heads, err := s.AuditChains(ctx)
 	if err != nil {

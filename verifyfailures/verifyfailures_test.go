@@ -1,4 +1,4 @@
-package verifyaudit_test
+package verifyfailures_test
 
 import (
 	"context"
@@ -16,7 +16,7 @@ import (
 	"github.com/keyplane/keyplane/apikey"
 	"github.com/keyplane/keyplane/service"
 	"github.com/keyplane/keyplane/teststore"
-	"github.com/keyplane/keyplane/verifyaudit"
+	"github.com/keyplane/keyplane/verifyfailures"
 )
 
 var ctx = context.Background()
@@ -46,11 +46,11 @@ func mustJSON(t *testing.T, b []byte) map[string]any {
 type fixture struct {
 	store    keyplane.Store
 	clock    *clock
-	failures *verifyaudit.Recorder
+	failures *verifyfailures.Recorder
 	svc      *service.Service
 }
 
-func newFixture(t *testing.T, store keyplane.AuditStore, cfg verifyaudit.Config) *fixture {
+func newFixture(t *testing.T, store keyplane.AuditStore, cfg verifyfailures.Config) *fixture {
 	t.Helper()
 	s := teststore.New(t)
 	if store == nil {
@@ -58,7 +58,7 @@ func newFixture(t *testing.T, store keyplane.AuditStore, cfg verifyaudit.Config)
 	}
 	c := newClock(time.Date(2026, 5, 6, 7, 8, 0, 0, time.UTC))
 	cfg.Now, cfg.Logger, cfg.FlushInterval = c.Now, quiet(), time.Hour // flushed by the test
-	failures := verifyaudit.New(store, cfg)
+	failures := verifyfailures.New(store, cfg)
 	t.Cleanup(func() { failures.Close(ctx) })
 	svc, err := service.New(s, service.Config{Now: c.Now, VerifyFailures: failures})
 	if err != nil {
@@ -97,7 +97,7 @@ func (f *fixture) failedEvents(t *testing.T) []*keyplane.AuditEvent {
 // their minute is over, on the key's account chain (or the operator's for
 // keys that do not exist), and valid verifications record nothing.
 func TestOneEventPerKeyIPCodeAndMinute(t *testing.T) {
-	f := newFixture(t, nil, verifyaudit.Config{})
+	f := newFixture(t, nil, verifyfailures.Config{})
 	acc, err := f.svc.CreateAccount(admin(), service.AccountInput{Name: "a", AllowedScopes: []string{"data:*"}})
 	if err != nil {
 		t.Fatal(err)
@@ -164,7 +164,7 @@ func TestOneEventPerKeyIPCodeAndMinute(t *testing.T) {
 	if len(got) != 5 {
 		t.Errorf("%d events, want 5: %v", len(got), keys(got))
 	}
-	report, err := keyplane.VerifyAuditLog(ctx, f.store)
+	report, err := keyplane.CheckAuditChains(ctx, f.store)
 	if err != nil || len(report.Problems) > 0 {
 		t.Fatalf("verify: %v %v", err, report.Problems)
 	}
@@ -183,7 +183,7 @@ func keys(m map[string]*keyplane.AuditEvent) []string {
 // minute plus one "other" group per code, and every failure is counted.
 func TestFloodIsBounded(t *testing.T) {
 	const maxGroups = 500
-	f := newFixture(t, nil, verifyaudit.Config{MaxGroupsPerMinute: maxGroups})
+	f := newFixture(t, nil, verifyfailures.Config{MaxGroupsPerMinute: maxGroups})
 	const n = 100_000
 	var wg sync.WaitGroup
 	for w := range 4 { // concurrently, as a server would see them
@@ -228,7 +228,7 @@ func TestFloodIsBounded(t *testing.T) {
 // TestRecordingAHeldGroupDoesNotAllocate: a repeated failure costs a map
 // increment under a lock, nothing more.
 func TestRecordingAHeldGroupDoesNotAllocate(t *testing.T) {
-	f := newFixture(t, nil, verifyaudit.Config{})
+	f := newFixture(t, nil, verifyfailures.Config{})
 	fail := keyplane.VerifyFailure{Time: f.clock.Now(), Code: keyplane.VerifyRevoked, KeyID: "key_1", AccountID: "acc_1", IP: addr(1)}
 	f.failures.VerifyFailed(fail)
 	if n := testing.AllocsPerRun(1000, func() { f.failures.VerifyFailed(fail) }); n != 0 {
@@ -238,7 +238,7 @@ func TestRecordingAHeldGroupDoesNotAllocate(t *testing.T) {
 
 // TestCloseWritesTheCurrentMinute: a graceful shutdown loses nothing.
 func TestCloseWritesTheCurrentMinute(t *testing.T) {
-	f := newFixture(t, nil, verifyaudit.Config{})
+	f := newFixture(t, nil, verifyfailures.Config{})
 	f.verify(t, apikey.New("kp", "live"), addr(7), "")
 	if err := f.failures.Close(ctx); err != nil {
 		t.Fatal(err)
@@ -268,7 +268,7 @@ func (s *flaky) AppendAudit(ctx context.Context, events []*keyplane.AuditEvent) 
 // TestAFailedWriteIsRetried: counts survive a write that fails.
 func TestAFailedWriteIsRetried(t *testing.T) {
 	store := &flaky{}
-	f := newFixture(t, store, verifyaudit.Config{})
+	f := newFixture(t, store, verifyfailures.Config{})
 	store.AuditStore = f.store
 	f.verify(t, apikey.New("kp", "live"), addr(1), "")
 	f.clock.Add(time.Minute)
@@ -289,7 +289,7 @@ func TestAFailedWriteIsRetried(t *testing.T) {
 // BenchmarkVerifyFailed is the cost a failed verification adds: counting
 // into a group already held, from one goroutine and from all.
 func BenchmarkVerifyFailed(b *testing.B) {
-	r := verifyaudit.New(teststore.New(b), verifyaudit.Config{Logger: quiet(), FlushInterval: time.Hour})
+	r := verifyfailures.New(teststore.New(b), verifyfailures.Config{Logger: quiet(), FlushInterval: time.Hour})
 	b.Cleanup(func() { r.Close(ctx) })
 	fail := keyplane.VerifyFailure{Time: time.Now(), Code: keyplane.VerifyNotFound, KeyHashPrefix: [4]byte{1, 2, 3, 4}, IP: addr(1)}
 	b.Run("serial", func(b *testing.B) {
