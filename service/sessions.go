@@ -48,6 +48,7 @@ var errSessionEnded = keyplane.Errorf(keyplane.EUNAUTHORIZED, "your session has 
 // are throttled per email and per client address; an unknown email costs
 // the same time as a wrong password, so timing does not reveal members.
 func (s *Service) SignIn(ctx context.Context, email, pw string, ip netip.Addr) (*SignedIn, error) {
+	typed := email // for the log, which must see what normalising hides
 	email = normalEmail(&keyplane.Validation{}, "email", email)
 	if len(email) > 254 { // no member's is longer: bound what the throttle keeps
 		email = strings.ToValidUTF8(email[:254], "")
@@ -76,33 +77,31 @@ func (s *Service) SignIn(ctx context.Context, email, pw string, ip netip.Addr) (
 		if m == nil {
 			reason = "unknown_email"
 		}
-		if err := s.signInFailed(ctx, email, m, reason); err != nil {
+		if err := s.signInFailed(ctx, typed, m, reason); err != nil {
 			return nil, err
 		}
 		return nil, errWrongPassword
 	}
 	s.signins.refund("email:"+email, ipSource(ip))
 	if m.Status != keyplane.MemberActive {
-		if err := s.signInFailed(ctx, email, m, "disabled"); err != nil {
+		if err := s.signInFailed(ctx, typed, m, "disabled"); err != nil {
 			return nil, err
 		}
 		return nil, keyplane.Errorf(keyplane.EFORBIDDEN, "this member is disabled; ask an owner of your account")
 	}
-	ev := s.event(ctx, keyplane.AuditMemberSignedIn, m.AccountID, "", map[string]any{"email": m.Email})
+	ev := s.event(ctx, keyplane.AuditMemberSignedIn, m.AccountID, "", auditEmail(map[string]any{}, m.Email))
 	ev.Actor = keyplane.AuditActor{Kind: "member", ID: m.ID}
 	ctx, _ = audited(ctx, ev) // written with the session
 	return s.openSession(ctx, m)
 }
 
 // signInFailed records a refused sign-in: in the member's account's log
-// when the email is a member's, else in the operator's. Throttled attempts
-// are not recorded, so a flood cannot flood the log.
+// when the email is a member's, else in the operator's; typed is the email
+// as typed, recorded only when shaped like one. Throttled attempts are not
+// recorded, so a flood cannot flood the log.
 func (s *Service) signInFailed(ctx context.Context, email string, m *keyplane.Member, reason string) error {
-	if len(email) > 254 {
-		email = strings.ToValidUTF8(email[:254], "")
-	}
 	ev := keyplane.AuditEvent{Type: keyplane.AuditMemberSignInFailed, Actor: keyplane.AuditActor{Kind: "member"},
-		Details: auditDetails(map[string]any{"email": email, "reason": reason})}
+		Details: auditDetails(auditEmail(map[string]any{"reason": reason}, email))}
 	if m != nil {
 		ev.AccountID, ev.Actor.ID = m.AccountID, m.ID
 	}
@@ -157,7 +156,7 @@ func (s *Service) SignUp(ctx context.Context, in SignUpInput, ip netip.Addr) (*S
 		Role: keyplane.MemberOwner, Status: keyplane.MemberActive, CreatedAt: t, UpdatedAt: t}
 	by := keyplane.AuditActor{Kind: "member", ID: m.ID}
 	created := s.event(ctx, keyplane.AuditAccountCreated, a.ID, "", map[string]any{"name": a.Name, "plan": a.Plan, "signup": true})
-	owner := s.event(ctx, keyplane.AuditMemberCreated, a.ID, "", map[string]any{"member_id": m.ID, "email": m.Email, "role": m.Role})
+	owner := s.event(ctx, keyplane.AuditMemberCreated, a.ID, "", auditEmail(map[string]any{"member_id": m.ID, "role": m.Role}, m.Email))
 	created.Actor, owner.Actor = by, by
 	if err := s.store.CreateMember(withEvents(ctx, created, owner), m, a); err != nil {
 		return nil, err
