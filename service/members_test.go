@@ -157,18 +157,20 @@ func TestSignInThrottle(t *testing.T) {
 	e := newPortalEnv(t, false)
 	m := e.member(t, e.acc.ID, keyplane.MemberViewer)
 	bg := context.Background()
-	// Per email: five failures, then refused even with the right password.
-	for i := range 5 {
-		_, err := e.svc.SignIn(bg, m.Email, "wrong password!!", netip.AddrFrom4([4]byte{10, 0, 0, byte(i)}))
+	// Per email and address: five failures, then that address is refused
+	// for that email even with the right password.
+	guesser := netip.MustParseAddr("10.0.0.1")
+	for range 5 {
+		_, err := e.svc.SignIn(bg, m.Email, "wrong password!!", guesser)
 		wantCode(t, err, keyplane.EUNAUTHORIZED)
 	}
-	_, err := e.svc.SignIn(bg, m.Email, pw, netip.MustParseAddr("10.1.0.1"))
+	_, err := e.svc.SignIn(bg, m.Email, pw, guesser)
 	wantCode(t, err, keyplane.ETOOMANY)
 	if !strings.Contains(keyplane.ErrorMessage(err), "try again in 3 minutes") {
 		t.Fatalf("message %q", keyplane.ErrorMessage(err))
 	}
 	e.clock.Add(3 * time.Minute)
-	if _, err := e.svc.SignIn(bg, m.Email, pw, netip.MustParseAddr("10.1.0.1")); err != nil {
+	if _, err := e.svc.SignIn(bg, m.Email, pw, guesser); err != nil {
 		t.Fatalf("after the wait: %v", err)
 	}
 
@@ -186,6 +188,43 @@ func TestSignInThrottle(t *testing.T) {
 	}
 }
 
+// Nobody locks a member out by failing on their email: the member, from an
+// address that has not been failing, signs in at once.
+func TestSignInThrottleDoesNotLockMembersOut(t *testing.T) {
+	e := newPortalEnv(t, false)
+	m := e.member(t, e.acc.ID, keyplane.MemberViewer)
+	bg := context.Background()
+	home := netip.MustParseAddr("198.51.100.20")
+	attacker := netip.MustParseAddr("203.0.113.66")
+	for i := range 50 {
+		_, err := e.svc.SignIn(bg, m.Email, "wrong password!!", attacker)
+		if i < 5 {
+			wantCode(t, err, keyplane.EUNAUTHORIZED)
+		} else {
+			wantCode(t, err, keyplane.ETOOMANY)
+		}
+	}
+	if _, err := e.svc.SignIn(bg, m.Email, pw, home); err != nil {
+		t.Fatalf("the member, from another address: %v", err)
+	}
+
+	// Many addresses, one failure each, past the email's allowance: each
+	// address that has failed on the email is refused its next try, and the
+	// member from a clean address still gets in.
+	for i := range 120 {
+		_, err := e.svc.SignIn(bg, m.Email, "wrong password!!", netip.AddrFrom4([4]byte{10, 9, byte(i / 250), byte(i % 250)}))
+		wantCode(t, err, keyplane.EUNAUTHORIZED)
+	}
+	_, err := e.svc.SignIn(bg, m.Email, "another guess!!", netip.AddrFrom4([4]byte{10, 9, 0, 7}))
+	wantCode(t, err, keyplane.ETOOMANY)
+	if _, err := e.svc.SignIn(bg, m.Email, pw, home); err != nil {
+		t.Fatalf("the member, while many addresses guess: %v", err)
+	}
+	if _, err := e.svc.SignIn(bg, m.Email, pw, netip.MustParseAddr("198.51.100.21")); err != nil {
+		t.Fatalf("the member, from a new address, while many addresses guess: %v", err)
+	}
+}
+
 // Concurrent guesses must not all pass the throttle before any of them is
 // counted: each takes its allowance before the password is checked.
 func TestSignInThrottleConcurrent(t *testing.T) {
@@ -200,9 +239,9 @@ func TestSignInThrottleConcurrent(t *testing.T) {
 	m := e.member(t, e.acc.ID, keyplane.MemberViewer)
 	const n = 40
 	errs := make(chan error, n)
-	for i := range n {
+	for range n {
 		go func() {
-			_, err := e.svc.SignIn(context.Background(), m.Email, "wrong password!!", netip.AddrFrom4([4]byte{10, 0, 1, byte(i)}))
+			_, err := e.svc.SignIn(context.Background(), m.Email, "wrong password!!", netip.MustParseAddr("10.0.1.1"))
 			errs <- err
 		}()
 	}

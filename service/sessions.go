@@ -45,8 +45,9 @@ var errWrongPassword = keyplane.Errorf(keyplane.EUNAUTHORIZED, "wrong email or p
 var errSessionEnded = keyplane.Errorf(keyplane.EUNAUTHORIZED, "your session has ended (expired or signed out); sign in again")
 
 // SignIn checks a member's email and password and opens a session. Failures
-// are throttled per email and per client address; an unknown email costs
-// the same time as a wrong password, so timing does not reveal members.
+// are throttled per client address and per email and address (see
+// takeSignIn); an unknown email costs the same time as a wrong password, so
+// timing does not reveal members.
 func (s *Service) SignIn(ctx context.Context, email, pw string, ip netip.Addr) (*SignedIn, error) {
 	typed := email // for the log, which must see what normalising hides
 	email = normalEmail(&keyplane.Validation{}, "email", email)
@@ -57,7 +58,7 @@ func (s *Service) SignIn(ctx context.Context, email, pw string, ip netip.Addr) (
 	// The attempt spends its allowance before the password is checked, so
 	// concurrent guesses cannot all pass the throttle; a right password
 	// gives it back.
-	if err := s.signins.take(now, "email:"+email, ipSource(ip)); err != nil {
+	if err := s.signins.takeSignIn(now, email, ip); err != nil {
 		return nil, err
 	}
 	if len(pw) > maxPasswordLen {
@@ -82,7 +83,7 @@ func (s *Service) SignIn(ctx context.Context, email, pw string, ip netip.Addr) (
 		}
 		return nil, errWrongPassword
 	}
-	s.signins.refund("email:"+email, ipSource(ip))
+	s.signins.refund(signinKeys(email, ip)...)
 	if m.Status != keyplane.MemberActive {
 		if err := s.signInFailed(ctx, typed, m, "disabled"); err != nil {
 			return nil, err
@@ -258,10 +259,15 @@ func ipSource(ip netip.Addr) string {
 	return "ip:" + ip.String()
 }
 
-// signinThrottle limits failed sign-ins per email and per address with GCRA
-// (as ratelimit.Throttle does for bad keys): each failure spends allowance,
-// which comes back steadily; with none left, attempts are refused. Sign-ins
-// are rare, so one mutex and a map suffice; the map is bounded.
+// signinThrottle limits failed sign-ins with GCRA (as ratelimit.Throttle
+// does for bad keys): each failure spends allowance, which comes back
+// steadily; with none left, attempts are refused. Sign-ins are rare, so one
+// mutex and a map suffice; the map is bounded.
+//
+// Limits are per client address and per email and address, never per email
+// alone: that would let anyone lock a member out by failing on purpose. The
+// email's own count only tightens the rule for addresses that have been
+// failing on it; see takeSignIn.
 type signinThrottle struct {
 	mu       sync.Mutex
 	tat      map[string]time.Time // theoretical arrival time of the next failure
@@ -273,11 +279,17 @@ type signinLimit struct {
 	window   time.Duration
 }
 
-// The allowances: 5 failures per 15 minutes per email (slow guessing of one
-// person's password), 30 per 15 minutes per address (guessing many).
+func (l signinLimit) interval() time.Duration { return l.window / time.Duration(l.failures) }
+
+// The allowances, each per 15 minutes: 5 failures per email from one address
+// (guessing one person's password), 30 per address over all emails
+// (guessing many), 100 per email over all addresses (guessing one person's
+// password from many addresses: past it, an address gets no second failure
+// on that email until its first is forgiven).
 var (
-	emailLimit = signinLimit{failures: 5, window: 15 * time.Minute}
+	pairLimit  = signinLimit{failures: 5, window: 15 * time.Minute}
 	ipLimit    = signinLimit{failures: 30, window: 15 * time.Minute}
+	emailLimit = signinLimit{failures: 100, window: 15 * time.Minute}
 )
 
 func newSigninThrottle() *signinThrottle {
@@ -285,23 +297,25 @@ func newSigninThrottle() *signinThrottle {
 }
 
 func limitOf(key string) signinLimit {
-	if len(key) > 3 && key[:3] == "ip:" {
+	switch {
+	case strings.HasPrefix(key, "ip:"):
 		return ipLimit
+	case strings.HasPrefix(key, "pair:"):
+		return pairLimit
 	}
 	return emailLimit
 }
 
-// checkLocked refuses when any key has no allowance left.
-func (t *signinThrottle) checkLocked(now time.Time, keys ...string) error {
-	for _, k := range keys {
-		l := limitOf(k)
-		// Refused when one more failure would push the TAT past the window.
-		if wait := t.tat[k].Add(l.window / time.Duration(l.failures)).Sub(now.Add(l.window)); wait > 0 {
-			minutes := int(math.Ceil(wait.Minutes()))
-			return keyplane.Errorf(keyplane.ETOOMANY, "too many failed sign-ins; try again in %d minute%s", minutes, plural(minutes))
-		}
-	}
-	return nil
+// waitLocked is how long until key has allowance for one more failure; not
+// positive when it has.
+func (t *signinThrottle) waitLocked(now time.Time, key string) time.Duration {
+	l := limitOf(key)
+	return t.tat[key].Add(l.interval()).Sub(now.Add(l.window))
+}
+
+func tooMany(wait time.Duration) error {
+	minutes := int(math.Ceil(wait.Minutes()))
+	return keyplane.Errorf(keyplane.ETOOMANY, "too many failed sign-ins; try again in %d minute%s", minutes, plural(minutes))
 }
 
 // take refuses when any key has no allowance left, and otherwise spends one
@@ -309,8 +323,42 @@ func (t *signinThrottle) checkLocked(now time.Time, keys ...string) error {
 func (t *signinThrottle) take(now time.Time, keys ...string) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if err := t.checkLocked(now, keys...); err != nil {
-		return err
+	var wait time.Duration
+	for _, k := range keys {
+		wait = max(wait, t.waitLocked(now, k))
+	}
+	if wait > 0 {
+		return tooMany(wait)
+	}
+	t.failedLocked(now, keys...)
+	return nil
+}
+
+// signinKeys are the throttle keys of a sign-in attempt: its address, its
+// email and address together, and its email.
+func signinKeys(email string, ip netip.Addr) []string {
+	src := ipSource(ip)
+	return []string{src, "pair:" + src + "|" + email, "email:" + email}
+}
+
+// takeSignIn is take for a sign-in attempt: its address and its email from
+// that address must have allowance left. The email's own allowance, over
+// all addresses, refuses no one by itself; once it is spent, an address
+// that has failed on the email and not yet been forgiven is refused. So a
+// member signing in from an address that has not been failing always gets
+// to try their password, however many addresses guess at it, and the
+// guessers get one failure each instead of five.
+func (t *signinThrottle) takeSignIn(now time.Time, email string, ip netip.Addr) error {
+	keys := signinKeys(email, ip)
+	src, pair, em := keys[0], keys[1], keys[2]
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	wait := max(t.waitLocked(now, src), t.waitLocked(now, pair))
+	if t.waitLocked(now, em) > 0 {
+		wait = max(wait, t.tat[pair].Sub(now))
+	}
+	if wait > 0 {
+		return tooMany(wait)
 	}
 	t.failedLocked(now, keys...)
 	return nil
@@ -323,13 +371,14 @@ func (t *signinThrottle) refund(keys ...string) {
 	defer t.mu.Unlock()
 	for _, k := range keys {
 		if tat, ok := t.tat[k]; ok {
-			l := limitOf(k)
-			t.tat[k] = tat.Add(-l.window / time.Duration(l.failures))
+			t.tat[k] = tat.Add(-limitOf(k).interval())
 		}
 	}
 }
 
-// failedLocked spends one failure of each key's allowance.
+// failedLocked spends one failure of each key's allowance. An email's is
+// spent past empty (the others never are: they refuse first), so it is
+// capped at one window: it recovers within one after the guessing stops.
 func (t *signinThrottle) failedLocked(now time.Time, keys ...string) {
 	if len(t.tat) >= t.maxItems {
 		for k, tat := range t.tat { // forget those whose allowance is whole again
@@ -347,7 +396,11 @@ func (t *signinThrottle) failedLocked(now time.Time, keys ...string) {
 		if tat.Before(now) {
 			tat = now
 		}
-		t.tat[k] = tat.Add(l.window / time.Duration(l.failures))
+		tat = tat.Add(l.interval())
+		if limit := now.Add(l.window); tat.After(limit) {
+			tat = limit
+		}
+		t.tat[k] = tat
 	}
 }
 
