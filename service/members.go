@@ -285,8 +285,10 @@ func (s *Service) InviteMember(ctx context.Context, accountID, email string, rol
 	if err := v.Err(); err != nil {
 		return nil, err
 	}
-	if _, err := s.store.MemberByEmail(ctx, email); err == nil {
-		return nil, keyplane.Errorf(keyplane.ECONFLICT, "a member with this email already exists")
+	// Only this account's members: whether the email is a member elsewhere
+	// is not this account's business.
+	if _, err := s.store.MemberByEmail(ctx, accountID, email); err == nil {
+		return nil, keyplane.Errorf(keyplane.ECONFLICT, "this account already has a member with this email")
 	} else if keyplane.ErrorCode(err) != keyplane.ENOTFOUND {
 		return nil, err
 	}

@@ -512,8 +512,12 @@ func TestSignUp(t *testing.T) {
 	if err != nil || a.Name != "Mine" {
 		t.Fatalf("account %+v, %v", a, err)
 	}
-	_, err = e.svc.SignUp(context.Background(), service.SignUpInput{AccountName: "Again", Email: "ME@example.com", Password: pw}, client)
-	wantCode(t, err, keyplane.ECONFLICT)
+	// An email may own several accounts; sign-up does not tell anyone that
+	// an email is taken.
+	again, err := e.svc.SignUp(context.Background(), service.SignUpInput{AccountName: "Again", Email: "ME@example.com", Password: "another long password"}, client)
+	if err != nil || again.Member.AccountID == in.Member.AccountID {
+		t.Fatalf("second sign-up: %+v, %v", again, err)
+	}
 }
 
 func TestCSRFToken(t *testing.T) {
@@ -587,5 +591,110 @@ func TestMemberAuditEvents(t *testing.T) {
 		if strings.Contains(string(ev.Details), pw) || strings.Contains(string(ev.Details), "wrong password") {
 			t.Fatalf("a password reached the audit log: %s", ev.Details)
 		}
+	}
+}
+
+// Member emails are unique per account: inviting someone who is a member of
+// another account tells the inviting owner nothing about it.
+func TestInviteDoesNotRevealOtherAccounts(t *testing.T) {
+	e := newPortalEnv(t, false)
+	elsewhere := e.member(t, e.acc.ID, keyplane.MemberDeveloper)
+	b := e.account(t, "data:*")
+	ownerB := e.as(t, e.member(t, b.ID, keyplane.MemberOwner))
+
+	inv, err := e.svc.InviteMember(ownerB, b.ID, strings.ToUpper(elsewhere.Email), keyplane.MemberViewer)
+	if err != nil {
+		t.Fatalf("inviting another account's member: %v", err)
+	}
+	joined, err := e.svc.AcceptInvite(context.Background(), inv.Token, "the password for b!")
+	if err != nil || joined.AccountID != b.ID || joined.Email != elsewhere.Email || joined.ID == elsewhere.ID {
+		t.Fatalf("joined %+v, %v", joined, err)
+	}
+	// Within one account an email is still one member: that is no leak.
+	_, err = e.svc.InviteMember(ownerB, b.ID, elsewhere.Email, keyplane.MemberViewer)
+	wantCode(t, err, keyplane.ECONFLICT)
+	_, err = e.svc.CreateMember(e.ctx, b.ID, service.MemberInput{Email: elsewhere.Email, Role: keyplane.MemberViewer, Password: pw})
+	wantCode(t, err, keyplane.ECONFLICT)
+	// The operator may add an email to yet another account.
+	c := e.account(t)
+	if _, err := e.svc.CreateMember(e.ctx, c.ID, service.MemberInput{Email: elsewhere.Email, Role: keyplane.MemberOwner, Password: pw}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// One email in several accounts: the password picks the membership; when it
+// opens several, the member chooses; an account never sees attempts that may
+// have been meant for another.
+func TestSignInSeveralAccounts(t *testing.T) {
+	e := newPortalEnv(t, false)
+	bg := context.Background()
+	const email = "ada@example.com"
+	add := func(password string) *keyplane.Member {
+		a := e.account(t)
+		m, err := e.svc.CreateMember(e.ctx, a.ID, service.MemberInput{Email: email, Role: keyplane.MemberOwner, Password: password})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	first := add(pw)
+	// Someone who controls another account invites the email and joins with
+	// a password of their own.
+	squat := add("the squatter's password")
+
+	in, err := e.svc.SignIn(bg, email, pw, client)
+	if err != nil || in.Session == nil || in.Member.ID != first.ID || in.Choices != nil {
+		t.Fatalf("sign-in with the first account's password: %+v, %v", in, err)
+	}
+	in, err = e.svc.SignIn(bg, email, "the squatter's password", client)
+	if err != nil || in.Session == nil || in.Member.ID != squat.ID {
+		t.Fatalf("sign-in with the other password: %+v, %v", in, err)
+	}
+	log := &auditLog{store: e.store}
+	log.newEvents(t)
+	_, err = e.svc.SignIn(bg, email, "neither password!", client)
+	wantCode(t, err, keyplane.EUNAUTHORIZED)
+	if evs := log.newEvents(t); len(evs) != 1 || evs[0].AccountID != "" || evs[0].Type != keyplane.AuditMemberSignInFailed {
+		t.Fatalf("a failure that may have been meant for either account: %+v, want one event in the operator's log", evs)
+	}
+
+	// The same password for two memberships: choose.
+	second := add(pw)
+	in, err = e.svc.SignIn(bg, email, pw, client)
+	if err != nil || in.Session != nil || in.Token != "" || len(in.Choices) != 2 || in.Choices[0].ID != first.AccountID || in.Choices[1].ID != second.AccountID {
+		t.Fatalf("sign-in opening two memberships: %+v, %v", in, err)
+	}
+	in, err = e.svc.SignInToAccount(bg, second.AccountID, email, pw, client)
+	if err != nil || in.Session == nil || in.Member.ID != second.ID {
+		t.Fatalf("sign-in to the second account: %+v, %v", in, err)
+	}
+	ps, err := e.svc.AuthenticateSession(bg, in.Token)
+	if err != nil || ps.Actor.AccountID != second.AccountID {
+		t.Fatalf("session %+v, %v", ps, err)
+	}
+	// Naming an account does not open another's membership, and a wrong
+	// password there is that account's to see.
+	_, err = e.svc.SignInToAccount(bg, squat.AccountID, email, pw, client)
+	wantCode(t, err, keyplane.EUNAUTHORIZED)
+	if evs := log.newEvents(t); len(evs) == 0 || evs[len(evs)-1].Type != keyplane.AuditMemberSignInFailed || evs[len(evs)-1].AccountID != squat.AccountID {
+		t.Fatalf("events %+v", evs)
+	}
+	_, err = e.svc.SignInToAccount(bg, "not an id", email, pw, client)
+	wantCode(t, err, keyplane.EUNAUTHORIZED)
+
+	// A disabled membership drops out of the choice.
+	disabled := keyplane.MemberDisabled
+	if _, err := e.svc.UpdateMember(e.ctx, first.ID, service.MemberUpdate{Status: &disabled}); err == nil {
+		t.Fatal("disabled the account's only owner")
+	}
+	if _, err := e.svc.CreateMember(e.ctx, first.AccountID, service.MemberInput{Email: "other@example.com", Role: keyplane.MemberOwner, Password: pw}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.UpdateMember(e.ctx, first.ID, service.MemberUpdate{Status: &disabled}); err != nil {
+		t.Fatal(err)
+	}
+	in, err = e.svc.SignIn(bg, email, pw, client)
+	if err != nil || in.Session == nil || in.Member.ID != second.ID {
+		t.Fatalf("sign-in with one of two memberships disabled: %+v, %v", in, err)
 	}
 }

@@ -26,11 +26,14 @@ const (
 // writes it: idle expiry needs minutes, not a write per page view.
 const touchEvery = time.Minute
 
-// SignedIn is a new session with its cookie token, which exists only here.
+// SignedIn is a new session with its cookie token, which exists only here;
+// or, with Session nil, the accounts to choose from when the password opens
+// several of the email's memberships.
 type SignedIn struct {
 	Session *keyplane.Session
 	Member  *keyplane.Member
 	Token   string
+	Choices []*keyplane.Account
 }
 
 // PortalSession is who a session cookie belongs to.
@@ -44,11 +47,34 @@ var errWrongPassword = keyplane.Errorf(keyplane.EUNAUTHORIZED, "wrong email or p
 
 var errSessionEnded = keyplane.Errorf(keyplane.EUNAUTHORIZED, "your session has ended (expired or signed out); sign in again")
 
-// SignIn checks a member's email and password and opens a session. Failures
-// are throttled per client address and per email and address (see
-// takeSignIn); an unknown email costs the same time as a wrong password, so
-// timing does not reveal members.
+// maxMemberships bounds how many of an email's memberships one sign-in
+// checks the password of (each check costs tens of milliseconds): the
+// oldest. A membership beyond them is reached by signing in to its account.
+const maxMemberships = 10
+
+// SignIn checks an email and password and opens a session. An email may be
+// a member of several accounts, each membership with its own password: the
+// password is checked against each. When it opens exactly one active
+// membership, that member is signed in; when it opens several, no session
+// is opened and SignedIn.Choices lists their accounts, for the caller to ask
+// which and call SignInToAccount. Only someone who knows the password sees
+// which accounts it opens.
+//
+// Failures are throttled per client address and per email and address (see
+// takeSignIn); an unknown email costs the same time as a wrong password.
 func (s *Service) SignIn(ctx context.Context, email, pw string, ip netip.Addr) (*SignedIn, error) {
+	return s.signIn(ctx, "", email, pw, ip)
+}
+
+// SignInToAccount is SignIn for the email's membership of one account.
+func (s *Service) SignInToAccount(ctx context.Context, accountID, email, pw string, ip netip.Addr) (*SignedIn, error) {
+	if !validID(accountID) {
+		accountID = "acc_none" // looks nothing up, but costs and counts as a try
+	}
+	return s.signIn(ctx, accountID, email, pw, ip)
+}
+
+func (s *Service) signIn(ctx context.Context, accountID, email, pw string, ip netip.Addr) (*SignedIn, error) {
 	typed := email // for the log, which must see what normalising hides
 	email = normalEmail(&keyplane.Validation{}, "email", email)
 	if len(email) > 254 { // no member's is longer: bound what the throttle keeps
@@ -64,32 +90,71 @@ func (s *Service) SignIn(ctx context.Context, email, pw string, ip netip.Addr) (
 	if len(pw) > maxPasswordLen {
 		pw = pw[:maxPasswordLen] // bounded work; such a password never matches
 	}
-	m, err := s.store.MemberByEmail(ctx, email)
-	if err != nil && keyplane.ErrorCode(err) != keyplane.ENOTFOUND {
-		return nil, err
-	}
-	hash := s.dummyHash()
-	if m != nil {
-		hash = m.PasswordHash
-	}
-	ok, verr := password.Verify(pw, hash)
-	if m == nil || !ok || verr != nil {
-		reason := "wrong_password"
-		if m == nil {
-			reason = "unknown_email"
+	var members []*keyplane.Member
+	if accountID != "" {
+		m, err := s.store.MemberByEmail(ctx, accountID, email)
+		if err != nil && keyplane.ErrorCode(err) != keyplane.ENOTFOUND {
+			return nil, err
 		}
-		if err := s.signInFailed(ctx, typed, m, reason); err != nil {
+		if m != nil {
+			members = append(members, m)
+		}
+	} else {
+		var err error
+		if members, err = s.store.MembersByEmail(ctx, email, maxMemberships); err != nil {
+			return nil, err
+		}
+	}
+	if len(members) == 0 {
+		_, _ = password.Verify(pw, s.dummyHash())
+		if err := s.signInFailed(ctx, typed, nil, "unknown_email"); err != nil {
+			return nil, err
+		}
+		return nil, errWrongPassword
+	}
+	var opened, active []*keyplane.Member
+	for _, m := range members {
+		if ok, err := password.Verify(pw, m.PasswordHash); ok && err == nil {
+			opened = append(opened, m)
+			if m.Status == keyplane.MemberActive {
+				active = append(active, m)
+			}
+		}
+	}
+	if len(opened) == 0 {
+		// With several memberships the attempt may have been meant for any
+		// of them, and an account must not see attempts on another's (its
+		// owner may have invited the email to watch them): the operator's.
+		var m *keyplane.Member
+		if len(members) == 1 {
+			m = members[0]
+		}
+		if err := s.signInFailed(ctx, typed, m, "wrong_password"); err != nil {
 			return nil, err
 		}
 		return nil, errWrongPassword
 	}
 	s.signins.refund(signinKeys(email, ip)...)
-	if m.Status != keyplane.MemberActive {
-		if err := s.signInFailed(ctx, typed, m, "disabled"); err != nil {
-			return nil, err
+	if len(active) == 0 {
+		for _, m := range opened {
+			if err := s.signInFailed(ctx, typed, m, "disabled"); err != nil {
+				return nil, err
+			}
 		}
 		return nil, keyplane.Errorf(keyplane.EFORBIDDEN, "this member is disabled; ask an owner of your account")
 	}
+	if len(active) > 1 {
+		choices := make([]*keyplane.Account, 0, len(active))
+		for _, m := range active {
+			a, err := s.store.Account(ctx, m.AccountID)
+			if err != nil {
+				return nil, err
+			}
+			choices = append(choices, a)
+		}
+		return &SignedIn{Choices: choices}, nil
+	}
+	m := active[0]
 	ev := s.event(ctx, keyplane.AuditMemberSignedIn, m.AccountID, "", auditEmail(map[string]any{}, m.Email))
 	ev.Actor = keyplane.AuditActor{Kind: "member", ID: m.ID}
 	ctx, _ = audited(ctx, ev) // written with the session
@@ -97,9 +162,9 @@ func (s *Service) SignIn(ctx context.Context, email, pw string, ip netip.Addr) (
 }
 
 // signInFailed records a refused sign-in: in the member's account's log
-// when the email is a member's, else in the operator's; typed is the email
-// as typed, recorded only when shaped like one. Throttled attempts are not
-// recorded, so a flood cannot flood the log.
+// when m is known, else in the operator's; typed is the email as typed,
+// recorded only when shaped like one. Throttled attempts are not recorded,
+// so a flood cannot flood the log.
 func (s *Service) signInFailed(ctx context.Context, email string, m *keyplane.Member, reason string) error {
 	ev := keyplane.AuditEvent{Type: keyplane.AuditMemberSignInFailed, Actor: keyplane.AuditActor{Kind: "member"},
 		Details: auditDetails(auditEmail(map[string]any{"reason": reason}, email))}
