@@ -47,7 +47,7 @@ func (s MemberStatus) Valid() bool { return s == MemberActive || s == MemberDisa
 type Member struct {
 	ID           string
 	AccountID    string
-	Email        string // normalised: trimmed and lower case; unique
+	Email        string // normalised: trimmed and lower case; unique within the account
 	PasswordHash string
 	Role         MemberRole
 	Status       MemberStatus
@@ -87,12 +87,17 @@ type Session struct {
 // UpdateMember refuses (ECONFLICT) a change that would leave an account with
 // members but no active owner; that check and the write are atomic.
 type MemberStore interface {
-	// CreateMember inserts m (ECONFLICT if its email is taken). A non-nil
-	// account is inserted first in the same transaction: sign-up makes an
-	// account and its first owner together, or neither.
+	// CreateMember inserts m (ECONFLICT if its account has a member with its
+	// email; other accounts' members may share it). A non-nil account is
+	// inserted first in the same transaction: sign-up makes an account and
+	// its first owner together, or neither.
 	CreateMember(ctx context.Context, m *Member, account *Account) error
 	Member(ctx context.Context, id string) (*Member, error)
-	MemberByEmail(ctx context.Context, email string) (*Member, error)
+	// MemberByEmail returns the account's member with a normalised email.
+	MemberByEmail(ctx context.Context, accountID, email string) (*Member, error)
+	// MembersByEmail lists the members with a normalised email, one per
+	// account at most, oldest (lowest id) first, at most limit of them.
+	MembersByEmail(ctx context.Context, email string, limit int) ([]*Member, error)
 	// ListMembers lists an account's members by id; the cursor is the last id.
 	ListMembers(ctx context.Context, accountID string, page Page) ([]*Member, string, error)
 	UpdateMember(ctx context.Context, id string, update func(*Member) error) (*Member, error)

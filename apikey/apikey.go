@@ -153,6 +153,20 @@ func ParseToken(s string) bool {
 		validSecret(s[len(TokenPrefix)+1:])
 }
 
+// ContainsSecret reports whether s holds anything that parses as a key of
+// any prefix or as an operator token: an underscore followed by 36 base62
+// characters whose last 6 are the checksum of the first 30. It is for text
+// that must never keep one, such as what people type into a form field; a
+// random run of characters passes by chance about once in 5.7e10.
+func ContainsSecret(s string) bool {
+	for i := 0; i+1+SecretLen <= len(s); i++ {
+		if s[i] == '_' && validSecret(s[i+1:i+1+SecretLen]) {
+			return true
+		}
+	}
+	return false
+}
+
 func validSecret(s string) bool {
 	for i := 0; i < len(s); i++ {
 		if !base62Char[s[i]] {

@@ -179,3 +179,19 @@ func BenchmarkHash(b *testing.B) {
 		Hash(k)
 	}
 }
+
+func TestContainsSecret(t *testing.T) {
+	key, tok := New("acme2", "test"), NewToken()
+	for _, s := range []string{key, tok, "  " + key + "\n", "my key is" + key + "@example.com", "x" + tok + "y", "kp_live_" + key[len("acme2_test_"):]} {
+		if !ContainsSecret(s) {
+			t.Errorf("ContainsSecret(%q) = false", s)
+		}
+	}
+	secret := key[len(key)-SecretLen:]
+	bad := secret[:SecretLen-1] + string(Alphabet[(strings.IndexByte(Alphabet, secret[SecretLen-1])+1)%62])
+	for _, s := range []string{"", "ada@example.com", "a long enough password", secret, "kp_live_" + bad, key[:len(key)-1], strings.Repeat("_", 100)} {
+		if ContainsSecret(s) {
+			t.Errorf("ContainsSecret(%q) = true", s)
+		}
+	}
+}

@@ -365,6 +365,42 @@ func TestBrowser(t *testing.T) {
 		}
 	})
 
+	t.Run("ChooseAccount", func(t *testing.T) {
+		ctx := tab(t, browser)
+		var second *keyplane.Account
+		for _, name := range []string{"Northwind", "Southwind"} {
+			acc, err := s.svc.CreateAccount(s.admin, service.AccountInput{Name: name})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.svc.CreateMember(s.admin, acc.ID, service.MemberInput{Email: "both@example.com", Role: keyplane.MemberViewer, Password: pw}); err != nil {
+				t.Fatal(err)
+			}
+			second = acc
+		}
+		run(t, ctx,
+			chromedp.Navigate(s.url+"/portal/signin"),
+			chromedp.WaitVisible(chromedp.CSS(`#email`)),
+			chromedp.SendKeys(chromedp.CSS(`#email`), "both@example.com"),
+			chromedp.SendKeys(chromedp.CSS(`#password`), pw),
+			chromedp.Submit(chromedp.CSS(`#password`)),
+			chromedp.WaitVisible(chromedp.CSS(`input[name=account][value="`+second.ID+`"]`)),
+		)
+		if got := get(t, ctx, chromedp.Value(chromedp.CSS(`#password`))); got != "" {
+			t.Fatalf("the chooser came back with the password filled in: %q", got)
+		}
+		screenshots(t, ctx, "choose-account")
+		run(t, ctx,
+			chromedp.Click(chromedp.CSS(`input[name=account][value="`+second.ID+`"]`)),
+			chromedp.SendKeys(chromedp.CSS(`#password`), pw),
+			chromedp.Submit(chromedp.CSS(`#password`)),
+			chromedp.WaitVisible(chromedp.CSS(`.who`)),
+		)
+		if got := text(t, ctx, ".who"); !strings.Contains(got, "both@example.com") || !strings.Contains(got, "Southwind") {
+			t.Fatalf("after choosing: %q", got)
+		}
+	})
+
 	t.Run("ExpiredSessionGoesToSignIn", func(t *testing.T) {
 		ctx := tab(t, browser)
 		signInBrowser(t, ctx, s, s.member(a.ID, keyplane.MemberDeveloper))

@@ -59,10 +59,17 @@ func cacheStatic(next http.Handler) http.Handler {
 
 type signInData struct {
 	Email string
+	// Choices are the accounts the email and password open, when they open
+	// several; the form then asks which, and for the password again.
+	Choices []*keyplane.Account
+	Account string // the chosen one
 }
 
 func (h *Handler) signInPage(w http.ResponseWriter, r *http.Request) {
-	v := &view{Title: "Sign in", Data: signInData{}}
+	// ?account= signs in to one account's membership of the email: a link
+	// an owner may share, and the way to a membership past the ones a plain
+	// sign-in checks.
+	v := &view{Title: "Sign in", Data: signInData{Account: r.URL.Query().Get("account")}}
 	if r.URL.Query().Get("ended") != "" {
 		v.Notice = "Your session has ended. Sign in again to continue."
 	}
@@ -74,15 +81,27 @@ func (h *Handler) signInPage(w http.ResponseWriter, r *http.Request) {
 
 func (h *Handler) signIn(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
-	email, pw := r.PostFormValue("email"), r.PostFormValue("password")
-	in, err := h.svc.SignIn(r.Context(), email, pw, clientIP(r))
+	email, pw, account := r.PostFormValue("email"), r.PostFormValue("password"), r.PostFormValue("account")
+	var in *service.SignedIn
+	var err error
+	if account != "" {
+		in, err = h.svc.SignInToAccount(r.Context(), account, email, pw, clientIP(r))
+	} else {
+		in, err = h.svc.SignIn(r.Context(), email, pw, clientIP(r))
+	}
 	if err != nil {
 		status := httpapi.StatusOf(err)
 		if status == 0 || status >= 500 {
 			h.fail(w, r, nil, err)
 			return
 		}
-		h.render(w, r, status, "signin", &view{Title: "Sign in", Error: keyplane.ErrorMessage(err), Data: signInData{Email: email}})
+		h.render(w, r, status, "signin", &view{Title: "Sign in", Error: keyplane.ErrorMessage(err), Data: signInData{Email: email, Account: account}})
+		return
+	}
+	if in.Session == nil {
+		// The password is not sent back in the page: the member types it
+		// again with the account chosen.
+		h.render(w, r, http.StatusOK, "signin", &view{Title: "Choose an account", Data: signInData{Email: email, Choices: in.Choices, Account: in.Choices[0].ID}})
 		return
 	}
 	h.setCookie(w, in.Token, in.Session.ExpiresAt)
@@ -201,7 +220,7 @@ func (h *Handler) acceptInvite(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, nil, err)
 		return
 	}
-	signed, err := h.svc.SignIn(r.Context(), m.Email, pw, clientIP(r))
+	signed, err := h.svc.SignInToAccount(r.Context(), m.AccountID, m.Email, pw, clientIP(r))
 	if err != nil {
 		h.fail(w, r, nil, err)
 		return

@@ -507,3 +507,70 @@ func TestPortalOff(t *testing.T) {
 		}
 	}
 }
+
+// One email, several accounts: an owner inviting it learns nothing of the
+// others, and signing in asks which account when the password opens more
+// than one.
+func TestOneEmailSeveralAccounts(t *testing.T) {
+	s := newServer(t)
+	named := func(name string) *keyplane.Account {
+		a, err := s.svc.CreateAccount(s.admin, service.AccountInput{Name: name})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	first, second := named("First Corp"), named("Second Corp")
+	ada, err := s.svc.CreateMember(s.admin, first.ID, service.MemberInput{Email: "ada@example.com", Role: keyplane.MemberDeveloper, Password: pw})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	owner := s.browser()
+	owner.signIn(s.member(second.ID, keyplane.MemberOwner))
+	csrf := owner.csrf()
+	p := owner.post("/portal/members/invite", url.Values{"csrf": {csrf}, "email": {"Ada@example.com"}, "role": {"viewer"}})
+	wantStatus(t, p, http.StatusCreated)
+	link := regexp.MustCompile(`value="http://[^"]+/portal/invite\?token=([^"]+)"`).FindStringSubmatch(p.body)
+	if link == nil {
+		t.Fatalf("no invite link:\n%s", p.body)
+	}
+	// Accepting signs in to the account that invited, though the password
+	// is the same as for the other.
+	invitee := s.browser()
+	p = invitee.post("/portal/invite", url.Values{"token": {link[1]}, "password": {pw}, "password_again": {pw}})
+	if p.status != http.StatusSeeOther || p.header.Get("Location") != "/portal/keys" {
+		t.Fatalf("accept: %d %s", p.status, p.body)
+	}
+	wantBody(t, invitee.get("/portal/keys"), "Second Corp", "viewer")
+	// The account's own member is still a conflict.
+	p = owner.post("/portal/members/invite", url.Values{"csrf": {csrf}, "email": {"ada@example.com"}, "role": {"viewer"}})
+	wantStatus(t, p, http.StatusConflict)
+	// So is the API's answer: 201 for another account's member.
+	third := named("Third Corp")
+	req, _ := http.NewRequest("POST", s.url+"/v1/accounts/"+third.ID+"/members", strings.NewReader(`{"email":"ada@example.com","role":"owner"}`))
+	req.Header.Set("Authorization", "Bearer "+s.token)
+	wantStatus(t, s.browser().do(req), http.StatusCreated)
+
+	// Signing in with the password of both memberships asks which account;
+	// the page does not carry the password back.
+	b := s.browser()
+	p = b.post("/portal/signin", url.Values{"email": {"ada@example.com"}, "password": {pw}})
+	wantStatus(t, p, http.StatusOK)
+	wantBody(t, p, "Choose an account", "First Corp", "Second Corp", `name="account" value="`+first.ID+`"`)
+	wantNotBody(t, p, pw, "Third Corp")
+	if c := p.header.Get("Set-Cookie"); c != "" {
+		t.Fatalf("a cookie before an account was chosen: %s", c)
+	}
+	p = b.post("/portal/signin", url.Values{"email": {"ada@example.com"}, "password": {pw}, "account": {first.ID}})
+	if p.status != http.StatusSeeOther || p.header.Get("Location") != "/portal/keys" {
+		t.Fatalf("sign in to the chosen account: %d %s", p.status, p.body)
+	}
+	wantBody(t, b.get("/portal/keys"), "First Corp", "developer")
+	// A wrong password with an account chosen keeps the choice.
+	p = s.browser().post("/portal/signin", url.Values{"email": {ada.Email}, "password": {"not the password"}, "account": {second.ID}})
+	wantStatus(t, p, http.StatusUnauthorized)
+	wantBody(t, p, `name="account" value="`+second.ID+`"`)
+	// A link may name the account.
+	wantBody(t, s.browser().get("/portal/signin?account="+second.ID), `<input type="hidden" name="account" value="`+second.ID+`"`)
+}

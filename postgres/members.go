@@ -40,7 +40,7 @@ func insertMember(ctx context.Context, tx pgx.Tx, m *keyplane.Member) error {
 	_, err := tx.Exec(ctx, `INSERT INTO members (`+memberColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
 		m.ID, m.AccountID, m.Email, m.PasswordHash, m.Role, m.Status, m.CreatedAt, m.UpdatedAt)
 	if err := translate(err); keyplane.ErrorCode(err) == keyplane.ECONFLICT {
-		return keyplane.Errorf(keyplane.ECONFLICT, "a member with this email already exists")
+		return keyplane.Errorf(keyplane.ECONFLICT, "this account already has a member with this email")
 	} else if err != nil {
 		return err
 	}
@@ -52,13 +52,23 @@ func (db *DB) Member(ctx context.Context, id string) (*keyplane.Member, error) {
 	return memberWhere(ctx, db.pool, `id = $1`, id)
 }
 
-// MemberByEmail returns the member with a normalised email.
-func (db *DB) MemberByEmail(ctx context.Context, email string) (*keyplane.Member, error) {
-	return memberWhere(ctx, db.pool, `email = $1`, email)
+// MemberByEmail returns the account's member with a normalised email.
+func (db *DB) MemberByEmail(ctx context.Context, accountID, email string) (*keyplane.Member, error) {
+	return memberWhere(ctx, db.pool, `account_id = $1 AND email = $2`, accountID, email)
 }
 
-func memberWhere(ctx context.Context, q queryer, where string, arg any) (*keyplane.Member, error) {
-	m, err := scanMember(q.QueryRow(ctx, `SELECT `+memberColumns+` FROM members WHERE `+where, arg))
+// MembersByEmail lists the members with a normalised email, oldest first.
+func (db *DB) MembersByEmail(ctx context.Context, email string, limit int) ([]*keyplane.Member, error) {
+	rows, err := db.pool.Query(ctx, `SELECT `+memberColumns+` FROM members WHERE email = $1 ORDER BY id LIMIT $2`, email, limit)
+	if err != nil {
+		return nil, translate(err)
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (*keyplane.Member, error) { return scanMember(row) })
+	return out, translate(err)
+}
+
+func memberWhere(ctx context.Context, q queryer, where string, args ...any) (*keyplane.Member, error) {
+	m, err := scanMember(q.QueryRow(ctx, `SELECT `+memberColumns+` FROM members WHERE `+where, args...))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, keyplane.Errorf(keyplane.ENOTFOUND, "member not found")
 	}

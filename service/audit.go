@@ -1,12 +1,14 @@
 package service
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"regexp"
 	"time"
 
 	"github.com/keyplane/keyplane"
+	"github.com/keyplane/keyplane/apikey"
 )
 
 // event makes an audit event of the change the caller in ctx is making,
@@ -18,6 +20,13 @@ func (s *Service) event(ctx context.Context, typ, accountID, keyID string, detai
 	}
 	req := keyplane.RequestInfoFromContext(ctx)
 	ev.SourceIP, ev.UserAgent, ev.RequestID = req.SourceIP, req.UserAgent, req.RequestID
+	// Headers the caller sets; a key pasted into one stays out of the log.
+	if apikey.ContainsSecret(ev.UserAgent) {
+		ev.UserAgent = ""
+	}
+	if apikey.ContainsSecret(ev.RequestID) {
+		ev.RequestID = keyplane.NewRequestID()
+	}
 	return ev
 }
 
@@ -31,7 +40,65 @@ func auditDetails(details map[string]any) json.RawMessage {
 	if err != nil {
 		panic("service: audit details: " + err.Error())
 	}
+	return withoutSecrets(b)
+}
+
+// auditEmail records an email someone typed under "email": as given when it
+// is shaped like one, otherwise only that it was malformed. People type
+// passwords into email fields, and the log is kept forever.
+func auditEmail(details map[string]any, email string) map[string]any {
+	var v keyplane.Validation // normalEmail refuses one that holds a key or token
+	if e := normalEmail(&v, "email", email); v.Err() == nil {
+		details["email"] = e
+	} else {
+		details["email"], details["email_malformed"] = nil, true
+	}
+	return details
+}
+
+// withoutSecrets returns details with every string that holds a key or an
+// operator token replaced by null, and "redacted": true: names and emails
+// are typed by people, who paste keys into the wrong field. Details without
+// one, nearly all, are returned as they are.
+func withoutSecrets(details json.RawMessage) json.RawMessage {
+	if !apikey.ContainsSecret(string(details)) {
+		return details
+	}
+	var obj map[string]any
+	d := json.NewDecoder(bytes.NewReader(details))
+	d.UseNumber()
+	if d.Decode(&obj) != nil || obj == nil {
+		return json.RawMessage(`{"redacted":true}`)
+	}
+	out := scrubSecrets(obj).(map[string]any)
+	out["redacted"] = true
+	b, err := json.Marshal(out)
+	if err != nil {
+		panic("service: audit details: " + err.Error())
+	}
 	return b
+}
+
+func scrubSecrets(v any) any {
+	switch v := v.(type) {
+	case string:
+		if apikey.ContainsSecret(v) {
+			return nil
+		}
+	case map[string]any:
+		for k, e := range v {
+			if apikey.ContainsSecret(k) {
+				delete(v, k)
+				continue
+			}
+			v[k] = scrubSecrets(e)
+		}
+	case []any:
+		for i, e := range v {
+			v[i] = scrubSecrets(e)
+		}
+	}
+	return v
 }
 
 // audited returns a context whose store writes append the change's audit
@@ -113,7 +180,7 @@ func (s *Service) RecordAudit(ctx context.Context, ev keyplane.AuditEvent) (*key
 		return nil, err
 	}
 	out := s.event(ctx, ev.Type, ev.AccountID, ev.KeyID, nil)
-	out.Details = ev.Details
+	out.Details = withoutSecrets(ev.Details)
 	if ev.Actor != (keyplane.AuditActor{}) {
 		out.Actor = ev.Actor
 	}

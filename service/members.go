@@ -57,6 +57,12 @@ func normalEmail(v *keyplane.Validation, field, email string) string {
 		v.Add(field, "must be at most 254 characters")
 		return e
 	}
+	// Before lower-casing took it apart: a key in an email would be kept
+	// and shown, and lower-cased it still leaves a few guesses to find.
+	if apikey.ContainsSecret(email) {
+		v.Add(field, "holds an API key or token; that is not an email address")
+		return e
+	}
 	addr, err := mail.ParseAddress(e)
 	if err != nil || addr.Address != e || addr.Name != "" || !strings.Contains(e[strings.LastIndexByte(e, '@')+1:], ".") {
 		v.Add(field, "is not an email address like name@example.com")
@@ -169,7 +175,7 @@ func (s *Service) CreateMember(ctx context.Context, accountID string, in MemberI
 	now := s.now()
 	m := &keyplane.Member{ID: newID("mem"), AccountID: accountID, Email: email, PasswordHash: password.Hash(in.Password, s.passwords),
 		Role: in.Role, Status: keyplane.MemberActive, CreatedAt: now, UpdatedAt: now}
-	ev := s.event(ctx, keyplane.AuditMemberCreated, accountID, "", map[string]any{"member_id": m.ID, "email": m.Email, "role": m.Role})
+	ev := s.event(ctx, keyplane.AuditMemberCreated, accountID, "", auditEmail(map[string]any{"member_id": m.ID, "role": m.Role}, m.Email))
 	if err := s.store.CreateMember(withEvents(ctx, ev), m, nil); err != nil {
 		return nil, err
 	}
@@ -238,7 +244,7 @@ func (s *Service) UpdateMember(ctx context.Context, id string, up MemberUpdate) 
 	}
 	ctx, trail := audited(ctx)
 	m, err := s.store.UpdateMember(ctx, id, func(m *keyplane.Member) error {
-		details := map[string]any{"member_id": m.ID, "email": m.Email}
+		details := auditEmail(map[string]any{"member_id": m.ID}, m.Email)
 		if up.Role != nil && *up.Role != m.Role {
 			details["role"] = map[string]any{"from": m.Role, "to": *up.Role}
 			m.Role = *up.Role
@@ -279,8 +285,10 @@ func (s *Service) InviteMember(ctx context.Context, accountID, email string, rol
 	if err := v.Err(); err != nil {
 		return nil, err
 	}
-	if _, err := s.store.MemberByEmail(ctx, email); err == nil {
-		return nil, keyplane.Errorf(keyplane.ECONFLICT, "a member with this email already exists")
+	// Only this account's members: whether the email is a member elsewhere
+	// is not this account's business.
+	if _, err := s.store.MemberByEmail(ctx, accountID, email); err == nil {
+		return nil, keyplane.Errorf(keyplane.ECONFLICT, "this account already has a member with this email")
 	} else if keyplane.ErrorCode(err) != keyplane.ENOTFOUND {
 		return nil, err
 	}
@@ -288,7 +296,7 @@ func (s *Service) InviteMember(ctx context.Context, accountID, email string, rol
 	now := s.now()
 	inv := &keyplane.Invite{ID: newID("inv"), AccountID: accountID, Email: email, Role: role, Hash: apikey.Hash(token),
 		CreatedBy: a.ID, CreatedAt: now, ExpiresAt: now.Add(InviteTTL)}
-	ev := s.event(ctx, keyplane.AuditMemberInvited, accountID, "", map[string]any{"invite_id": inv.ID, "email": email, "role": role, "expires_at": inv.ExpiresAt})
+	ev := s.event(ctx, keyplane.AuditMemberInvited, accountID, "", auditEmail(map[string]any{"invite_id": inv.ID, "role": role, "expires_at": inv.ExpiresAt}, email))
 	if err := s.store.CreateInvite(withEvents(ctx, ev), inv); err != nil {
 		return nil, err
 	}
@@ -325,7 +333,7 @@ func (s *Service) CancelInvite(ctx context.Context, id string) error {
 	if _, err := requireOwner(ctx, inv.AccountID); err != nil {
 		return err
 	}
-	ev := s.event(ctx, keyplane.AuditInviteCancelled, inv.AccountID, "", map[string]any{"invite_id": inv.ID, "email": inv.Email})
+	ev := s.event(ctx, keyplane.AuditInviteCancelled, inv.AccountID, "", auditEmail(map[string]any{"invite_id": inv.ID}, inv.Email))
 	return s.store.DeleteInvite(withEvents(ctx, ev), id)
 }
 
@@ -373,7 +381,7 @@ func (s *Service) AcceptInvite(ctx context.Context, token, pw string) (*keyplane
 		inv.UsedAt = &now
 		m := &keyplane.Member{ID: newID("mem"), AccountID: inv.AccountID, Email: inv.Email, PasswordHash: hashed,
 			Role: inv.Role, Status: keyplane.MemberActive, CreatedAt: now, UpdatedAt: now}
-		ev := s.event(ctx, keyplane.AuditMemberJoined, inv.AccountID, "", map[string]any{"member_id": m.ID, "email": m.Email, "role": m.Role, "invite_id": inv.ID})
+		ev := s.event(ctx, keyplane.AuditMemberJoined, inv.AccountID, "", auditEmail(map[string]any{"member_id": m.ID, "role": m.Role, "invite_id": inv.ID}, m.Email))
 		ev.Actor = keyplane.AuditActor{Kind: "member", ID: m.ID}
 		trail.Add(ev)
 		return m, nil

@@ -157,18 +157,20 @@ func TestSignInThrottle(t *testing.T) {
 	e := newPortalEnv(t, false)
 	m := e.member(t, e.acc.ID, keyplane.MemberViewer)
 	bg := context.Background()
-	// Per email: five failures, then refused even with the right password.
-	for i := range 5 {
-		_, err := e.svc.SignIn(bg, m.Email, "wrong password!!", netip.AddrFrom4([4]byte{10, 0, 0, byte(i)}))
+	// Per email and address: five failures, then that address is refused
+	// for that email even with the right password.
+	guesser := netip.MustParseAddr("10.0.0.1")
+	for range 5 {
+		_, err := e.svc.SignIn(bg, m.Email, "wrong password!!", guesser)
 		wantCode(t, err, keyplane.EUNAUTHORIZED)
 	}
-	_, err := e.svc.SignIn(bg, m.Email, pw, netip.MustParseAddr("10.1.0.1"))
+	_, err := e.svc.SignIn(bg, m.Email, pw, guesser)
 	wantCode(t, err, keyplane.ETOOMANY)
 	if !strings.Contains(keyplane.ErrorMessage(err), "try again in 3 minutes") {
 		t.Fatalf("message %q", keyplane.ErrorMessage(err))
 	}
 	e.clock.Add(3 * time.Minute)
-	if _, err := e.svc.SignIn(bg, m.Email, pw, netip.MustParseAddr("10.1.0.1")); err != nil {
+	if _, err := e.svc.SignIn(bg, m.Email, pw, guesser); err != nil {
 		t.Fatalf("after the wait: %v", err)
 	}
 
@@ -186,6 +188,43 @@ func TestSignInThrottle(t *testing.T) {
 	}
 }
 
+// Nobody locks a member out by failing on their email: the member, from an
+// address that has not been failing, signs in at once.
+func TestSignInThrottleDoesNotLockMembersOut(t *testing.T) {
+	e := newPortalEnv(t, false)
+	m := e.member(t, e.acc.ID, keyplane.MemberViewer)
+	bg := context.Background()
+	home := netip.MustParseAddr("198.51.100.20")
+	attacker := netip.MustParseAddr("203.0.113.66")
+	for i := range 50 {
+		_, err := e.svc.SignIn(bg, m.Email, "wrong password!!", attacker)
+		if i < 5 {
+			wantCode(t, err, keyplane.EUNAUTHORIZED)
+		} else {
+			wantCode(t, err, keyplane.ETOOMANY)
+		}
+	}
+	if _, err := e.svc.SignIn(bg, m.Email, pw, home); err != nil {
+		t.Fatalf("the member, from another address: %v", err)
+	}
+
+	// Many addresses, one failure each, past the email's allowance: each
+	// address that has failed on the email is refused its next try, and the
+	// member from a clean address still gets in.
+	for i := range 120 {
+		_, err := e.svc.SignIn(bg, m.Email, "wrong password!!", netip.AddrFrom4([4]byte{10, 9, byte(i / 250), byte(i % 250)}))
+		wantCode(t, err, keyplane.EUNAUTHORIZED)
+	}
+	_, err := e.svc.SignIn(bg, m.Email, "another guess!!", netip.AddrFrom4([4]byte{10, 9, 0, 7}))
+	wantCode(t, err, keyplane.ETOOMANY)
+	if _, err := e.svc.SignIn(bg, m.Email, pw, home); err != nil {
+		t.Fatalf("the member, while many addresses guess: %v", err)
+	}
+	if _, err := e.svc.SignIn(bg, m.Email, pw, netip.MustParseAddr("198.51.100.21")); err != nil {
+		t.Fatalf("the member, from a new address, while many addresses guess: %v", err)
+	}
+}
+
 // Concurrent guesses must not all pass the throttle before any of them is
 // counted: each takes its allowance before the password is checked.
 func TestSignInThrottleConcurrent(t *testing.T) {
@@ -200,9 +239,9 @@ func TestSignInThrottleConcurrent(t *testing.T) {
 	m := e.member(t, e.acc.ID, keyplane.MemberViewer)
 	const n = 40
 	errs := make(chan error, n)
-	for i := range n {
+	for range n {
 		go func() {
-			_, err := e.svc.SignIn(context.Background(), m.Email, "wrong password!!", netip.AddrFrom4([4]byte{10, 0, 1, byte(i)}))
+			_, err := e.svc.SignIn(context.Background(), m.Email, "wrong password!!", netip.MustParseAddr("10.0.1.1"))
 			errs <- err
 		}()
 	}
@@ -473,8 +512,12 @@ func TestSignUp(t *testing.T) {
 	if err != nil || a.Name != "Mine" {
 		t.Fatalf("account %+v, %v", a, err)
 	}
-	_, err = e.svc.SignUp(context.Background(), service.SignUpInput{AccountName: "Again", Email: "ME@example.com", Password: pw}, client)
-	wantCode(t, err, keyplane.ECONFLICT)
+	// An email may own several accounts; sign-up does not tell anyone that
+	// an email is taken.
+	again, err := e.svc.SignUp(context.Background(), service.SignUpInput{AccountName: "Again", Email: "ME@example.com", Password: "another long password"}, client)
+	if err != nil || again.Member.AccountID == in.Member.AccountID {
+		t.Fatalf("second sign-up: %+v, %v", again, err)
+	}
 }
 
 func TestCSRFToken(t *testing.T) {
@@ -548,5 +591,110 @@ func TestMemberAuditEvents(t *testing.T) {
 		if strings.Contains(string(ev.Details), pw) || strings.Contains(string(ev.Details), "wrong password") {
 			t.Fatalf("a password reached the audit log: %s", ev.Details)
 		}
+	}
+}
+
+// Member emails are unique per account: inviting someone who is a member of
+// another account tells the inviting owner nothing about it.
+func TestInviteDoesNotRevealOtherAccounts(t *testing.T) {
+	e := newPortalEnv(t, false)
+	elsewhere := e.member(t, e.acc.ID, keyplane.MemberDeveloper)
+	b := e.account(t, "data:*")
+	ownerB := e.as(t, e.member(t, b.ID, keyplane.MemberOwner))
+
+	inv, err := e.svc.InviteMember(ownerB, b.ID, strings.ToUpper(elsewhere.Email), keyplane.MemberViewer)
+	if err != nil {
+		t.Fatalf("inviting another account's member: %v", err)
+	}
+	joined, err := e.svc.AcceptInvite(context.Background(), inv.Token, "the password for b!")
+	if err != nil || joined.AccountID != b.ID || joined.Email != elsewhere.Email || joined.ID == elsewhere.ID {
+		t.Fatalf("joined %+v, %v", joined, err)
+	}
+	// Within one account an email is still one member: that is no leak.
+	_, err = e.svc.InviteMember(ownerB, b.ID, elsewhere.Email, keyplane.MemberViewer)
+	wantCode(t, err, keyplane.ECONFLICT)
+	_, err = e.svc.CreateMember(e.ctx, b.ID, service.MemberInput{Email: elsewhere.Email, Role: keyplane.MemberViewer, Password: pw})
+	wantCode(t, err, keyplane.ECONFLICT)
+	// The operator may add an email to yet another account.
+	c := e.account(t)
+	if _, err := e.svc.CreateMember(e.ctx, c.ID, service.MemberInput{Email: elsewhere.Email, Role: keyplane.MemberOwner, Password: pw}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// One email in several accounts: the password picks the membership; when it
+// opens several, the member chooses; an account never sees attempts that may
+// have been meant for another.
+func TestSignInSeveralAccounts(t *testing.T) {
+	e := newPortalEnv(t, false)
+	bg := context.Background()
+	const email = "ada@example.com"
+	add := func(password string) *keyplane.Member {
+		a := e.account(t)
+		m, err := e.svc.CreateMember(e.ctx, a.ID, service.MemberInput{Email: email, Role: keyplane.MemberOwner, Password: password})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	first := add(pw)
+	// Someone who controls another account invites the email and joins with
+	// a password of their own.
+	squat := add("the squatter's password")
+
+	in, err := e.svc.SignIn(bg, email, pw, client)
+	if err != nil || in.Session == nil || in.Member.ID != first.ID || in.Choices != nil {
+		t.Fatalf("sign-in with the first account's password: %+v, %v", in, err)
+	}
+	in, err = e.svc.SignIn(bg, email, "the squatter's password", client)
+	if err != nil || in.Session == nil || in.Member.ID != squat.ID {
+		t.Fatalf("sign-in with the other password: %+v, %v", in, err)
+	}
+	log := &auditLog{store: e.store}
+	log.newEvents(t)
+	_, err = e.svc.SignIn(bg, email, "neither password!", client)
+	wantCode(t, err, keyplane.EUNAUTHORIZED)
+	if evs := log.newEvents(t); len(evs) != 1 || evs[0].AccountID != "" || evs[0].Type != keyplane.AuditMemberSignInFailed {
+		t.Fatalf("a failure that may have been meant for either account: %+v, want one event in the operator's log", evs)
+	}
+
+	// The same password for two memberships: choose.
+	second := add(pw)
+	in, err = e.svc.SignIn(bg, email, pw, client)
+	if err != nil || in.Session != nil || in.Token != "" || len(in.Choices) != 2 || in.Choices[0].ID != first.AccountID || in.Choices[1].ID != second.AccountID {
+		t.Fatalf("sign-in opening two memberships: %+v, %v", in, err)
+	}
+	in, err = e.svc.SignInToAccount(bg, second.AccountID, email, pw, client)
+	if err != nil || in.Session == nil || in.Member.ID != second.ID {
+		t.Fatalf("sign-in to the second account: %+v, %v", in, err)
+	}
+	ps, err := e.svc.AuthenticateSession(bg, in.Token)
+	if err != nil || ps.Actor.AccountID != second.AccountID {
+		t.Fatalf("session %+v, %v", ps, err)
+	}
+	// Naming an account does not open another's membership, and a wrong
+	// password there is that account's to see.
+	_, err = e.svc.SignInToAccount(bg, squat.AccountID, email, pw, client)
+	wantCode(t, err, keyplane.EUNAUTHORIZED)
+	if evs := log.newEvents(t); len(evs) == 0 || evs[len(evs)-1].Type != keyplane.AuditMemberSignInFailed || evs[len(evs)-1].AccountID != squat.AccountID {
+		t.Fatalf("events %+v", evs)
+	}
+	_, err = e.svc.SignInToAccount(bg, "not an id", email, pw, client)
+	wantCode(t, err, keyplane.EUNAUTHORIZED)
+
+	// A disabled membership drops out of the choice.
+	disabled := keyplane.MemberDisabled
+	if _, err := e.svc.UpdateMember(e.ctx, first.ID, service.MemberUpdate{Status: &disabled}); err == nil {
+		t.Fatal("disabled the account's only owner")
+	}
+	if _, err := e.svc.CreateMember(e.ctx, first.AccountID, service.MemberInput{Email: "other@example.com", Role: keyplane.MemberOwner, Password: pw}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.UpdateMember(e.ctx, first.ID, service.MemberUpdate{Status: &disabled}); err != nil {
+		t.Fatal(err)
+	}
+	in, err = e.svc.SignIn(bg, email, pw, client)
+	if err != nil || in.Session == nil || in.Member.ID != second.ID {
+		t.Fatalf("sign-in with one of two memberships disabled: %+v, %v", in, err)
 	}
 }

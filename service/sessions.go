@@ -26,11 +26,14 @@ const (
 // writes it: idle expiry needs minutes, not a write per page view.
 const touchEvery = time.Minute
 
-// SignedIn is a new session with its cookie token, which exists only here.
+// SignedIn is a new session with its cookie token, which exists only here;
+// or, with Session nil, the accounts to choose from when the password opens
+// several of the email's memberships.
 type SignedIn struct {
 	Session *keyplane.Session
 	Member  *keyplane.Member
 	Token   string
+	Choices []*keyplane.Account
 }
 
 // PortalSession is who a session cookie belongs to.
@@ -44,10 +47,35 @@ var errWrongPassword = keyplane.Errorf(keyplane.EUNAUTHORIZED, "wrong email or p
 
 var errSessionEnded = keyplane.Errorf(keyplane.EUNAUTHORIZED, "your session has ended (expired or signed out); sign in again")
 
-// SignIn checks a member's email and password and opens a session. Failures
-// are throttled per email and per client address; an unknown email costs
-// the same time as a wrong password, so timing does not reveal members.
+// maxMemberships bounds how many of an email's memberships one sign-in
+// checks the password of (each check costs tens of milliseconds): the
+// oldest. A membership beyond them is reached by signing in to its account.
+const maxMemberships = 10
+
+// SignIn checks an email and password and opens a session. An email may be
+// a member of several accounts, each membership with its own password: the
+// password is checked against each. When it opens exactly one active
+// membership, that member is signed in; when it opens several, no session
+// is opened and SignedIn.Choices lists their accounts, for the caller to ask
+// which and call SignInToAccount. Only someone who knows the password sees
+// which accounts it opens.
+//
+// Failures are throttled per client address and per email and address (see
+// takeSignIn); an unknown email costs the same time as a wrong password.
 func (s *Service) SignIn(ctx context.Context, email, pw string, ip netip.Addr) (*SignedIn, error) {
+	return s.signIn(ctx, "", email, pw, ip)
+}
+
+// SignInToAccount is SignIn for the email's membership of one account.
+func (s *Service) SignInToAccount(ctx context.Context, accountID, email, pw string, ip netip.Addr) (*SignedIn, error) {
+	if !validID(accountID) {
+		accountID = "acc_none" // looks nothing up, but costs and counts as a try
+	}
+	return s.signIn(ctx, accountID, email, pw, ip)
+}
+
+func (s *Service) signIn(ctx context.Context, accountID, email, pw string, ip netip.Addr) (*SignedIn, error) {
+	typed := email // for the log, which must see what normalising hides
 	email = normalEmail(&keyplane.Validation{}, "email", email)
 	if len(email) > 254 { // no member's is longer: bound what the throttle keeps
 		email = strings.ToValidUTF8(email[:254], "")
@@ -56,53 +84,90 @@ func (s *Service) SignIn(ctx context.Context, email, pw string, ip netip.Addr) (
 	// The attempt spends its allowance before the password is checked, so
 	// concurrent guesses cannot all pass the throttle; a right password
 	// gives it back.
-	if err := s.signins.take(now, "email:"+email, ipSource(ip)); err != nil {
+	if err := s.signins.takeSignIn(now, email, ip); err != nil {
 		return nil, err
 	}
 	if len(pw) > maxPasswordLen {
 		pw = pw[:maxPasswordLen] // bounded work; such a password never matches
 	}
-	m, err := s.store.MemberByEmail(ctx, email)
-	if err != nil && keyplane.ErrorCode(err) != keyplane.ENOTFOUND {
-		return nil, err
-	}
-	hash := s.dummyHash()
-	if m != nil {
-		hash = m.PasswordHash
-	}
-	ok, verr := password.Verify(pw, hash)
-	if m == nil || !ok || verr != nil {
-		reason := "wrong_password"
-		if m == nil {
-			reason = "unknown_email"
+	var members []*keyplane.Member
+	if accountID != "" {
+		m, err := s.store.MemberByEmail(ctx, accountID, email)
+		if err != nil && keyplane.ErrorCode(err) != keyplane.ENOTFOUND {
+			return nil, err
 		}
-		if err := s.signInFailed(ctx, email, m, reason); err != nil {
+		if m != nil {
+			members = append(members, m)
+		}
+	} else {
+		var err error
+		if members, err = s.store.MembersByEmail(ctx, email, maxMemberships); err != nil {
+			return nil, err
+		}
+	}
+	if len(members) == 0 {
+		_, _ = password.Verify(pw, s.dummyHash())
+		if err := s.signInFailed(ctx, typed, nil, "unknown_email"); err != nil {
 			return nil, err
 		}
 		return nil, errWrongPassword
 	}
-	s.signins.refund("email:"+email, ipSource(ip))
-	if m.Status != keyplane.MemberActive {
-		if err := s.signInFailed(ctx, email, m, "disabled"); err != nil {
+	var opened, active []*keyplane.Member
+	for _, m := range members {
+		if ok, err := password.Verify(pw, m.PasswordHash); ok && err == nil {
+			opened = append(opened, m)
+			if m.Status == keyplane.MemberActive {
+				active = append(active, m)
+			}
+		}
+	}
+	if len(opened) == 0 {
+		// With several memberships the attempt may have been meant for any
+		// of them, and an account must not see attempts on another's (its
+		// owner may have invited the email to watch them): the operator's.
+		var m *keyplane.Member
+		if len(members) == 1 {
+			m = members[0]
+		}
+		if err := s.signInFailed(ctx, typed, m, "wrong_password"); err != nil {
 			return nil, err
+		}
+		return nil, errWrongPassword
+	}
+	s.signins.refund(signinKeys(email, ip)...)
+	if len(active) == 0 {
+		for _, m := range opened {
+			if err := s.signInFailed(ctx, typed, m, "disabled"); err != nil {
+				return nil, err
+			}
 		}
 		return nil, keyplane.Errorf(keyplane.EFORBIDDEN, "this member is disabled; ask an owner of your account")
 	}
-	ev := s.event(ctx, keyplane.AuditMemberSignedIn, m.AccountID, "", map[string]any{"email": m.Email})
+	if len(active) > 1 {
+		choices := make([]*keyplane.Account, 0, len(active))
+		for _, m := range active {
+			a, err := s.store.Account(ctx, m.AccountID)
+			if err != nil {
+				return nil, err
+			}
+			choices = append(choices, a)
+		}
+		return &SignedIn{Choices: choices}, nil
+	}
+	m := active[0]
+	ev := s.event(ctx, keyplane.AuditMemberSignedIn, m.AccountID, "", auditEmail(map[string]any{}, m.Email))
 	ev.Actor = keyplane.AuditActor{Kind: "member", ID: m.ID}
 	ctx, _ = audited(ctx, ev) // written with the session
 	return s.openSession(ctx, m)
 }
 
 // signInFailed records a refused sign-in: in the member's account's log
-// when the email is a member's, else in the operator's. Throttled attempts
-// are not recorded, so a flood cannot flood the log.
+// when m is known, else in the operator's; typed is the email as typed,
+// recorded only when shaped like one. Throttled attempts are not recorded,
+// so a flood cannot flood the log.
 func (s *Service) signInFailed(ctx context.Context, email string, m *keyplane.Member, reason string) error {
-	if len(email) > 254 {
-		email = strings.ToValidUTF8(email[:254], "")
-	}
 	ev := keyplane.AuditEvent{Type: keyplane.AuditMemberSignInFailed, Actor: keyplane.AuditActor{Kind: "member"},
-		Details: auditDetails(map[string]any{"email": email, "reason": reason})}
+		Details: auditDetails(auditEmail(map[string]any{"reason": reason}, email))}
 	if m != nil {
 		ev.AccountID, ev.Actor.ID = m.AccountID, m.ID
 	}
@@ -157,7 +222,7 @@ func (s *Service) SignUp(ctx context.Context, in SignUpInput, ip netip.Addr) (*S
 		Role: keyplane.MemberOwner, Status: keyplane.MemberActive, CreatedAt: t, UpdatedAt: t}
 	by := keyplane.AuditActor{Kind: "member", ID: m.ID}
 	created := s.event(ctx, keyplane.AuditAccountCreated, a.ID, "", map[string]any{"name": a.Name, "plan": a.Plan, "signup": true})
-	owner := s.event(ctx, keyplane.AuditMemberCreated, a.ID, "", map[string]any{"member_id": m.ID, "email": m.Email, "role": m.Role})
+	owner := s.event(ctx, keyplane.AuditMemberCreated, a.ID, "", auditEmail(map[string]any{"member_id": m.ID, "role": m.Role}, m.Email))
 	created.Actor, owner.Actor = by, by
 	if err := s.store.CreateMember(withEvents(ctx, created, owner), m, a); err != nil {
 		return nil, err
@@ -259,10 +324,15 @@ func ipSource(ip netip.Addr) string {
 	return "ip:" + ip.String()
 }
 
-// signinThrottle limits failed sign-ins per email and per address with GCRA
-// (as ratelimit.Throttle does for bad keys): each failure spends allowance,
-// which comes back steadily; with none left, attempts are refused. Sign-ins
-// are rare, so one mutex and a map suffice; the map is bounded.
+// signinThrottle limits failed sign-ins with GCRA (as ratelimit.Throttle
+// does for bad keys): each failure spends allowance, which comes back
+// steadily; with none left, attempts are refused. Sign-ins are rare, so one
+// mutex and a map suffice; the map is bounded.
+//
+// Limits are per client address and per email and address, never per email
+// alone: that would let anyone lock a member out by failing on purpose. The
+// email's own count only tightens the rule for addresses that have been
+// failing on it; see takeSignIn.
 type signinThrottle struct {
 	mu       sync.Mutex
 	tat      map[string]time.Time // theoretical arrival time of the next failure
@@ -274,11 +344,17 @@ type signinLimit struct {
 	window   time.Duration
 }
 
-// The allowances: 5 failures per 15 minutes per email (slow guessing of one
-// person's password), 30 per 15 minutes per address (guessing many).
+func (l signinLimit) interval() time.Duration { return l.window / time.Duration(l.failures) }
+
+// The allowances, each per 15 minutes: 5 failures per email from one address
+// (guessing one person's password), 30 per address over all emails
+// (guessing many), 100 per email over all addresses (guessing one person's
+// password from many addresses: past it, an address gets no second failure
+// on that email until its first is forgiven).
 var (
-	emailLimit = signinLimit{failures: 5, window: 15 * time.Minute}
+	pairLimit  = signinLimit{failures: 5, window: 15 * time.Minute}
 	ipLimit    = signinLimit{failures: 30, window: 15 * time.Minute}
+	emailLimit = signinLimit{failures: 100, window: 15 * time.Minute}
 )
 
 func newSigninThrottle() *signinThrottle {
@@ -286,23 +362,25 @@ func newSigninThrottle() *signinThrottle {
 }
 
 func limitOf(key string) signinLimit {
-	if len(key) > 3 && key[:3] == "ip:" {
+	switch {
+	case strings.HasPrefix(key, "ip:"):
 		return ipLimit
+	case strings.HasPrefix(key, "pair:"):
+		return pairLimit
 	}
 	return emailLimit
 }
 
-// checkLocked refuses when any key has no allowance left.
-func (t *signinThrottle) checkLocked(now time.Time, keys ...string) error {
-	for _, k := range keys {
-		l := limitOf(k)
-		// Refused when one more failure would push the TAT past the window.
-		if wait := t.tat[k].Add(l.window / time.Duration(l.failures)).Sub(now.Add(l.window)); wait > 0 {
-			minutes := int(math.Ceil(wait.Minutes()))
-			return keyplane.Errorf(keyplane.ETOOMANY, "too many failed sign-ins; try again in %d minute%s", minutes, plural(minutes))
-		}
-	}
-	return nil
+// waitLocked is how long until key has allowance for one more failure; not
+// positive when it has.
+func (t *signinThrottle) waitLocked(now time.Time, key string) time.Duration {
+	l := limitOf(key)
+	return t.tat[key].Add(l.interval()).Sub(now.Add(l.window))
+}
+
+func tooMany(wait time.Duration) error {
+	minutes := int(math.Ceil(wait.Minutes()))
+	return keyplane.Errorf(keyplane.ETOOMANY, "too many failed sign-ins; try again in %d minute%s", minutes, plural(minutes))
 }
 
 // take refuses when any key has no allowance left, and otherwise spends one
@@ -310,8 +388,42 @@ func (t *signinThrottle) checkLocked(now time.Time, keys ...string) error {
 func (t *signinThrottle) take(now time.Time, keys ...string) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if err := t.checkLocked(now, keys...); err != nil {
-		return err
+	var wait time.Duration
+	for _, k := range keys {
+		wait = max(wait, t.waitLocked(now, k))
+	}
+	if wait > 0 {
+		return tooMany(wait)
+	}
+	t.failedLocked(now, keys...)
+	return nil
+}
+
+// signinKeys are the throttle keys of a sign-in attempt: its address, its
+// email and address together, and its email.
+func signinKeys(email string, ip netip.Addr) []string {
+	src := ipSource(ip)
+	return []string{src, "pair:" + src + "|" + email, "email:" + email}
+}
+
+// takeSignIn is take for a sign-in attempt: its address and its email from
+// that address must have allowance left. The email's own allowance, over
+// all addresses, refuses no one by itself; once it is spent, an address
+// that has failed on the email and not yet been forgiven is refused. So a
+// member signing in from an address that has not been failing always gets
+// to try their password, however many addresses guess at it, and the
+// guessers get one failure each instead of five.
+func (t *signinThrottle) takeSignIn(now time.Time, email string, ip netip.Addr) error {
+	keys := signinKeys(email, ip)
+	src, pair, em := keys[0], keys[1], keys[2]
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	wait := max(t.waitLocked(now, src), t.waitLocked(now, pair))
+	if t.waitLocked(now, em) > 0 {
+		wait = max(wait, t.tat[pair].Sub(now))
+	}
+	if wait > 0 {
+		return tooMany(wait)
 	}
 	t.failedLocked(now, keys...)
 	return nil
@@ -324,13 +436,14 @@ func (t *signinThrottle) refund(keys ...string) {
 	defer t.mu.Unlock()
 	for _, k := range keys {
 		if tat, ok := t.tat[k]; ok {
-			l := limitOf(k)
-			t.tat[k] = tat.Add(-l.window / time.Duration(l.failures))
+			t.tat[k] = tat.Add(-limitOf(k).interval())
 		}
 	}
 }
 
-// failedLocked spends one failure of each key's allowance.
+// failedLocked spends one failure of each key's allowance. An email's is
+// spent past empty (the others never are: they refuse first), so it is
+// capped at one window: it recovers within one after the guessing stops.
 func (t *signinThrottle) failedLocked(now time.Time, keys ...string) {
 	if len(t.tat) >= t.maxItems {
 		for k, tat := range t.tat { // forget those whose allowance is whole again
@@ -348,7 +461,11 @@ func (t *signinThrottle) failedLocked(now time.Time, keys ...string) {
 		if tat.Before(now) {
 			tat = now
 		}
-		t.tat[k] = tat.Add(l.window / time.Duration(l.failures))
+		tat = tat.Add(l.interval())
+		if limit := now.Add(l.window); tat.After(limit) {
+			tat = limit
+		}
+		t.tat[k] = tat
 	}
 }
 

@@ -41,7 +41,7 @@ func insertMember(ctx context.Context, tx *sql.Tx, m *keyplane.Member) error {
 	_, err := tx.ExecContext(ctx, `INSERT INTO members (`+memberColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
 		m.ID, m.AccountID, m.Email, m.PasswordHash, m.Role, m.Status, micros(m.CreatedAt), micros(m.UpdatedAt))
 	if err := translate(err); keyplane.ErrorCode(err) == keyplane.ECONFLICT {
-		return keyplane.Errorf(keyplane.ECONFLICT, "a member with this email already exists")
+		return keyplane.Errorf(keyplane.ECONFLICT, "this account already has a member with this email")
 	} else if err != nil {
 		return err
 	}
@@ -53,13 +53,31 @@ func (db *DB) Member(ctx context.Context, id string) (*keyplane.Member, error) {
 	return memberWhere(ctx, db.read, `id = ?`, id)
 }
 
-// MemberByEmail returns the member with a normalised email.
-func (db *DB) MemberByEmail(ctx context.Context, email string) (*keyplane.Member, error) {
-	return memberWhere(ctx, db.read, `email = ?`, email)
+// MemberByEmail returns the account's member with a normalised email.
+func (db *DB) MemberByEmail(ctx context.Context, accountID, email string) (*keyplane.Member, error) {
+	return memberWhere(ctx, db.read, `account_id = ? AND email = ?`, accountID, email)
 }
 
-func memberWhere(ctx context.Context, q querier, where string, arg any) (*keyplane.Member, error) {
-	m, err := scanMember(q.QueryRowContext(ctx, `SELECT `+memberColumns+` FROM members WHERE `+where, arg))
+// MembersByEmail lists the members with a normalised email, oldest first.
+func (db *DB) MembersByEmail(ctx context.Context, email string, limit int) ([]*keyplane.Member, error) {
+	rows, err := db.read.QueryContext(ctx, `SELECT `+memberColumns+` FROM members WHERE email = ? ORDER BY id LIMIT ?`, email, limit)
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	defer rows.Close()
+	var out []*keyplane.Member
+	for rows.Next() {
+		m, err := scanMember(rows)
+		if err != nil {
+			return nil, readErr(err)
+		}
+		out = append(out, m)
+	}
+	return out, readErr(rows.Err())
+}
+
+func memberWhere(ctx context.Context, q querier, where string, args ...any) (*keyplane.Member, error) {
+	m, err := scanMember(q.QueryRowContext(ctx, `SELECT `+memberColumns+` FROM members WHERE `+where, args...))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, keyplane.Errorf(keyplane.ENOTFOUND, "member not found")
 	}

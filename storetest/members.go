@@ -40,18 +40,52 @@ func testMemberRoundTrip(t *testing.T, s keyplane.Store) {
 	m := mustCreateMember(t, s, newMember(a.ID, keyplane.MemberOwner))
 	got, err := s.Member(ctx, m.ID)
 	wantMember(t, got, err, m)
-	got, err = s.MemberByEmail(ctx, m.Email)
+	got, err = s.MemberByEmail(ctx, a.ID, m.Email)
 	wantMember(t, got, err, m)
 
 	_, err = s.Member(ctx, id("mem"))
 	wantCode(t, err, keyplane.ENOTFOUND)
-	_, err = s.MemberByEmail(ctx, "nobody@example.com")
+	_, err = s.MemberByEmail(ctx, a.ID, "nobody@example.com")
 	wantCode(t, err, keyplane.ENOTFOUND)
 
-	// Emails are unique across accounts: one person, one sign-in.
-	dup := newMember(newAccount(t, s).ID, keyplane.MemberViewer)
+	// Emails are unique within an account.
+	dup := newMember(a.ID, keyplane.MemberViewer)
 	dup.Email = m.Email
 	wantCode(t, s.CreateMember(ctx, dup, nil), keyplane.ECONFLICT)
+	// Another account's member may have it: an account must not learn, by
+	// a refusal, who is a member elsewhere.
+	b := newAccount(t, s)
+	_, err = s.MemberByEmail(ctx, b.ID, m.Email)
+	wantCode(t, err, keyplane.ENOTFOUND)
+	other := newMember(b.ID, keyplane.MemberViewer)
+	other.Email = m.Email
+	mustCreateMember(t, s, other)
+	got, err = s.MemberByEmail(ctx, b.ID, m.Email)
+	wantMember(t, got, err, other)
+	got, err = s.MemberByEmail(ctx, a.ID, m.Email)
+	wantMember(t, got, err, m)
+	third := newMember(newAccount(t, s).ID, keyplane.MemberOwner)
+	third.Email = m.Email
+	mustCreateMember(t, s, third)
+	all, err := s.MembersByEmail(ctx, m.Email, 10)
+	if err != nil || len(all) != 3 || all[0].ID != m.ID || all[1].ID != other.ID || all[2].ID != third.ID {
+		t.Fatalf("MembersByEmail = %+v, %v; want the three, oldest first", all, err)
+	}
+	wantMember(t, all[1], nil, other)
+	if two, err := s.MembersByEmail(ctx, m.Email, 2); err != nil || len(two) != 2 || two[1].ID != other.ID {
+		t.Fatalf("MembersByEmail limit 2 = %+v, %v", two, err)
+	}
+	if none, err := s.MembersByEmail(ctx, "nobody@example.com", 10); err != nil || len(none) != 0 {
+		t.Fatalf("MembersByEmail of nobody = %+v, %v", none, err)
+	}
+	// A session keeps pointing at its member.
+	ses := &keyplane.Session{ID: id("ses"), Hash: [32]byte{1, 2, 3}, MemberID: other.ID, AccountID: b.ID, CreatedAt: base, LastSeenAt: base, ExpiresAt: base.Add(time.Hour)}
+	if err := s.CreateSession(ctx, ses); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.SessionByHash(ctx, ses.Hash); err != nil || got.MemberID != other.ID {
+		t.Fatalf("session %+v, %v", got, err)
+	}
 	// A member of an account that does not exist is refused.
 	if err := s.CreateMember(ctx, newMember(id("acc"), keyplane.MemberOwner), nil); err == nil {
 		t.Fatal("member of an unknown account was created")
@@ -67,13 +101,20 @@ func testMemberWithNewAccount(t *testing.T, s keyplane.Store) {
 	if _, err := s.Account(ctx, a.ID); err != nil {
 		t.Fatalf("account: %v", err)
 	}
-	// A taken email rolls the new account back with it.
+	// A refused member rolls the new account back with it.
 	b := &keyplane.Account{ID: id("acc"), Name: "Second", Plan: "default", AllowedScopes: []string{}, Status: keyplane.AccountActive, CreatedAt: base, UpdatedAt: base}
 	dup := newMember(b.ID, keyplane.MemberOwner)
-	dup.Email = m.Email
+	dup.ID = m.ID
 	wantCode(t, s.CreateMember(ctx, dup, b), keyplane.ECONFLICT)
 	_, err := s.Account(ctx, b.ID)
 	wantCode(t, err, keyplane.ENOTFOUND)
+	// Another account's member's email is no reason to refuse.
+	c := &keyplane.Account{ID: id("acc"), Name: "Third", Plan: "default", AllowedScopes: []string{}, Status: keyplane.AccountActive, CreatedAt: base, UpdatedAt: base}
+	same := newMember(c.ID, keyplane.MemberOwner)
+	same.Email = m.Email
+	if err := s.CreateMember(ctx, same, c); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func testMemberListIsolation(t *testing.T, s keyplane.Store) {
@@ -205,7 +246,7 @@ func testInvites(t *testing.T, s keyplane.Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if stored, err := s.MemberByEmail(ctx, pending.Email); err != nil || stored.ID != m.ID || stored.Role != keyplane.MemberDeveloper {
+	if stored, err := s.MemberByEmail(ctx, a.ID, pending.Email); err != nil || stored.ID != m.ID || stored.Role != keyplane.MemberDeveloper {
 		t.Fatalf("member %+v (%v)", stored, err)
 	}
 	_, err = s.UseInvite(ctx, pending.Hash, use)
@@ -219,8 +260,9 @@ func testInvites(t *testing.T, s keyplane.Store) {
 	_, err = s.UseInvite(ctx, hashOf("nothing"), use)
 	wantCode(t, err, keyplane.ENOTFOUND)
 
-	// A member that cannot be inserted leaves the invite unused.
-	clash := newInvite(b.ID, base.Add(time.Hour))
+	// A member that cannot be inserted (the account has one with that
+	// email) leaves the invite unused.
+	clash := newInvite(a.ID, base.Add(time.Hour))
 	clash.Email = pending.Email
 	if err := s.CreateInvite(ctx, clash); err != nil {
 		t.Fatal(err)
