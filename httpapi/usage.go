@@ -41,17 +41,44 @@ type reportUsageOutput struct {
 	}
 }
 
+// OptionalTime is a time query parameter that tells absent from given: a
+// plain time.Time reads 0001-01-01T00:00:00Z, a time like any other, as
+// absent.
+type OptionalTime struct {
+	Time time.Time
+	Set  bool
+}
+
+// Receiver lets huma parse the parameter into Time, as a time.Time.
+func (o *OptionalTime) Receiver() reflect.Value { return reflect.ValueOf(o).Elem().Field(0) }
+
+// OnParamSet records whether the parameter was given.
+func (o *OptionalTime) OnParamSet(isSet bool, _ any) { o.Set = isSet }
+
+// Schema describes the parameter as the time it holds.
+func (OptionalTime) Schema(huma.Registry) *huma.Schema {
+	return &huma.Schema{Type: huma.TypeString, Format: "date-time"}
+}
+
+// Ptr is the time when given, else nil.
+func (o OptionalTime) Ptr() *time.Time {
+	if !o.Set {
+		return nil
+	}
+	return &o.Time
+}
+
 // UsageQuery selects the range and form of a usage report.
 type UsageQuery struct {
-	From        time.Time `query:"from" doc:"RFC 3339, rounded down to its bucket; default: to minus an hour (minute), a day (hour) or 30 days (day)"`
-	To          time.Time `query:"to" doc:"RFC 3339, exclusive, rounded up to a bucket's end; default now"`
-	Granularity string    `query:"granularity" enum:"minute,hour,day" default:"hour" doc:"Ranges span at most 1 day of minutes, 31 days of hours, 732 days of days"`
-	Format      string    `query:"format" enum:"json,csv" doc:"csv: the series as CSV, as Accept: text/csv also asks"`
-	Accept      string    `header:"Accept"`
+	From        OptionalTime `query:"from" doc:"RFC 3339, rounded down to its bucket; default: to minus an hour (minute), a day (hour) or 30 days (day), but not before 0000-01-01T00:00:00Z"`
+	To          OptionalTime `query:"to" doc:"RFC 3339, exclusive, rounded up to a bucket's end, which must not pass 9999-12-31T23:59:59Z; default now"`
+	Granularity string       `query:"granularity" enum:"minute,hour,day" default:"hour" doc:"Ranges span at most 1 day of minutes, 31 days of hours, 732 days of days"`
+	Format      string       `query:"format" enum:"json,csv" doc:"csv: the series as CSV, as Accept: text/csv also asks"`
+	Accept      string       `header:"Accept"`
 }
 
 func (q *UsageQuery) service() service.UsageQuery {
-	return service.UsageQuery{From: q.From, To: q.To, Granularity: keyplane.UsageGranularity(q.Granularity)}
+	return service.UsageQuery{From: q.From.Ptr(), To: q.To.Ptr(), Granularity: keyplane.UsageGranularity(q.Granularity)}
 }
 
 func (q *UsageQuery) csv() bool {

@@ -125,6 +125,35 @@ func TestUsageOverHTTP(t *testing.T) {
 	}
 }
 
+// Ranges at the ends of what RFC 3339 writes are reports like any other.
+func TestUsageRangeEdges(t *testing.T) {
+	h := newHarness(t)
+	acc := h.account()
+	usagePath := "/v1/keys/" + h.key(acc, nil)["id"].(string) + "/usage"
+	for _, tc := range []struct {
+		query, from, to string
+		buckets         int
+	}{
+		// Given as the zero instant, from is that bound, not the default.
+		{"?granularity=day&from=0001-01-01T00:00:00Z&to=0001-01-02T00:00:00Z", "0001-01-01T00:00:00Z", "0001-01-02T00:00:00Z", 1},
+		{"?granularity=hour&from=0001-01-01T00:00:00Z&to=0001-01-01T00:00:01Z", "0001-01-01T00:00:00Z", "0001-01-01T01:00:00Z", 1},
+		{"?granularity=minute&from=0000-01-01T00:00:00Z&to=0000-01-01T00:01:00Z", "0000-01-01T00:00:00Z", "0000-01-01T00:01:00Z", 1},
+		// The default from stops at the first instant RFC 3339 writes.
+		{"?granularity=hour&to=0000-01-01T02:00:00Z", "0000-01-01T00:00:00Z", "0000-01-01T02:00:00Z", 2},
+		{"?granularity=day&from=9999-12-30T12:00:00Z&to=9999-12-31T00:00:00Z", "9999-12-30T00:00:00Z", "9999-12-31T00:00:00Z", 1},
+		{"?granularity=hour&from=9999-12-31T22:00:00Z&to=9999-12-31T23:00:00Z", "9999-12-31T22:00:00Z", "9999-12-31T23:00:00Z", 1},
+		{"?granularity=minute&from=9999-12-31T23:00:00Z&to=9999-12-31T23:59:00Z", "9999-12-31T23:00:00Z", "9999-12-31T23:59:00Z", 59},
+	} {
+		rep := h.want(h.admin_("GET", usagePath+tc.query, nil), 200)
+		if rep["from"] != tc.from || rep["to"] != tc.to || len(rep["series"].([]any)) != tc.buckets {
+			t.Errorf("%s: %v to %v in %d buckets, want %s to %s in %d", tc.query, rep["from"], rep["to"], len(rep["series"].([]any)), tc.from, tc.to, tc.buckets)
+		}
+		if r := h.admin_("GET", usagePath+tc.query+"&format=csv", nil); r.status != 200 {
+			t.Errorf("%s as CSV: %d %.300s", tc.query, r.status, r.body)
+		}
+	}
+}
+
 func TestUsageBadInput(t *testing.T) {
 	h := newHarness(t)
 	acc := h.account()
@@ -179,6 +208,18 @@ func TestUsageBadInput(t *testing.T) {
 		{"from after to", "GET", usagePath + "?from=" + now.Format(time.RFC3339) + "&to=" + now.Add(-time.Hour).Format(time.RFC3339), nil, 400, "from"},
 		{"too many minutes", "GET", usagePath + "?granularity=minute&from=" + now.Add(-48*time.Hour).Format(time.RFC3339), nil, 400, "to"},
 		{"too many hours", "GET", usagePath + "?granularity=hour&from=" + now.Add(-40*24*time.Hour).Format(time.RFC3339), nil, 400, "to"},
+		// Reports are bounded to what RFC 3339 writes, years 0000 to 9999:
+		// the range rounded to whole buckets must fit, and offsets count.
+		{"to rounds up past year 9999", "GET", usagePath + "?granularity=day&from=9999-12-01T00:00:00Z&to=9999-12-31T23:59:59Z", nil, 400, "to"},
+		{"to rounds up past year 9999 by the hour", "GET", usagePath + "?to=9999-12-31T23:30:00Z", nil, 400, "to"},
+		{"to rounds up past year 9999 by the minute", "GET", usagePath + "?granularity=minute&from=9999-12-31T23:00:00Z&to=9999-12-31T23:59:30Z", nil, 400, "to"},
+		{"to past year 9999 by its offset", "GET", usagePath + "?granularity=day&to=9999-12-31T23:00:00-01:00", nil, 400, "to"},
+		{"from before year 0000 by its offset", "GET", usagePath + "?granularity=day&from=0000-01-01T00:00:00%2B01:00&to=0000-01-02T00:00:00Z", nil, 400, "from"},
+		{"to leaves no room before year 0000", "GET", usagePath + "?to=0000-01-01T00:00:00Z", nil, 400, "to"},
+		{"account usage past year 9999", "GET", "/v1/accounts/" + acc + "/usage?granularity=day&from=9999-12-01T00:00:00Z&to=9999-12-31T23:59:59Z", nil, 400, "to"},
+		// The zero instant is a bound like any other, not "absent": from
+		// year 1 to now is too long a range.
+		{"from the zero instant", "GET", usagePath + "?from=0001-01-01T00:00:00Z", nil, 400, "to"},
 		{"unknown format", "GET", usagePath + "?format=xml", nil, 400, "format"},
 		{"unknown parameter", "GET", usagePath + "?colour=red", nil, 400, "colour"},
 		{"unknown key", "GET", "/v1/keys/key_nope/usage", nil, 404, ""},
