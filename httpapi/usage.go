@@ -126,7 +126,7 @@ type LatencyBody struct {
 type UsageCountsBody struct {
 	Requests   int64          `json:"requests" doc:"Verifications of the key(s)"`
 	Successes  int64          `json:"successes" doc:"VALID, and the upstream did not answer 5xx (when reported)"`
-	Errors     int64          `json:"errors" doc:"VALID, and the upstream answered 5xx"`
+	Errors     int64          `json:"errors" doc:"VALID, and the upstream answered 5xx (as reported, but at most the VALID requests)"`
 	Rejected   int64          `json:"rejected" doc:"Refused by verification"`
 	Rejections RejectionsBody `json:"rejections"`
 	ErrorRate  float64        `json:"error_rate" doc:"errors / requests"`
@@ -156,7 +156,7 @@ type UsageReportBody struct {
 
 func countsBody(c *keyplane.UsageCounts, l keyplane.LatencySummary) UsageCountsBody {
 	r := c.Rejected
-	b := UsageCountsBody{Requests: c.Requests, Successes: c.Successes, Errors: c.Errors, Rejected: c.Rejections(), ErrorRate: c.ErrorRate(),
+	b := UsageCountsBody{Requests: c.Requests, Successes: c.Successes(), Errors: c.Errors(), Rejected: c.Rejections(), ErrorRate: c.ErrorRate(),
 		Rejections: RejectionsBody{Revoked: r[0], Expired: r[1], Disabled: r[2], Forbidden: r[3], InsufficientScope: r[4], RateLimited: r[5], QuotaExceeded: r[6]},
 		LatencyMs:  LatencyBody{Count: l.Count}}
 	if l.Count > 0 {
@@ -201,7 +201,7 @@ func reportCSV(r *keyplane.UsageReport) []byte {
 		return strconv.FormatFloat(v, 'f', 3, 64)
 	}
 	for _, b := range r.Series {
-		row := []string{r.Subject, string(r.Granularity), b.Start.Format(time.RFC3339), num(b.Requests), num(b.Successes), num(b.Errors)}
+		row := []string{r.Subject, string(r.Granularity), b.Start.Format(time.RFC3339), num(b.Requests), num(b.Successes()), num(b.Errors())}
 		for _, n := range b.Rejected {
 			row = append(row, num(n))
 		}
@@ -240,7 +240,7 @@ func (s *Server) usageRoutes() {
 	register(s, keyplane.RoleVerify, huma.Operation{OperationID: "reportUsage", Method: http.MethodPost, Path: "/v1/usage",
 		Summary: "Report the outcomes (status, latency) of requests whose keys were verified through /v1/verify",
 		Description: "Admin and verify tokens. Each event is the upstream's answer to a request already counted by its verification: " +
-			"a 5xx moves it from successes to errors, a latency joins the percentiles. Batches of up to 1,000 events, recorded whole or refused whole (400, naming each bad event; " +
+			"a 5xx makes it an error rather than a success (errors never exceed the requests let through), a latency joins the percentiles. Batches of up to 1,000 events, recorded whole or refused whole (400, naming each bad event; " +
 			"an unknown key_id is one).",
 		Tags: tags, DefaultStatus: http.StatusAccepted, MaxBodyBytes: maxUsageReportBytes},
 		func(ctx context.Context, in *reportUsageInput) (*reportUsageOutput, error) {

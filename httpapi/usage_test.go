@@ -242,3 +242,59 @@ func TestUsageBadInput(t *testing.T) {
 		t.Fatalf("refused batches were recorded: %v", tot)
 	}
 }
+
+// Outcomes reported of requests keyplane never verified cannot make any
+// count negative: they are stored apart from verifications, and errors
+// count at most the requests let through (issue #14: 1,000 503s for a key
+// without verifications read as successes: -1000).
+func TestReportedOutcomesNeverGoNegative(t *testing.T) {
+	h := newHarness(t)
+	accU, accV := h.account(), h.account()
+	unverified, verified := h.key(accU, nil), h.key(accV, nil)
+	events := make([]map[string]any, 1000)
+	for i := range events {
+		events[i] = map[string]any{"key_id": unverified["id"], "endpoint": "GET /a", "status": 503, "latency_ms": 5}
+	}
+	h.want(h.do(h.verify, "POST", "/v1/usage", map[string]any{"events": events}), 202)
+	for range 3 {
+		h.verifyKey(verified["key"].(string), map[string]any{"endpoint": "GET /a"})
+	}
+	h.want(h.do(h.verify, "POST", "/v1/usage", map[string]any{"events": []map[string]any{
+		{"key_id": verified["id"], "endpoint": "GET /a", "status": 503}}}), 202)
+	h.flushUsage()
+
+	counts := func(what string, c map[string]any) (requests, successes, errors float64) {
+		t.Helper()
+		requests, successes, errors = c["requests"].(float64), c["successes"].(float64), c["errors"].(float64)
+		if successes < 0 || errors < 0 || requests != successes+errors+c["rejected"].(float64) || c["error_rate"].(float64) > 1 {
+			t.Errorf("%s: %v", what, c)
+		}
+		return
+	}
+	check := func(path string, wantRequests, wantSuccesses, wantErrors float64) {
+		t.Helper()
+		for _, g := range []string{"minute", "hour", "day"} {
+			rep := h.want(h.admin_("GET", path+"?granularity="+g, nil), 200)
+			if r, s, e := counts(path+" totals", rep["totals"].(map[string]any)); r != wantRequests || s != wantSuccesses || e != wantErrors {
+				t.Errorf("%s by %s: %v requests, %v successes, %v errors; want %v, %v, %v", path, g, r, s, e, wantRequests, wantSuccesses, wantErrors)
+			}
+			for _, b := range rep["series"].([]any) {
+				counts(path+" bucket", b.(map[string]any))
+			}
+			for _, e := range rep["top_endpoints"].([]any) {
+				counts(path+" endpoint", e.(map[string]any))
+			}
+			// The latencies reported count, verified or not.
+			if n := rep["totals"].(map[string]any)["latency_ms"].(map[string]any)["count"]; path == "/v1/keys/"+unverified["id"].(string)+"/usage" && n != 1000.0 {
+				t.Errorf("%s by %s: %v latencies, want 1000", path, g, n)
+			}
+		}
+	}
+	check("/v1/keys/"+unverified["id"].(string)+"/usage", 0, 0, 0)
+	check("/v1/keys/"+verified["id"].(string)+"/usage", 3, 2, 1)
+	check("/v1/accounts/"+accU+"/usage", 0, 0, 0)
+	check("/v1/accounts/"+accV+"/usage", 3, 2, 1)
+	if got := h.want(h.admin_("GET", "/v1/keys/"+unverified["id"].(string), nil), 200); got["total_requests"] != 0.0 {
+		t.Errorf("total_requests = %v", got["total_requests"])
+	}
+}

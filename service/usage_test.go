@@ -39,7 +39,7 @@ func TestVerificationsAreMetered(t *testing.T) {
 		t.Fatal(err)
 	}
 	scope := keyplane.RejectionIndex(keyplane.VerifyInsufficientScope)
-	if rep.Totals.Requests != 6 || rep.Totals.Successes != 5 || rep.Totals.Rejected[scope] != 1 || rep.Subject != k.ID {
+	if rep.Totals.Requests != 6 || rep.Totals.Successes() != 5 || rep.Totals.Rejected[scope] != 1 || rep.Subject != k.ID {
 		t.Fatalf("key totals = %+v", rep.Totals)
 	}
 	if len(rep.TopEndpoints) != 2 || rep.TopEndpoints[0].Endpoint != "GET /things" || rep.TopEndpoints[0].Requests != 5 {
@@ -113,8 +113,8 @@ func TestTwoInstancesAddUp(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if rep.Totals.Requests != n || rep.Totals.Successes != n {
-			t.Fatalf("%d requests, %d successes; want %d", rep.Totals.Requests, rep.Totals.Successes, n)
+		if rep.Totals.Requests != n || rep.Totals.Successes() != n {
+			t.Fatalf("%d requests, %d successes; want %d", rep.Totals.Requests, rep.Totals.Successes(), n)
 		}
 		got, err := e.svc.Key(e.ctx, k.ID)
 		if err != nil || got.TotalRequests != n {
@@ -222,7 +222,40 @@ func TestReportUsage(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The report refined a verified request: still 2 requests, one now an error.
-	if rep.Totals.Requests != 2 || rep.Totals.Successes != 1 || rep.Totals.Errors != 1 || rep.Latency.Count != 1 {
+	if rep.Totals.Requests != 2 || rep.Totals.Successes() != 1 || rep.Totals.Errors() != 1 || rep.Latency.Count != 1 {
 		t.Fatalf("totals %+v, latency %+v", rep.Totals, rep.Latency)
+	}
+}
+
+// An outcome reported in a later minute than its verification leaves no
+// bucket negative: the minute of the report has no request to make an
+// error, and the hour, which has both, has the error.
+func TestReportInAnotherBucket(t *testing.T) {
+	e := newEnv(t)
+	k := e.key(t, e.account(t).ID, service.KeyInput{})
+	e.verify(t, keyplane.VerifyRequest{Key: k.Plaintext, Endpoint: "GET /", Cost: 1})
+	e.verify(t, keyplane.VerifyRequest{Key: k.Plaintext, Endpoint: "GET /", Cost: 1})
+	e.clock.Add(time.Minute)
+	if err := e.svc.ReportUsage(e.ctx, []service.ReportedRequest{{KeyID: k.ID, Endpoint: "GET /", Status: 503}}); err != nil {
+		t.Fatal(err)
+	}
+	e.flushUsage(t)
+	minutes, err := e.svc.KeyUsage(e.ctx, k.ID, service.UsageQuery{Granularity: keyplane.UsageMinute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range minutes.Series {
+		if b.Successes() < 0 || b.Errors() > b.Requests || b.Successes()+b.Errors()+b.Rejections() != b.Requests {
+			t.Errorf("bucket %s: %d requests, %d successes, %d errors", b.Start, b.Requests, b.Successes(), b.Errors())
+		}
+	}
+	hours, err := e.svc.KeyUsage(e.ctx, k.ID, service.UsageQuery{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []keyplane.UsageCounts{minutes.Totals, hours.Totals} {
+		if c.Requests != 2 || c.Successes() != 1 || c.Errors() != 1 {
+			t.Errorf("totals: %d requests, %d successes, %d errors; want 2, 1, 1", c.Requests, c.Successes(), c.Errors())
+		}
 	}
 }

@@ -88,6 +88,7 @@ var Tests = []Test{
 	{"AuditTamperSwapContents", testAuditTamperSwapContents},
 	{"AuditTamperOtherChainsIntact", testAuditTamperOtherChainsIntact},
 	{"UsageAddsUp", testUsageAddsUp},
+	{"UsageOutcomesApart", testUsageOutcomesApart},
 	{"UsageLatencyMerge", testUsageLatencyMerge},
 	{"UsageConcurrentMerges", testUsageConcurrentMerges},
 	{"UsageTotals", testUsageTotals},
