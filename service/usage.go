@@ -180,8 +180,8 @@ type ReportedRequest struct {
 }
 
 // ReportUsage records the outcomes of requests verified earlier (see
-// keyplane.UsageEvent: a 5xx moves a request from successes to errors, a
-// latency joins the percentiles). Operator tokens of either role may report.
+// keyplane.UsageEvent: a 5xx makes a request let through an error, never
+// more errors than such requests; a latency joins the percentiles). Operator tokens of either role may report.
 // The batch is validated whole and recorded whole, or refused with every
 // problem named: a key id that names no key is one.
 func (s *Service) ReportUsage(ctx context.Context, reqs []ReportedRequest) error {
