@@ -11,12 +11,14 @@ import (
 // forward-auth endpoint or an operator's API (POST /v1/usage) saw it.
 // Events of a key that was never found carry no KeyID and are not metered.
 //
-// An event without a Status is a verification: it counts a request (a
-// success when VALID, else a rejection by its code). An event with a Status
+// An event without a Status is a verification: it counts a request (let
+// through when VALID, else a rejection by its code). An event with a Status
 // is the upstream's outcome of a request whose verification was recorded
-// already, so it counts no request: a 5xx moves it from successes to errors,
-// and its latency joins the latency summary. Whoever verifies through the
-// service and then proxies records both; nothing is counted twice.
+// already, so it counts no request: a 5xx is counted apart from the
+// verifications, and makes one of the requests let through an error when
+// read (see UsageCounts), and its latency joins the latency summary.
+// Whoever verifies through the service and then proxies records both;
+// nothing is counted twice.
 type UsageEvent struct {
 	KeyID     string
 	AccountID string
@@ -120,25 +122,39 @@ func RejectionIndex(code VerifyCode) int {
 	return -1
 }
 
-// UsageCounts are the counts of a usage bucket. Requests = Successes + Errors
-// + the sum of Rejected, unless an outcome was reported without its
-// verification.
+// UsageCounts are the counts of a usage bucket, or of any sum of buckets.
+// Verifications and the upstream outcomes reported of them are counted
+// apart, and only added: an outcome reported without its verification (to
+// another keyplane, twice, or in another bucket than its verification) can
+// never make a count negative. Successes and Errors are read from the sums.
 type UsageCounts struct {
-	Requests  int64
-	Successes int64 // let through, and the upstream did not answer 5xx (when known)
-	Errors    int64 // let through, and the upstream answered 5xx
-	Rejected  [len(UsageRejectionCodes)]int64
+	Requests int64 // verifications
+	Valid    int64 // verifications that let the request through
+	Rejected [len(UsageRejectionCodes)]int64
+	// UpstreamErrors are the 5xx answers the upstream reported of requests
+	// let through; not a count of requests (see Errors).
+	UpstreamErrors int64
 }
 
 // Add adds o to c.
 func (c *UsageCounts) Add(o *UsageCounts) {
 	c.Requests += o.Requests
-	c.Successes += o.Successes
-	c.Errors += o.Errors
+	c.Valid += o.Valid
+	c.UpstreamErrors += o.UpstreamErrors
 	for i := range c.Rejected {
 		c.Rejected[i] += o.Rejected[i]
 	}
 }
+
+// Errors is how many of the requests let through the upstream answered with
+// a 5xx: the 5xx reported, but never more than the requests let through, so
+// that Requests = Successes + Errors + Rejections (with every code counted)
+// and the error rate is at most 1 whatever was reported.
+func (c *UsageCounts) Errors() int64 { return max(min(c.UpstreamErrors, c.Valid), 0) }
+
+// Successes is how many requests were let through and not answered with a
+// 5xx; never negative.
+func (c *UsageCounts) Successes() int64 { return max(c.Valid, 0) - c.Errors() }
 
 // Rejections is the number of requests verification refused.
 func (c *UsageCounts) Rejections() int64 {
@@ -246,7 +262,7 @@ func (c *UsageCounts) ErrorRate() float64 {
 	if c.Requests <= 0 {
 		return 0
 	}
-	return float64(c.Errors) / float64(c.Requests)
+	return float64(c.Errors()) / float64(c.Requests)
 }
 
 // UsageReporter builds usage reports from stored usage.

@@ -41,17 +41,44 @@ type reportUsageOutput struct {
 	}
 }
 
+// OptionalTime is a time query parameter that tells absent from given: a
+// plain time.Time reads 0001-01-01T00:00:00Z, a time like any other, as
+// absent.
+type OptionalTime struct {
+	Time time.Time
+	Set  bool
+}
+
+// Receiver lets huma parse the parameter into Time, as a time.Time.
+func (o *OptionalTime) Receiver() reflect.Value { return reflect.ValueOf(o).Elem().Field(0) }
+
+// OnParamSet records whether the parameter was given.
+func (o *OptionalTime) OnParamSet(isSet bool, _ any) { o.Set = isSet }
+
+// Schema describes the parameter as the time it holds.
+func (OptionalTime) Schema(huma.Registry) *huma.Schema {
+	return &huma.Schema{Type: huma.TypeString, Format: "date-time"}
+}
+
+// Ptr is the time when given, else nil.
+func (o OptionalTime) Ptr() *time.Time {
+	if !o.Set {
+		return nil
+	}
+	return &o.Time
+}
+
 // UsageQuery selects the range and form of a usage report.
 type UsageQuery struct {
-	From        time.Time `query:"from" doc:"RFC 3339, rounded down to its bucket; default: to minus an hour (minute), a day (hour) or 30 days (day)"`
-	To          time.Time `query:"to" doc:"RFC 3339, exclusive, rounded up to a bucket's end; default now"`
-	Granularity string    `query:"granularity" enum:"minute,hour,day" default:"hour" doc:"Ranges span at most 1 day of minutes, 31 days of hours, 732 days of days"`
-	Format      string    `query:"format" enum:"json,csv" doc:"csv: the series as CSV, as Accept: text/csv also asks"`
-	Accept      string    `header:"Accept"`
+	From        OptionalTime `query:"from" doc:"RFC 3339, rounded down to its bucket; default: to minus an hour (minute), a day (hour) or 30 days (day), but not before 0000-01-01T00:00:00Z"`
+	To          OptionalTime `query:"to" doc:"RFC 3339, exclusive, rounded up to a bucket's end, which must not pass 9999-12-31T23:59:59Z; default now"`
+	Granularity string       `query:"granularity" enum:"minute,hour,day" default:"hour" doc:"Ranges span at most 1 day of minutes, 31 days of hours, 732 days of days"`
+	Format      string       `query:"format" enum:"json,csv" doc:"csv: the series as CSV, as Accept: text/csv also asks"`
+	Accept      string       `header:"Accept"`
 }
 
 func (q *UsageQuery) service() service.UsageQuery {
-	return service.UsageQuery{From: q.From, To: q.To, Granularity: keyplane.UsageGranularity(q.Granularity)}
+	return service.UsageQuery{From: q.From.Ptr(), To: q.To.Ptr(), Granularity: keyplane.UsageGranularity(q.Granularity)}
 }
 
 func (q *UsageQuery) csv() bool {
@@ -99,7 +126,7 @@ type LatencyBody struct {
 type UsageCountsBody struct {
 	Requests   int64          `json:"requests" doc:"Verifications of the key(s)"`
 	Successes  int64          `json:"successes" doc:"VALID, and the upstream did not answer 5xx (when reported)"`
-	Errors     int64          `json:"errors" doc:"VALID, and the upstream answered 5xx"`
+	Errors     int64          `json:"errors" doc:"VALID, and the upstream answered 5xx (as reported, but at most the VALID requests)"`
 	Rejected   int64          `json:"rejected" doc:"Refused by verification"`
 	Rejections RejectionsBody `json:"rejections"`
 	ErrorRate  float64        `json:"error_rate" doc:"errors / requests"`
@@ -129,7 +156,7 @@ type UsageReportBody struct {
 
 func countsBody(c *keyplane.UsageCounts, l keyplane.LatencySummary) UsageCountsBody {
 	r := c.Rejected
-	b := UsageCountsBody{Requests: c.Requests, Successes: c.Successes, Errors: c.Errors, Rejected: c.Rejections(), ErrorRate: c.ErrorRate(),
+	b := UsageCountsBody{Requests: c.Requests, Successes: c.Successes(), Errors: c.Errors(), Rejected: c.Rejections(), ErrorRate: c.ErrorRate(),
 		Rejections: RejectionsBody{Revoked: r[0], Expired: r[1], Disabled: r[2], Forbidden: r[3], InsufficientScope: r[4], RateLimited: r[5], QuotaExceeded: r[6]},
 		LatencyMs:  LatencyBody{Count: l.Count}}
 	if l.Count > 0 {
@@ -174,7 +201,7 @@ func reportCSV(r *keyplane.UsageReport) []byte {
 		return strconv.FormatFloat(v, 'f', 3, 64)
 	}
 	for _, b := range r.Series {
-		row := []string{r.Subject, string(r.Granularity), b.Start.Format(time.RFC3339), num(b.Requests), num(b.Successes), num(b.Errors)}
+		row := []string{r.Subject, string(r.Granularity), b.Start.Format(time.RFC3339), num(b.Requests), num(b.Successes()), num(b.Errors())}
 		for _, n := range b.Rejected {
 			row = append(row, num(n))
 		}
@@ -213,7 +240,7 @@ func (s *Server) usageRoutes() {
 	register(s, keyplane.RoleVerify, huma.Operation{OperationID: "reportUsage", Method: http.MethodPost, Path: "/v1/usage",
 		Summary: "Report the outcomes (status, latency) of requests whose keys were verified through /v1/verify",
 		Description: "Admin and verify tokens. Each event is the upstream's answer to a request already counted by its verification: " +
-			"a 5xx moves it from successes to errors, a latency joins the percentiles. Batches of up to 1,000 events, recorded whole or refused whole (400, naming each bad event; " +
+			"a 5xx makes it an error rather than a success (errors never exceed the requests let through), a latency joins the percentiles. Batches of up to 1,000 events, recorded whole or refused whole (400, naming each bad event; " +
 			"an unknown key_id is one).",
 		Tags: tags, DefaultStatus: http.StatusAccepted, MaxBodyBytes: maxUsageReportBytes},
 		func(ctx context.Context, in *reportUsageInput) (*reportUsageOutput, error) {

@@ -125,6 +125,35 @@ func TestUsageOverHTTP(t *testing.T) {
 	}
 }
 
+// Ranges at the ends of what RFC 3339 writes are reports like any other.
+func TestUsageRangeEdges(t *testing.T) {
+	h := newHarness(t)
+	acc := h.account()
+	usagePath := "/v1/keys/" + h.key(acc, nil)["id"].(string) + "/usage"
+	for _, tc := range []struct {
+		query, from, to string
+		buckets         int
+	}{
+		// Given as the zero instant, from is that bound, not the default.
+		{"?granularity=day&from=0001-01-01T00:00:00Z&to=0001-01-02T00:00:00Z", "0001-01-01T00:00:00Z", "0001-01-02T00:00:00Z", 1},
+		{"?granularity=hour&from=0001-01-01T00:00:00Z&to=0001-01-01T00:00:01Z", "0001-01-01T00:00:00Z", "0001-01-01T01:00:00Z", 1},
+		{"?granularity=minute&from=0000-01-01T00:00:00Z&to=0000-01-01T00:01:00Z", "0000-01-01T00:00:00Z", "0000-01-01T00:01:00Z", 1},
+		// The default from stops at the first instant RFC 3339 writes.
+		{"?granularity=hour&to=0000-01-01T02:00:00Z", "0000-01-01T00:00:00Z", "0000-01-01T02:00:00Z", 2},
+		{"?granularity=day&from=9999-12-30T12:00:00Z&to=9999-12-31T00:00:00Z", "9999-12-30T00:00:00Z", "9999-12-31T00:00:00Z", 1},
+		{"?granularity=hour&from=9999-12-31T22:00:00Z&to=9999-12-31T23:00:00Z", "9999-12-31T22:00:00Z", "9999-12-31T23:00:00Z", 1},
+		{"?granularity=minute&from=9999-12-31T23:00:00Z&to=9999-12-31T23:59:00Z", "9999-12-31T23:00:00Z", "9999-12-31T23:59:00Z", 59},
+	} {
+		rep := h.want(h.admin_("GET", usagePath+tc.query, nil), 200)
+		if rep["from"] != tc.from || rep["to"] != tc.to || len(rep["series"].([]any)) != tc.buckets {
+			t.Errorf("%s: %v to %v in %d buckets, want %s to %s in %d", tc.query, rep["from"], rep["to"], len(rep["series"].([]any)), tc.from, tc.to, tc.buckets)
+		}
+		if r := h.admin_("GET", usagePath+tc.query+"&format=csv", nil); r.status != 200 {
+			t.Errorf("%s as CSV: %d %.300s", tc.query, r.status, r.body)
+		}
+	}
+}
+
 func TestUsageBadInput(t *testing.T) {
 	h := newHarness(t)
 	acc := h.account()
@@ -179,6 +208,18 @@ func TestUsageBadInput(t *testing.T) {
 		{"from after to", "GET", usagePath + "?from=" + now.Format(time.RFC3339) + "&to=" + now.Add(-time.Hour).Format(time.RFC3339), nil, 400, "from"},
 		{"too many minutes", "GET", usagePath + "?granularity=minute&from=" + now.Add(-48*time.Hour).Format(time.RFC3339), nil, 400, "to"},
 		{"too many hours", "GET", usagePath + "?granularity=hour&from=" + now.Add(-40*24*time.Hour).Format(time.RFC3339), nil, 400, "to"},
+		// Reports are bounded to what RFC 3339 writes, years 0000 to 9999:
+		// the range rounded to whole buckets must fit, and offsets count.
+		{"to rounds up past year 9999", "GET", usagePath + "?granularity=day&from=9999-12-01T00:00:00Z&to=9999-12-31T23:59:59Z", nil, 400, "to"},
+		{"to rounds up past year 9999 by the hour", "GET", usagePath + "?to=9999-12-31T23:30:00Z", nil, 400, "to"},
+		{"to rounds up past year 9999 by the minute", "GET", usagePath + "?granularity=minute&from=9999-12-31T23:00:00Z&to=9999-12-31T23:59:30Z", nil, 400, "to"},
+		{"to past year 9999 by its offset", "GET", usagePath + "?granularity=day&to=9999-12-31T23:00:00-01:00", nil, 400, "to"},
+		{"from before year 0000 by its offset", "GET", usagePath + "?granularity=day&from=0000-01-01T00:00:00%2B01:00&to=0000-01-02T00:00:00Z", nil, 400, "from"},
+		{"to leaves no room before year 0000", "GET", usagePath + "?to=0000-01-01T00:00:00Z", nil, 400, "to"},
+		{"account usage past year 9999", "GET", "/v1/accounts/" + acc + "/usage?granularity=day&from=9999-12-01T00:00:00Z&to=9999-12-31T23:59:59Z", nil, 400, "to"},
+		// The zero instant is a bound like any other, not "absent": from
+		// year 1 to now is too long a range.
+		{"from the zero instant", "GET", usagePath + "?from=0001-01-01T00:00:00Z", nil, 400, "to"},
 		{"unknown format", "GET", usagePath + "?format=xml", nil, 400, "format"},
 		{"unknown parameter", "GET", usagePath + "?colour=red", nil, 400, "colour"},
 		{"unknown key", "GET", "/v1/keys/key_nope/usage", nil, 404, ""},
@@ -199,5 +240,61 @@ func TestUsageBadInput(t *testing.T) {
 	rep := h.want(h.admin_("GET", usagePath, nil), 200)
 	if tot := rep["totals"].(map[string]any); tot["successes"] != 0.0 || tot["errors"] != 0.0 || tot["latency_ms"].(map[string]any)["count"] != 0.0 {
 		t.Fatalf("refused batches were recorded: %v", tot)
+	}
+}
+
+// Outcomes reported of requests keyplane never verified cannot make any
+// count negative: they are stored apart from verifications, and errors
+// count at most the requests let through (issue #14: 1,000 503s for a key
+// without verifications read as successes: -1000).
+func TestReportedOutcomesNeverGoNegative(t *testing.T) {
+	h := newHarness(t)
+	accU, accV := h.account(), h.account()
+	unverified, verified := h.key(accU, nil), h.key(accV, nil)
+	events := make([]map[string]any, 1000)
+	for i := range events {
+		events[i] = map[string]any{"key_id": unverified["id"], "endpoint": "GET /a", "status": 503, "latency_ms": 5}
+	}
+	h.want(h.do(h.verify, "POST", "/v1/usage", map[string]any{"events": events}), 202)
+	for range 3 {
+		h.verifyKey(verified["key"].(string), map[string]any{"endpoint": "GET /a"})
+	}
+	h.want(h.do(h.verify, "POST", "/v1/usage", map[string]any{"events": []map[string]any{
+		{"key_id": verified["id"], "endpoint": "GET /a", "status": 503}}}), 202)
+	h.flushUsage()
+
+	counts := func(what string, c map[string]any) (requests, successes, errors float64) {
+		t.Helper()
+		requests, successes, errors = c["requests"].(float64), c["successes"].(float64), c["errors"].(float64)
+		if successes < 0 || errors < 0 || requests != successes+errors+c["rejected"].(float64) || c["error_rate"].(float64) > 1 {
+			t.Errorf("%s: %v", what, c)
+		}
+		return
+	}
+	check := func(path string, wantRequests, wantSuccesses, wantErrors float64) {
+		t.Helper()
+		for _, g := range []string{"minute", "hour", "day"} {
+			rep := h.want(h.admin_("GET", path+"?granularity="+g, nil), 200)
+			if r, s, e := counts(path+" totals", rep["totals"].(map[string]any)); r != wantRequests || s != wantSuccesses || e != wantErrors {
+				t.Errorf("%s by %s: %v requests, %v successes, %v errors; want %v, %v, %v", path, g, r, s, e, wantRequests, wantSuccesses, wantErrors)
+			}
+			for _, b := range rep["series"].([]any) {
+				counts(path+" bucket", b.(map[string]any))
+			}
+			for _, e := range rep["top_endpoints"].([]any) {
+				counts(path+" endpoint", e.(map[string]any))
+			}
+			// The latencies reported count, verified or not.
+			if n := rep["totals"].(map[string]any)["latency_ms"].(map[string]any)["count"]; path == "/v1/keys/"+unverified["id"].(string)+"/usage" && n != 1000.0 {
+				t.Errorf("%s by %s: %v latencies, want 1000", path, g, n)
+			}
+		}
+	}
+	check("/v1/keys/"+unverified["id"].(string)+"/usage", 0, 0, 0)
+	check("/v1/keys/"+verified["id"].(string)+"/usage", 3, 2, 1)
+	check("/v1/accounts/"+accU+"/usage", 0, 0, 0)
+	check("/v1/accounts/"+accV+"/usage", 3, 2, 1)
+	if got := h.want(h.admin_("GET", "/v1/keys/"+unverified["id"].(string), nil), 200); got["total_requests"] != 0.0 {
+		t.Errorf("total_requests = %v", got["total_requests"])
 	}
 }

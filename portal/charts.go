@@ -152,10 +152,10 @@ func newUsageView(k *keyplane.Key, rng string, rep *keyplane.UsageReport) *usage
 		layout = "Jan 2"
 	}
 	for i, b := range rep.Series {
-		req[i], errs[i], rej[i] = float64(b.Requests), float64(b.Errors), float64(rejected(&b.UsageCounts))
+		req[i], errs[i], rej[i] = float64(b.Requests), float64(b.Errors()), float64(rejected(&b.UsageCounts))
 		p50[i], p95[i], p99[i] = b.Latency.P50, b.Latency.P95, b.Latency.P99
 		if b.Requests > 0 {
-			row := usageRow{Start: b.Start.UTC().Format(layout), Requests: b.Requests, Errors: b.Errors, Rejected: rejected(&b.UsageCounts)}
+			row := usageRow{Start: b.Start.UTC().Format(layout), Requests: b.Requests, Errors: b.Errors(), Rejected: rejected(&b.UsageCounts)}
 			if b.Latency.Count > 0 {
 				row.P50, row.P95, row.P99 = ms(b.Latency.P50), ms(b.Latency.P95), ms(b.Latency.P99)
 			}
@@ -165,7 +165,7 @@ func newUsageView(k *keyplane.Key, rng string, rep *keyplane.UsageReport) *usage
 	t := rep.Totals
 	v.Requests = newLineChart("Requests per "+string(rep.Granularity), "", rep.From, rep.To,
 		[]string{"Requests", "Errors (5xx)", "Rejected"}, []string{"s-requests", "s-errors", "s-rejected"},
-		[][]float64{req, errs, rej}, []string{formatNumber(float64(t.Requests)), formatNumber(float64(t.Errors)), formatNumber(float64(v.Rejected))})
+		[][]float64{req, errs, rej}, []string{formatNumber(float64(t.Requests)), formatNumber(float64(t.Errors())), formatNumber(float64(v.Rejected))})
 	l := rep.Latency
 	v.Latency = newLineChart("Upstream latency", " ms", rep.From, rep.To,
 		[]string{"p50", "p95", "p99"}, []string{"s-p50", "s-p95", "s-p99"},
@@ -179,8 +179,8 @@ func newUsageView(k *keyplane.Key, rng string, rep *keyplane.UsageReport) *usage
 		if top > 0 {
 			b.Width = strconv.FormatFloat(float64(e.Requests)/float64(top)*100, 'f', 1, 64)
 		}
-		if e.Errors > 0 {
-			b.Extra = formatNumber(float64(e.Errors)) + " errors"
+		if e.Errors() > 0 {
+			b.Extra = formatNumber(float64(e.Errors())) + " errors"
 		}
 		if b.Label == "" {
 			b.Label = "(no endpoint given)"

@@ -518,7 +518,7 @@ func (h *Handler) usagePage(w http.ResponseWriter, r *http.Request, v *view) {
 		}
 	}
 	now := h.now().UTC()
-	rep, err := h.svc.KeyUsage(r.Context(), k.ID, service.UsageQuery{From: now.Add(-rng.Span), To: now, Granularity: rng.Granularity})
+	rep, err := h.svc.KeyUsage(r.Context(), k.ID, service.UsageQuery{From: new(now.Add(-rng.Span)), To: &now, Granularity: rng.Granularity})
 	if err != nil {
 		h.fail(w, r, v, err)
 		return

@@ -25,7 +25,7 @@ func usageTable(g keyplane.UsageGranularity) (string, error) {
 	return "", fmt.Errorf("postgres: unknown usage granularity %q", g)
 }
 
-const usageCountColumns = `requests, successes, errors, revoked, expired, disabled, forbidden, insufficient_scope, rate_limited, quota_exceeded`
+const usageCountColumns = `requests, valid, upstream_errors, revoked, expired, disabled, forbidden, insufficient_scope, rate_limited, quota_exceeded`
 
 // addUsageSQL is the additive upsert of a batch of rows into one table,
 // passed as arrays: one statement however many rows, which a flush of
@@ -60,7 +60,7 @@ type usageColumns struct {
 func (c *usageColumns) add(r *keyplane.UsageRow) {
 	c.subjects, c.starts, c.endpoints, c.accounts = append(c.subjects, r.Subject), append(c.starts, r.BucketStart),
 		append(c.endpoints, r.Endpoint), append(c.accounts, r.AccountID)
-	c.counts[0], c.counts[1], c.counts[2] = append(c.counts[0], r.Requests), append(c.counts[1], r.Successes), append(c.counts[2], r.Errors)
+	c.counts[0], c.counts[1], c.counts[2] = append(c.counts[0], r.Requests), append(c.counts[1], r.Valid), append(c.counts[2], r.UpstreamErrors)
 	for i, n := range r.Rejected {
 		c.counts[3+i] = append(c.counts[3+i], n)
 	}
@@ -203,7 +203,7 @@ func (db *DB) UsageRows(ctx context.Context, q keyplane.UsageQuery) ([]keyplane.
 	var out []keyplane.UsageRow
 	for rows.Next() {
 		r := keyplane.UsageRow{Granularity: q.Granularity, Subject: q.Subject}
-		dest := []any{&r.BucketStart, &r.Endpoint, &r.AccountID, &r.Requests, &r.Successes, &r.Errors}
+		dest := []any{&r.BucketStart, &r.Endpoint, &r.AccountID, &r.Requests, &r.Valid, &r.UpstreamErrors}
 		for i := range r.Rejected {
 			dest = append(dest, &r.Rejected[i])
 		}

@@ -9,11 +9,21 @@ import (
 )
 
 // UsageQuery asks for usage over [From, To) in buckets of Granularity.
-// Zero values take defaults: hourly buckets, the last day.
+// Absent (nil or empty) values take defaults: hourly buckets, the last day.
+// A given time is a bound whatever its value, the zero time.Time included.
 type UsageQuery struct {
-	From, To    time.Time
+	From, To    *time.Time
 	Granularity keyplane.UsageGranularity
 }
+
+// A report's range, widened to whole buckets, must lie within the years
+// RFC 3339 (and so JSON) can write: its ends are written in the report.
+// Checking the given times against these before any arithmetic also keeps
+// the bucket arithmetic in Unix seconds far from overflowing.
+var (
+	minUsageTime = time.Date(0, 1, 1, 0, 0, 0, 0, time.UTC)
+	maxUsageTime = time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC)
+)
 
 // Usage ranges are bounded per granularity, so a report has at most about
 // 1,500 buckets and reads rows of the right size: a long range must use
@@ -72,12 +82,37 @@ func (s *Service) usageRange(q UsageQuery) (keyplane.UsageQuery, error) {
 		v.Add("granularity", "%q: want minute, hour or day", g)
 		return keyplane.UsageQuery{}, v.Err()
 	}
-	to, from := q.To, q.From
-	if to.IsZero() {
-		to = s.now()
+	for _, b := range []struct {
+		field string
+		t     *time.Time
+	}{{"from", q.From}, {"to", q.To}} {
+		if b.t != nil && (b.t.Before(minUsageTime) || b.t.After(maxUsageTime)) {
+			v.Add(b.field, "must be within 0000-01-01T00:00:00Z and 9999-12-31T23:59:59Z, the years RFC 3339 can write")
+		}
 	}
-	if from.IsZero() {
+	if err := v.Err(); err != nil {
+		return keyplane.UsageQuery{}, err
+	}
+	to := s.now()
+	if q.To != nil {
+		to = *q.To
+	}
+	var from time.Time
+	switch {
+	case q.From != nil:
+		from = *q.From
+	case to.Sub(minUsageTime) < defaultUsageRange[g]:
+		from = minUsageTime // the default stops at the first time a report can write
+	default:
 		from = to.Add(-defaultUsageRange[g])
+	}
+	if !from.Before(to) {
+		if q.From != nil {
+			v.Add("from", "must be before to")
+		} else {
+			v.Add("to", "must be after 0000-01-01T00:00:00Z, where the default from stops")
+		}
+		return keyplane.UsageQuery{}, v.Err()
 	}
 	width := g.Seconds()
 	start := g.BucketStart(from.Unix())
@@ -86,8 +121,8 @@ func (s *Service) usageRange(q UsageQuery) (keyplane.UsageQuery, error) {
 		end += width
 	}
 	switch {
-	case !from.Before(to):
-		v.Add("from", "must be before to")
+	case end > maxUsageTime.Unix():
+		v.Add("to", "rounded up to a whole %s, must not pass 9999-12-31T23:59:59Z, the last time RFC 3339 can write", g)
 	case end-start > int64(maxUsageRange[g]/time.Second): // in seconds: a Duration of far-apart times overflows
 		v.Add("to", "a range of %s buckets spans at most %d days; ask for coarser buckets", g, maxUsageRange[g]/(24*time.Hour))
 	}
@@ -145,8 +180,8 @@ type ReportedRequest struct {
 }
 
 // ReportUsage records the outcomes of requests verified earlier (see
-// keyplane.UsageEvent: a 5xx moves a request from successes to errors, a
-// latency joins the percentiles). Operator tokens of either role may report.
+// keyplane.UsageEvent: a 5xx makes a request let through an error, never
+// more errors than such requests; a latency joins the percentiles). Operator tokens of either role may report.
 // The batch is validated whole and recorded whole, or refused with every
 // problem named: a key id that names no key is one.
 func (s *Service) ReportUsage(ctx context.Context, reqs []ReportedRequest) error {

@@ -2,7 +2,7 @@ package service_test
 
 import (
 	"context"
-	"strings"
+	"encoding/json"
 	"sync"
 	"testing"
 	"time"
@@ -39,7 +39,7 @@ func TestVerificationsAreMetered(t *testing.T) {
 		t.Fatal(err)
 	}
 	scope := keyplane.RejectionIndex(keyplane.VerifyInsufficientScope)
-	if rep.Totals.Requests != 6 || rep.Totals.Successes != 5 || rep.Totals.Rejected[scope] != 1 || rep.Subject != k.ID {
+	if rep.Totals.Requests != 6 || rep.Totals.Successes() != 5 || rep.Totals.Rejected[scope] != 1 || rep.Subject != k.ID {
 		t.Fatalf("key totals = %+v", rep.Totals)
 	}
 	if len(rep.TopEndpoints) != 2 || rep.TopEndpoints[0].Endpoint != "GET /things" || rep.TopEndpoints[0].Requests != 5 {
@@ -113,8 +113,8 @@ func TestTwoInstancesAddUp(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if rep.Totals.Requests != n || rep.Totals.Successes != n {
-			t.Fatalf("%d requests, %d successes; want %d", rep.Totals.Requests, rep.Totals.Successes, n)
+		if rep.Totals.Requests != n || rep.Totals.Successes() != n {
+			t.Fatalf("%d requests, %d successes; want %d", rep.Totals.Requests, rep.Totals.Successes(), n)
 		}
 		got, err := e.svc.Key(e.ctx, k.ID)
 		if err != nil || got.TotalRequests != n {
@@ -143,26 +143,61 @@ func TestUsageIsolationAndValidation(t *testing.T) {
 	wantCode(t, err, keyplane.EFORBIDDEN)
 
 	now := e.clock.Now()
-	for name, q := range map[string]service.UsageQuery{
-		"granularity": {Granularity: "week"},
-		"from":        {From: now, To: now.Add(-time.Hour)},
-		"to":          {From: now.Add(-25 * time.Hour), To: now, Granularity: keyplane.UsageMinute},
+	for _, tc := range []struct {
+		field string
+		q     service.UsageQuery
+	}{
+		{"granularity", service.UsageQuery{Granularity: "week"}},
+		{"from", service.UsageQuery{From: &now, To: new(now.Add(-time.Hour))}},
+		{"to", service.UsageQuery{From: new(now.Add(-25 * time.Hour)), To: &now, Granularity: keyplane.UsageMinute}},
 		// Far apart enough that their difference overflows a Duration.
-		"to ": {From: time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC).Add(time.Second), To: time.Date(2047, 1, 1, 0, 0, 0, 0, time.UTC), Granularity: keyplane.UsageDay},
+		{"to", service.UsageQuery{From: new(time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC).Add(time.Second)), To: new(time.Date(2047, 1, 1, 0, 0, 0, 0, time.UTC)), Granularity: keyplane.UsageDay}},
+		// The zero time.Time is a bound when given, not the default: from
+		// year 1 to now is too long.
+		{"to", service.UsageQuery{From: &time.Time{}, Granularity: keyplane.UsageDay}},
+		// Bounded to the years RFC 3339 writes, 0000 to 9999, after
+		// widening to whole buckets, and before any arithmetic.
+		{"to", service.UsageQuery{From: new(time.Date(9999, 12, 1, 0, 0, 0, 0, time.UTC)), To: new(time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC)), Granularity: keyplane.UsageDay}},
+		{"to", service.UsageQuery{To: new(time.Date(9999, 12, 31, 23, 0, 1, 0, time.UTC))}},
+		{"to", service.UsageQuery{From: new(time.Date(9999, 12, 31, 23, 0, 0, 0, time.UTC)), To: new(time.Date(9999, 12, 31, 23, 59, 0, 1, time.UTC)), Granularity: keyplane.UsageMinute}},
+		{"to", service.UsageQuery{To: new(time.Unix(1<<62, 0))}},
+		{"to", service.UsageQuery{To: new(time.Date(0, 1, 1, 0, 0, 0, 0, time.UTC))}},
+		{"from", service.UsageQuery{From: new(time.Unix(-1<<62, 0)), To: &now}},
+		{"from", service.UsageQuery{From: new(time.Date(-1, 12, 31, 23, 59, 59, 0, time.UTC)), To: new(time.Date(0, 1, 1, 0, 0, 0, 0, time.UTC))}},
 	} {
-		_, err := e.svc.KeyUsage(e.ctx, myKey.ID, q)
+		_, err := e.svc.KeyUsage(e.ctx, myKey.ID, tc.q)
 		var ke *keyplane.Error
-		if !asError(err, &ke) || ke.Code != keyplane.EINVALID || len(ke.Fields) == 0 || ke.Fields[0].Field != strings.TrimSpace(name) {
-			t.Errorf("%s: %v", name, err)
+		if !asError(err, &ke) || ke.Code != keyplane.EINVALID || len(ke.Fields) == 0 || ke.Fields[0].Field != tc.field {
+			t.Errorf("%+v: %v, want a problem with %s", tc.q, err, tc.field)
 		}
 	}
 	// Ranges widen to whole buckets; the widest allowed passes.
-	rep, err := e.svc.KeyUsage(e.ctx, myKey.ID, service.UsageQuery{From: now.Add(-730 * 24 * time.Hour), To: now, Granularity: keyplane.UsageDay})
+	rep, err := e.svc.KeyUsage(e.ctx, myKey.ID, service.UsageQuery{From: new(now.Add(-730 * 24 * time.Hour)), To: &now, Granularity: keyplane.UsageDay})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !rep.From.Equal(now.Add(-730*24*time.Hour).Truncate(24*time.Hour)) || !rep.To.Equal(now.Truncate(24*time.Hour).Add(24*time.Hour)) || len(rep.Series) != 731 {
 		t.Fatalf("range %s–%s with %d buckets", rep.From, rep.To, len(rep.Series))
+	}
+	// The ends of what RFC 3339 writes are reachable.
+	year0 := time.Date(0, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		q        service.UsageQuery
+		from, to time.Time
+	}{
+		{service.UsageQuery{From: &time.Time{}, To: new(time.Time{}.Add(time.Hour))}, time.Time{}, time.Time{}.Add(time.Hour)},
+		{service.UsageQuery{To: new(year0.Add(90 * time.Minute))}, year0, year0.Add(2 * time.Hour)},
+		{service.UsageQuery{From: new(time.Date(9999, 12, 31, 22, 30, 0, 0, time.UTC)), To: new(time.Date(9999, 12, 31, 23, 0, 0, 0, time.UTC))},
+			time.Date(9999, 12, 31, 22, 0, 0, 0, time.UTC), time.Date(9999, 12, 31, 23, 0, 0, 0, time.UTC)},
+	} {
+		rep, err := e.svc.KeyUsage(e.ctx, myKey.ID, tc.q)
+		if err != nil || !rep.From.Equal(tc.from) || !rep.To.Equal(tc.to) {
+			t.Errorf("%v: %v, want %s–%s", tc.q, err, tc.from, tc.to)
+			continue
+		}
+		if _, err := json.Marshal(rep); err != nil {
+			t.Errorf("%v: %v", tc.q, err)
+		}
 	}
 }
 
@@ -187,7 +222,40 @@ func TestReportUsage(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The report refined a verified request: still 2 requests, one now an error.
-	if rep.Totals.Requests != 2 || rep.Totals.Successes != 1 || rep.Totals.Errors != 1 || rep.Latency.Count != 1 {
+	if rep.Totals.Requests != 2 || rep.Totals.Successes() != 1 || rep.Totals.Errors() != 1 || rep.Latency.Count != 1 {
 		t.Fatalf("totals %+v, latency %+v", rep.Totals, rep.Latency)
+	}
+}
+
+// An outcome reported in a later minute than its verification leaves no
+// bucket negative: the minute of the report has no request to make an
+// error, and the hour, which has both, has the error.
+func TestReportInAnotherBucket(t *testing.T) {
+	e := newEnv(t)
+	k := e.key(t, e.account(t).ID, service.KeyInput{})
+	e.verify(t, keyplane.VerifyRequest{Key: k.Plaintext, Endpoint: "GET /", Cost: 1})
+	e.verify(t, keyplane.VerifyRequest{Key: k.Plaintext, Endpoint: "GET /", Cost: 1})
+	e.clock.Add(time.Minute)
+	if err := e.svc.ReportUsage(e.ctx, []service.ReportedRequest{{KeyID: k.ID, Endpoint: "GET /", Status: 503}}); err != nil {
+		t.Fatal(err)
+	}
+	e.flushUsage(t)
+	minutes, err := e.svc.KeyUsage(e.ctx, k.ID, service.UsageQuery{Granularity: keyplane.UsageMinute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range minutes.Series {
+		if b.Successes() < 0 || b.Errors() > b.Requests || b.Successes()+b.Errors()+b.Rejections() != b.Requests {
+			t.Errorf("bucket %s: %d requests, %d successes, %d errors", b.Start, b.Requests, b.Successes(), b.Errors())
+		}
+	}
+	hours, err := e.svc.KeyUsage(e.ctx, k.ID, service.UsageQuery{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []keyplane.UsageCounts{minutes.Totals, hours.Totals} {
+		if c.Requests != 2 || c.Successes() != 1 || c.Errors() != 1 {
+			t.Errorf("totals: %d requests, %d successes, %d errors; want 2, 1, 1", c.Requests, c.Successes(), c.Errors())
+		}
 	}
 }

@@ -24,7 +24,7 @@ func usageTable(g keyplane.UsageGranularity) (string, error) {
 	return "", fmt.Errorf("sqlite: unknown usage granularity %q", g)
 }
 
-const usageCountColumns = `requests, successes, errors, revoked, expired, disabled, forbidden, insufficient_scope, rate_limited, quota_exceeded`
+const usageCountColumns = `requests, valid, upstream_errors, revoked, expired, disabled, forbidden, insufficient_scope, rate_limited, quota_exceeded`
 
 // addUsageSQL is the additive upsert of one table; a NULL latency keeps the
 // stored one, a merged one replaces it.
@@ -39,7 +39,7 @@ func addUsageSQL(table string) string {
 }
 
 func usageCountArgs(c *keyplane.UsageCounts) []any {
-	args := []any{c.Requests, c.Successes, c.Errors}
+	args := []any{c.Requests, c.Valid, c.UpstreamErrors}
 	for _, r := range c.Rejected {
 		args = append(args, r)
 	}
@@ -124,7 +124,7 @@ func (db *DB) UsageRows(ctx context.Context, q keyplane.UsageQuery) ([]keyplane.
 	for rows.Next() {
 		r := keyplane.UsageRow{Granularity: q.Granularity, Subject: q.Subject}
 		var start int64
-		dest := []any{&start, &r.Endpoint, &r.AccountID, &r.Requests, &r.Successes, &r.Errors}
+		dest := []any{&start, &r.Endpoint, &r.AccountID, &r.Requests, &r.Valid, &r.UpstreamErrors}
 		for i := range r.Rejected {
 			dest = append(dest, &r.Rejected[i])
 		}

@@ -89,6 +89,7 @@ var Tests = []Test{
 	{"AuditTamperSwapContents", testAuditTamperSwapContents},
 	{"AuditTamperOtherChainsIntact", testAuditTamperOtherChainsIntact},
 	{"UsageAddsUp", testUsageAddsUp},
+	{"UsageOutcomesApart", testUsageOutcomesApart},
 	{"UsageLatencyMerge", testUsageLatencyMerge},
 	{"UsageConcurrentMerges", testUsageConcurrentMerges},
 	{"UsageTotals", testUsageTotals},

@@ -19,7 +19,7 @@ func concat(stored, add []byte) ([]byte, error) { return append(slices.Clone(sto
 
 func usageRow(g keyplane.UsageGranularity, subject, endpoint string, start time.Time, requests int64) keyplane.UsageRow {
 	r := keyplane.UsageRow{Granularity: g, Subject: subject, AccountID: "acc_x", Endpoint: endpoint, BucketStart: start}
-	r.Requests, r.Successes, r.Errors = requests, requests-1, 1
+	r.Requests, r.Valid, r.UpstreamErrors = requests, requests-1, 1
 	for i := range r.Rejected {
 		r.Rejected[i] = int64(i + 1)
 	}
@@ -71,7 +71,7 @@ func testUsageAddsUp(t *testing.T, s keyplane.Store) {
 	}
 	// Every count adds up, not only requests.
 	b := got[1]
-	if b.Successes != 8 || b.Errors != 2 || b.Rejected != [len(keyplane.UsageRejectionCodes)]int64{2, 4, 6, 8, 10, 12, 14} {
+	if b.Valid != 8 || b.UpstreamErrors != 2 || b.Rejected != [len(keyplane.UsageRejectionCodes)]int64{2, 4, 6, 8, 10, 12, 14} {
 		t.Errorf("counts = %+v", b.UsageCounts)
 	}
 	// [from, to): a bucket starting at to is not in the range.
@@ -87,6 +87,29 @@ func testUsageAddsUp(t *testing.T, s keyplane.Store) {
 	}
 	if got := usageRows(t, s, id("key"), keyplane.UsageMinute, minute, minute.Add(time.Hour)); len(got) != 0 {
 		t.Errorf("another subject: %+v", got)
+	}
+}
+
+// Upstream outcomes are stored apart from verifications: a batch of 5xx
+// reported without verifications is kept as it is, and later verifications
+// add to their own column, whatever the order.
+func testUsageOutcomesApart(t *testing.T, s keyplane.Store) {
+	key := id("key")
+	reported := keyplane.UsageRow{Granularity: keyplane.UsageMinute, Subject: key, AccountID: "acc_x", Endpoint: "GET /a", BucketStart: minute}
+	reported.UpstreamErrors = 1000
+	verified := reported
+	verified.UsageCounts = keyplane.UsageCounts{Requests: 3, Valid: 3}
+	addUsage(t, s, []keyplane.UsageRow{reported})
+	got := usageRows(t, s, key, keyplane.UsageMinute, minute, minute.Add(time.Minute))
+	if len(got) != 1 || got[0].UsageCounts != reported.UsageCounts {
+		t.Fatalf("outcomes alone read back as %+v, want %+v", got, reported.UsageCounts)
+	}
+	addUsage(t, s, []keyplane.UsageRow{verified})
+	addUsage(t, s, []keyplane.UsageRow{reported})
+	got = usageRows(t, s, key, keyplane.UsageMinute, minute, minute.Add(time.Minute))
+	want := keyplane.UsageCounts{Requests: 3, Valid: 3, UpstreamErrors: 2000}
+	if len(got) != 1 || got[0].UsageCounts != want {
+		t.Fatalf("read back %+v, want %+v", got, want)
 	}
 }
 

@@ -23,7 +23,7 @@ func TestSealedCellRefusesAdds(t *testing.T) {
 	}
 	var got keyplane.UsageCounts
 	c.take(&got, true)
-	if got.Requests != 2 || got.Successes != 1 || got.Rejected[keyplane.RejectionIndex(keyplane.VerifyExpired)] != 1 {
+	if got.Requests != 2 || got.Valid != 1 || got.Rejected[keyplane.RejectionIndex(keyplane.VerifyExpired)] != 1 {
 		t.Errorf("sealing took %+v", got)
 	}
 	if c.countVerification(keyplane.VerifyValid, 3) || c.countVerification(keyplane.VerifyExpired, 3) {

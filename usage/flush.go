@@ -181,7 +181,7 @@ func (c *cell) take(into *keyplane.UsageCounts, seal bool) {
 	if v := c.counts.valid.Load(); v != 0 || seal {
 		v = c.counts.valid.Swap(reset)
 		into.Requests += v
-		into.Successes += v
+		into.Valid += v
 	}
 	for j := range c.counts.rejected {
 		if v := c.counts.rejected[j].Load(); v != 0 || seal {
@@ -191,8 +191,10 @@ func (c *cell) take(into *keyplane.UsageCounts, seal bool) {
 		}
 	}
 	into.Requests += c.uncoded
-	into.Errors += c.errors
-	into.Successes -= c.errors // an upstream 5xx turns a success into an error
+	// Apart from the verifications: the request a 5xx answered may have
+	// been counted elsewhere (another instance, an earlier minute), or not
+	// at all.
+	into.UpstreamErrors += c.errors
 	c.uncoded, c.errors = 0, 0
 }
 

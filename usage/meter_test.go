@@ -81,7 +81,7 @@ func TestCountsEveryOutcome(t *testing.T) {
 	}
 	x := got[0]
 	rl, rev := keyplane.RejectionIndex(keyplane.VerifyRateLimited), keyplane.RejectionIndex(keyplane.VerifyRevoked)
-	if x.Requests != 3 || x.Successes != 1 || x.Errors != 1 || x.Rejected[rl] != 1 || x.Rejections() != 1 || x.AccountID != "acc_1" {
+	if x.Requests != 3 || x.Valid != 2 || x.UpstreamErrors != 1 || x.Successes() != 1 || x.Errors() != 1 || x.Rejected[rl] != 1 || x.Rejections() != 1 || x.AccountID != "acc_1" {
 		t.Errorf("GET /x = %+v", x.UsageCounts)
 	}
 	if x.Latency == nil || got[1].Latency != nil {
@@ -92,7 +92,7 @@ func TestCountsEveryOutcome(t *testing.T) {
 	}
 	// The account's rows sum its keys'.
 	acc := sum(rows(t, store, "acc_1", keyplane.UsageMinute))
-	if acc.Requests != 5 || acc.Successes != 2 || acc.Errors != 1 || acc.Rejections() != 2 {
+	if acc.Requests != 5 || acc.Valid != 3 || acc.Successes() != 2 || acc.Errors() != 1 || acc.Rejections() != 2 {
 		t.Errorf("account = %+v", acc)
 	}
 	totals, err := store.KeyUsageTotals(ctx, []string{"key_a", "key_b"})
@@ -106,6 +106,41 @@ func TestCountsEveryOutcome(t *testing.T) {
 	flush(t, m)
 	if again := rows(t, store, "key_a", keyplane.UsageMinute); again[0].Requests != 3 {
 		t.Errorf("a second flush counted again: %+v", again[0])
+	}
+}
+
+// Outcomes are counted apart from verifications, never taken from them:
+// 5xx reported of a key with no verifications leave every count at zero or
+// above, in every row (issue #14), and its later verifications whole.
+func TestOutcomesWithoutVerificationsCountApart(t *testing.T) {
+	store := teststore.New(t)
+	m := newMeter(t, store)
+	for i := range 1000 {
+		m.Record(keyplane.UsageEvent{KeyID: "key_u", AccountID: "acc_u", Endpoint: "GET /x", Code: keyplane.VerifyValid, Status: 503,
+			Latency: time.Millisecond, Time: t0.Add(time.Duration(i) * time.Millisecond)})
+	}
+	flush(t, m)
+	// Verifications after the outcomes, in a later flush, count whole.
+	for range 3 {
+		m.Record(verification("key_u", "acc_u", "GET /x", keyplane.VerifyValid, t0.Add(2*time.Second)))
+	}
+	flush(t, m)
+	for _, subject := range []string{"key_u", "acc_u"} {
+		for _, g := range keyplane.UsageGranularities {
+			got := rows(t, store, subject, g)
+			want := keyplane.UsageCounts{Requests: 3, Valid: 3, UpstreamErrors: 1000}
+			if len(got) != 1 || got[0].UsageCounts != want {
+				t.Errorf("%s by %s: %+v, want %+v", subject, g, got, want)
+				continue
+			}
+			if c := got[0].UsageCounts; c.Successes() != 0 || c.Errors() != 3 || c.ErrorRate() != 1 {
+				t.Errorf("%s by %s: %d successes, %d errors, rate %v", subject, g, c.Successes(), c.Errors(), c.ErrorRate())
+			}
+		}
+	}
+	totals, err := store.KeyUsageTotals(ctx, []string{"key_u"})
+	if err != nil || totals[0].Requests != 3 {
+		t.Errorf("totals %+v, %v", totals, err)
 	}
 }
 
@@ -411,7 +446,7 @@ func TestVerificationShortcutsKeepRowsApart(t *testing.T) {
 	for _, k := range keys[:200] {
 		for _, r := range rows(t, store, k.ID, keyplane.UsageMinute) {
 			b := bucket{k.ID, r.Endpoint, r.BucketStart.UTC()}
-			if r.Requests != want[b] || r.Successes != want[b] {
+			if r.Requests != want[b] || r.Valid != want[b] {
 				t.Errorf("%+v: %d requests, want %d", b, r.Requests, want[b])
 			}
 			delete(want, b)
@@ -473,7 +508,7 @@ func TestConcurrentRecordsAndFlushesAddUp(t *testing.T) {
 					code = keyplane.VerifyRateLimited
 					c.Rejected[keyplane.RejectionIndex(code)]++
 				} else {
-					c.Successes++
+					c.Valid++
 				}
 				m.RecordVerification(cached[k], endpoints[g%2], now(), code)
 				if i%64 == 0 {
