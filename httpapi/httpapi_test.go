@@ -10,10 +10,12 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/keyplane/keyplane"
+	"github.com/keyplane/keyplane/apikey"
 	"github.com/keyplane/keyplane/httpapi"
 	"github.com/keyplane/keyplane/postgres"
 	"github.com/keyplane/keyplane/postgres/postgrestest"
@@ -31,6 +33,7 @@ type harness struct {
 	verify string // verify-role token
 	store  keyplane.Store
 	meter  *usage.Meter // flushes when a test says so
+	srv    *httptest.Server
 }
 
 func newHarness(t *testing.T) *harness {
@@ -69,8 +72,12 @@ func newHarnessWith(t *testing.T, store keyplane.Store, configure func(*httpapi.
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &harness{t: t, url: srv.URL, admin: admin.Plaintext, verify: verify.Plaintext, store: store, meter: meter}
+	return &harness{t: t, url: srv.URL, admin: admin.Plaintext, verify: verify.Plaintext, store: store, meter: meter, srv: srv}
 }
+
+// closeServer stops the server and waits for its requests to finish, so
+// their log lines are written.
+func (h *harness) closeServer() { h.srv.Close() }
 
 type response struct {
 	status int
@@ -579,6 +586,62 @@ func TestKeyAsIDIsNotEchoedOrLogged(t *testing.T) {
 	if strings.Contains(logs.String(), key) || !strings.Contains(logs.String(), "[redacted key]") {
 		t.Fatalf("the key reached the log:\n%s", logs.String())
 	}
+}
+
+// Keys and operator tokens pasted into a path are masked in the request log
+// wherever the path goes (API routes, unknown paths, Envoy-style
+// forward-auth), including keys with a bad checksum and verification lines
+// at debug level.
+func TestSecretsInPathsAreNotLogged(t *testing.T) {
+	logs := &syncBuffer{}
+	store := teststore.New(t)
+	h := newHarnessWith(t, store, func(c *httpapi.Config) {
+		c.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	})
+	acc := h.account("*")
+	key := h.key(acc, nil)["key"].(string)
+	last := strings.IndexByte(apikey.Alphabet, key[len(key)-1])
+	badChecksum := key[:len(key)-1] + string(apikey.Alphabet[(last+1)%len(apikey.Alphabet)])
+	secrets := []string{key, badChecksum, h.admin, h.verify, apikey.NewToken()}
+	for _, secret := range secrets {
+		for _, path := range []string{"/v1/keys/" + secret, "/v1/keys/" + secret + "/revoke", "/v1/accounts/" + secret + "/keys",
+			"/nowhere/" + secret, "/v1/forward-auth/things/" + secret} {
+			h.admin_("GET", path, nil)
+			h.do("", "POST", path, nil)
+		}
+	}
+	h.closeServer()
+	out := logs.String()
+	for _, secret := range secrets {
+		if strings.Contains(out, secret) || strings.Contains(out, secret[len(secret)-20:]) {
+			t.Fatalf("a secret reached the log:\n%s", out)
+		}
+	}
+	for _, want := range []string{`path="/v1/keys/[redacted token]"`, `path="/v1/keys/[redacted key]/revoke"`,
+		`path="/nowhere/[redacted token]"`, `path="/v1/forward-auth/things/[redacted key]"`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("no %q in the log:\n%s", want, out)
+		}
+	}
+}
+
+// syncBuffer is a log destination that server goroutines write while a test
+// reads it.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 func TestVerifyRateLimited(t *testing.T) {

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/keyplane/keyplane"
+	"github.com/keyplane/keyplane/apikey"
 	"github.com/keyplane/keyplane/httpapi"
 	"github.com/keyplane/keyplane/service"
 )
@@ -200,7 +201,7 @@ func (h *Handler) renderError(w http.ResponseWriter, r *http.Request, v *view, s
 func (h *Handler) fail(w http.ResponseWriter, r *http.Request, v *view, err error) {
 	status := httpapi.StatusOf(err)
 	if status == 0 || status >= 500 {
-		h.log.ErrorContext(r.Context(), "portal: request failed", "path", r.URL.Path, "error", err)
+		h.log.ErrorContext(r.Context(), "portal: request failed", "path", apikey.Redact(r.URL.Path), "error", err)
 	}
 	if status == 0 {
 		status = http.StatusInternalServerError
