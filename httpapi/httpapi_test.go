@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -775,5 +776,91 @@ func TestAnswersAreNotCached(t *testing.T) {
 		if cc := got.header.Get("Cache-Control"); cc != "no-store" {
 			t.Errorf("%s (%d): Cache-Control %q, want no-store", name, got.status, cc)
 		}
+	}
+}
+
+// waitingStore holds CreateAccount and key lookups until the request's
+// context ends, as a slow database would, then lets the real store answer
+// with that context.
+type waitingStore struct {
+	keyplane.Store
+	entered chan struct{}
+}
+
+func (s *waitingStore) CreateAccount(ctx context.Context, a *keyplane.Account) error {
+	s.entered <- struct{}{}
+	<-ctx.Done()
+	return s.Store.CreateAccount(ctx, a)
+}
+
+func (s *waitingStore) VerifyRecord(ctx context.Context, hash [32]byte) (*keyplane.VerifyRecord, error) {
+	s.entered <- struct{}{}
+	<-ctx.Done()
+	return s.Store.VerifyRecord(ctx, hash)
+}
+
+// A client that hangs up before the answer, while the server waits on the
+// database or while it sends the body, is a client disconnect: status 499 in
+// the request log (at info level, verification at debug as always), no
+// error line, never a 500.
+func TestClientHangUpIsNotAServerError(t *testing.T) {
+	logs := &syncBuffer{}
+	store := &waitingStore{Store: teststore.New(t), entered: make(chan struct{}, 1)}
+	h := newHarnessWith(t, store, func(c *httpapi.Config) {
+		c.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	})
+
+	// Hangs up while the server waits on the database.
+	hangUp := func(req *http.Request) {
+		ctx, cancel := context.WithCancel(context.Background())
+		req = req.WithContext(ctx)
+		done := make(chan error, 1)
+		go func() {
+			resp, err := http.DefaultClient.Do(req)
+			if err == nil {
+				resp.Body.Close()
+			}
+			done <- err
+		}()
+		select {
+		case <-store.entered:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s %s never reached the store", req.Method, req.URL.Path)
+		}
+		cancel()
+		if err := <-done; err == nil {
+			t.Fatalf("%s %s was answered although its client canceled it", req.Method, req.URL.Path)
+		}
+	}
+	req, _ := http.NewRequest("POST", h.url+"/v1/accounts", strings.NewReader(`{"name": "Acme"}`))
+	req.Header.Set("Authorization", "Bearer "+h.admin)
+	hangUp(req)
+	req, _ = http.NewRequest("GET", h.url+"/v1/forward-auth", nil)
+	req.Header.Set("X-Forwarded-Method", "GET")
+	req.Header.Set("X-Forwarded-Uri", "/things")
+	req.Header.Set("X-Keyplane-Token", h.verify)
+	req.Header.Set("X-API-Key", apikey.New(apikey.DefaultPrefix, "live"))
+	hangUp(req)
+
+	// Hangs up halfway through the body it announced.
+	conn, err := net.Dial("tcp", strings.TrimPrefix(h.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(conn, "POST /v1/plans HTTP/1.1\r\nHost: keyplane\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"name\": ", h.admin)
+	time.Sleep(50 * time.Millisecond) // the server is reading the body
+	conn.Close()
+
+	h.closeServer() // waits for the requests to finish
+	out := logs.String()
+	for _, want := range []string{`level=INFO msg="http request" method=POST path=/v1/accounts status=499 `,
+		`level=DEBUG msg="http request" method=GET path=/v1/forward-auth status=499 `,
+		`level=INFO msg="http request" method=POST path=/v1/plans status=499 `} {
+		if !strings.Contains(out, want) {
+			t.Errorf("no %q in the log:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "level=ERROR") || strings.Contains(out, "status=500") {
+		t.Fatalf("a client hanging up was logged as a server error:\n%s", out)
 	}
 }

@@ -199,6 +199,10 @@ func (h *Handler) renderError(w http.ResponseWriter, r *http.Request, v *view, s
 // fail renders a service error: its message when it is one of ours, a
 // generic text (and a log line) otherwise.
 func (h *Handler) fail(w http.ResponseWriter, r *http.Request, v *view, err error) {
+	if httpapi.ClientGone(r.Context()) {
+		w.WriteHeader(httpapi.StatusClientClosedRequest) // for the request log: no one is there to read a page
+		return
+	}
 	status := httpapi.StatusOf(err)
 	if status == 0 || status >= 500 {
 		h.log.ErrorContext(r.Context(), "portal: request failed", "path", apikey.Redact(r.URL.Path), "error", err)
