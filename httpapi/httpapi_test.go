@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -23,6 +24,8 @@ import (
 	"github.com/keyplane/keyplane/quota"
 	"github.com/keyplane/keyplane/ratelimit"
 	"github.com/keyplane/keyplane/service"
+	"github.com/keyplane/keyplane/sqlite"
+	"github.com/keyplane/keyplane/sqlite/sqlitetest"
 	"github.com/keyplane/keyplane/teststore"
 	"github.com/keyplane/keyplane/usage"
 )
@@ -862,5 +865,59 @@ func TestClientHangUpIsNotAServerError(t *testing.T) {
 	}
 	if strings.Contains(out, "level=ERROR") || strings.Contains(out, "status=500") {
 		t.Fatalf("a client hanging up was logged as a server error:\n%s", out)
+	}
+}
+
+// A SQLite file that can no longer grow (a full disk) answers writes with
+// 503 problems that say so, without a file path, never a 500.
+func TestFullDiskAnswers503(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "keyplane.db")
+	ctx := context.Background()
+	before, err := sqlite.Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := service.New(before, service.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin, err := svc.CreateToken(keyplane.NewContextWithActor(ctx, service.SystemActor), "admin", keyplane.RoleAdmin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before.Close()
+
+	sqlitetest.FillDiskOnOpen(t, path)
+	store, err := sqlite.Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	if svc, err = service.New(store, service.Config{}); err != nil {
+		t.Fatal(err)
+	}
+	logs := &syncBuffer{}
+	srv := httptest.NewServer(httpapi.New(httpapi.Config{Service: svc, Store: store, Logger: slog.New(slog.NewTextHandler(logs, nil))}))
+	defer srv.Close()
+	h := &harness{t: t, url: srv.URL, admin: admin.Plaintext, store: store}
+	var r response
+	for i := 0; ; i++ {
+		if r = h.admin_("POST", "/v1/accounts", map[string]any{"name": fmt.Sprintf("Account %d with a name long enough to fill pages", i)}); r.status != 201 {
+			break
+		}
+		if i == 1000 {
+			t.Fatal("1000 accounts written to a full disk")
+		}
+	}
+	p := r.json(t)
+	if r.status != 503 || p["code"] != "unavailable" || p["detail"] != "the database is out of disk space" || strings.Contains(string(r.body), path) {
+		t.Fatalf("a write to a full disk: %d %s", r.status, r.body)
+	}
+	if r := h.admin_("GET", "/v1/accounts", nil); r.status != 200 {
+		t.Fatalf("a read with the disk full: %d %s", r.status, r.body)
+	}
+	srv.Close()
+	if !strings.Contains(logs.String(), "status=503") || strings.Contains(logs.String(), "status=500") {
+		t.Fatalf("log:\n%s", logs.String())
 	}
 }
