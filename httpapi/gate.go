@@ -125,7 +125,10 @@ func (g *Gate) Admit(ctx context.Context, method string, u *url.URL, h http.Head
 		}
 	}
 	res, err := g.svc.Verify(ctx, req)
-	if err != nil {
+	if err != nil && ClientGone(ctx) {
+		a.Problem = clientClosed("the client closed the connection before the answer")
+		return a
+	} else if err != nil {
 		p := problemFromError(err)
 		if p.Status >= 500 {
 			g.log.ErrorContext(ctx, "verification failed", "error", err, "request_id", requestIDFrom(ctx))

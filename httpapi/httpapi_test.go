@@ -7,19 +7,25 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/keyplane/keyplane"
+	"github.com/keyplane/keyplane/apikey"
 	"github.com/keyplane/keyplane/httpapi"
 	"github.com/keyplane/keyplane/postgres"
 	"github.com/keyplane/keyplane/postgres/postgrestest"
 	"github.com/keyplane/keyplane/quota"
 	"github.com/keyplane/keyplane/ratelimit"
 	"github.com/keyplane/keyplane/service"
+	"github.com/keyplane/keyplane/sqlite"
+	"github.com/keyplane/keyplane/sqlite/sqlitetest"
 	"github.com/keyplane/keyplane/teststore"
 	"github.com/keyplane/keyplane/usage"
 )
@@ -31,6 +37,7 @@ type harness struct {
 	verify string // verify-role token
 	store  keyplane.Store
 	meter  *usage.Meter // flushes when a test says so
+	srv    *httptest.Server
 }
 
 func newHarness(t *testing.T) *harness {
@@ -69,8 +76,12 @@ func newHarnessWith(t *testing.T, store keyplane.Store, configure func(*httpapi.
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &harness{t: t, url: srv.URL, admin: admin.Plaintext, verify: verify.Plaintext, store: store, meter: meter}
+	return &harness{t: t, url: srv.URL, admin: admin.Plaintext, verify: verify.Plaintext, store: store, meter: meter, srv: srv}
 }
+
+// closeServer stops the server and waits for its requests to finish, so
+// their log lines are written.
+func (h *harness) closeServer() { h.srv.Close() }
 
 type response struct {
 	status int
@@ -581,6 +592,62 @@ func TestKeyAsIDIsNotEchoedOrLogged(t *testing.T) {
 	}
 }
 
+// Keys and operator tokens pasted into a path are masked in the request log
+// wherever the path goes (API routes, unknown paths, Envoy-style
+// forward-auth), including keys with a bad checksum and verification lines
+// at debug level.
+func TestSecretsInPathsAreNotLogged(t *testing.T) {
+	logs := &syncBuffer{}
+	store := teststore.New(t)
+	h := newHarnessWith(t, store, func(c *httpapi.Config) {
+		c.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	})
+	acc := h.account("*")
+	key := h.key(acc, nil)["key"].(string)
+	last := strings.IndexByte(apikey.Alphabet, key[len(key)-1])
+	badChecksum := key[:len(key)-1] + string(apikey.Alphabet[(last+1)%len(apikey.Alphabet)])
+	secrets := []string{key, badChecksum, h.admin, h.verify, apikey.NewToken()}
+	for _, secret := range secrets {
+		for _, path := range []string{"/v1/keys/" + secret, "/v1/keys/" + secret + "/revoke", "/v1/accounts/" + secret + "/keys",
+			"/nowhere/" + secret, "/v1/forward-auth/things/" + secret} {
+			h.admin_("GET", path, nil)
+			h.do("", "POST", path, nil)
+		}
+	}
+	h.closeServer()
+	out := logs.String()
+	for _, secret := range secrets {
+		if strings.Contains(out, secret) || strings.Contains(out, secret[len(secret)-20:]) {
+			t.Fatalf("a secret reached the log:\n%s", out)
+		}
+	}
+	for _, want := range []string{`path="/v1/keys/[redacted token]"`, `path="/v1/keys/[redacted key]/revoke"`,
+		`path="/nowhere/[redacted token]"`, `path="/v1/forward-auth/things/[redacted key]"`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("no %q in the log:\n%s", want, out)
+		}
+	}
+}
+
+// syncBuffer is a log destination that server goroutines write while a test
+// reads it.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
 func TestVerifyRateLimited(t *testing.T) {
 	h := newHarness(t)
 	acc := h.account("*")
@@ -712,5 +779,145 @@ func TestAnswersAreNotCached(t *testing.T) {
 		if cc := got.header.Get("Cache-Control"); cc != "no-store" {
 			t.Errorf("%s (%d): Cache-Control %q, want no-store", name, got.status, cc)
 		}
+	}
+}
+
+// waitingStore holds CreateAccount and key lookups until the request's
+// context ends, as a slow database would, then lets the real store answer
+// with that context.
+type waitingStore struct {
+	keyplane.Store
+	entered chan struct{}
+}
+
+func (s *waitingStore) CreateAccount(ctx context.Context, a *keyplane.Account) error {
+	s.entered <- struct{}{}
+	<-ctx.Done()
+	return s.Store.CreateAccount(ctx, a)
+}
+
+func (s *waitingStore) VerifyRecord(ctx context.Context, hash [32]byte) (*keyplane.VerifyRecord, error) {
+	s.entered <- struct{}{}
+	<-ctx.Done()
+	return s.Store.VerifyRecord(ctx, hash)
+}
+
+// A client that hangs up before the answer, while the server waits on the
+// database or while it sends the body, is a client disconnect: status 499 in
+// the request log (at info level, verification at debug as always), no
+// error line, never a 500.
+func TestClientHangUpIsNotAServerError(t *testing.T) {
+	logs := &syncBuffer{}
+	store := &waitingStore{Store: teststore.New(t), entered: make(chan struct{}, 1)}
+	h := newHarnessWith(t, store, func(c *httpapi.Config) {
+		c.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	})
+
+	// Hangs up while the server waits on the database.
+	hangUp := func(req *http.Request) {
+		ctx, cancel := context.WithCancel(context.Background())
+		req = req.WithContext(ctx)
+		done := make(chan error, 1)
+		go func() {
+			resp, err := http.DefaultClient.Do(req)
+			if err == nil {
+				resp.Body.Close()
+			}
+			done <- err
+		}()
+		select {
+		case <-store.entered:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s %s never reached the store", req.Method, req.URL.Path)
+		}
+		cancel()
+		if err := <-done; err == nil {
+			t.Fatalf("%s %s was answered although its client canceled it", req.Method, req.URL.Path)
+		}
+	}
+	req, _ := http.NewRequest("POST", h.url+"/v1/accounts", strings.NewReader(`{"name": "Acme"}`))
+	req.Header.Set("Authorization", "Bearer "+h.admin)
+	hangUp(req)
+	req, _ = http.NewRequest("GET", h.url+"/v1/forward-auth", nil)
+	req.Header.Set("X-Forwarded-Method", "GET")
+	req.Header.Set("X-Forwarded-Uri", "/things")
+	req.Header.Set("X-Keyplane-Token", h.verify)
+	req.Header.Set("X-API-Key", apikey.New(apikey.DefaultPrefix, "live"))
+	hangUp(req)
+
+	// Hangs up halfway through the body it announced.
+	conn, err := net.Dial("tcp", strings.TrimPrefix(h.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(conn, "POST /v1/plans HTTP/1.1\r\nHost: keyplane\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"name\": ", h.admin)
+	time.Sleep(50 * time.Millisecond) // the server is reading the body
+	conn.Close()
+
+	h.closeServer() // waits for the requests to finish
+	out := logs.String()
+	for _, want := range []string{`level=INFO msg="http request" method=POST path=/v1/accounts status=499 `,
+		`level=DEBUG msg="http request" method=GET path=/v1/forward-auth status=499 `,
+		`level=INFO msg="http request" method=POST path=/v1/plans status=499 `} {
+		if !strings.Contains(out, want) {
+			t.Errorf("no %q in the log:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "level=ERROR") || strings.Contains(out, "status=500") {
+		t.Fatalf("a client hanging up was logged as a server error:\n%s", out)
+	}
+}
+
+// A SQLite file that can no longer grow (a full disk) answers writes with
+// 503 problems that say so, without a file path, never a 500.
+func TestFullDiskAnswers503(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "keyplane.db")
+	ctx := context.Background()
+	before, err := sqlite.Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := service.New(before, service.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin, err := svc.CreateToken(keyplane.NewContextWithActor(ctx, service.SystemActor), "admin", keyplane.RoleAdmin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before.Close()
+
+	sqlitetest.FillDiskOnOpen(t, path)
+	store, err := sqlite.Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	if svc, err = service.New(store, service.Config{}); err != nil {
+		t.Fatal(err)
+	}
+	logs := &syncBuffer{}
+	srv := httptest.NewServer(httpapi.New(httpapi.Config{Service: svc, Store: store, Logger: slog.New(slog.NewTextHandler(logs, nil))}))
+	defer srv.Close()
+	h := &harness{t: t, url: srv.URL, admin: admin.Plaintext, store: store}
+	var r response
+	for i := 0; ; i++ {
+		if r = h.admin_("POST", "/v1/accounts", map[string]any{"name": fmt.Sprintf("Account %d with a name long enough to fill pages", i)}); r.status != 201 {
+			break
+		}
+		if i == 1000 {
+			t.Fatal("1000 accounts written to a full disk")
+		}
+	}
+	p := r.json(t)
+	if r.status != 503 || p["code"] != "unavailable" || p["detail"] != "the database is out of disk space" || strings.Contains(string(r.body), path) {
+		t.Fatalf("a write to a full disk: %d %s", r.status, r.body)
+	}
+	if r := h.admin_("GET", "/v1/accounts", nil); r.status != 200 {
+		t.Fatalf("a read with the disk full: %d %s", r.status, r.body)
+	}
+	srv.Close()
+	if !strings.Contains(logs.String(), "status=503") || strings.Contains(logs.String(), "status=500") {
+		t.Fatalf("log:\n%s", logs.String())
 	}
 }

@@ -1,6 +1,8 @@
 package httpapi
 
 import (
+	"context"
+	"errors"
 	"net/http"
 	"regexp"
 	"strings"
@@ -80,6 +82,22 @@ func newProblem(status int, code, detail string, fields []FieldProblem) *Problem
 	return p
 }
 
+// StatusClientClosedRequest is nginx's 499: the client hung up before the
+// answer. No one reads it; the request log does, where a hang-up is neither
+// a server error nor a success.
+const StatusClientClosedRequest = 499
+
+// ClientGone reports whether a failed request's client hung up: the server
+// cancels a request's context when its connection closes, and whatever the
+// handler was waiting on then fails with it.
+func ClientGone(ctx context.Context) bool {
+	return errors.Is(ctx.Err(), context.Canceled)
+}
+
+func clientClosed(detail string) *Problem {
+	return newProblem(StatusClientClosedRequest, "client_closed_request", detail, nil)
+}
+
 // problemFromError turns an application error into a problem. Errors that
 // are not *keyplane.Error show only "internal error".
 func problemFromError(err error) *Problem {
@@ -99,6 +117,11 @@ func problemFromError(err error) *Problem {
 func humaError(status int, msg string, errs ...error) huma.StatusError {
 	if status == http.StatusUnprocessableEntity {
 		status = http.StatusBadRequest
+	}
+	// Huma's one 500 of its own: the body could not be read, because the
+	// client hung up or the connection broke before the announced length.
+	if status == http.StatusInternalServerError && msg == "cannot read request body" {
+		return clientClosed("the client closed the connection before sending the whole body")
 	}
 	var fields []FieldProblem
 	for _, err := range errs {

@@ -132,8 +132,12 @@ func register[I, O any](s *Server, role keyplane.Role, op huma.Operation, h func
 	})
 }
 
-// problem converts err and logs those a caller cannot act on.
+// problem converts err and logs those a caller cannot act on. A request
+// whose client hung up failed because of it: not a server error.
 func (s *Server) problem(ctx context.Context, err error) error {
+	if ClientGone(ctx) {
+		return clientClosed("the client closed the connection before the answer")
+	}
 	p := problemFromError(err)
 	if p.Status >= 500 {
 		s.log.ErrorContext(ctx, "request failed", "error", err, "request_id", requestIDFrom(ctx))

@@ -44,6 +44,26 @@ type server struct {
 	token string          // an admin bearer token
 	gate  string          // a verify-role bearer token
 	meter *usage.Meter    // flushed when a test says so
+	srv   *httptest.Server
+	logs  *logBuffer // what the server logged
+}
+
+// logBuffer holds a server's log lines; its goroutines write while a test reads.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 const pw = "a long enough password"
@@ -62,7 +82,8 @@ func newServerWith(t *testing.T, cfg service.Config) *server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	log := slog.New(slog.DiscardHandler)
+	logs := &logBuffer{}
+	log := slog.New(slog.NewTextHandler(logs, nil))
 	p, err := portal.New(portal.Config{Service: svc, Logger: log, Now: c.Now})
 	if err != nil {
 		t.Fatal(err)
@@ -78,7 +99,7 @@ func newServerWith(t *testing.T, cfg service.Config) *server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &server{t: t, url: srv.URL, svc: svc, store: store, clock: c, admin: admin, token: tok.Plaintext, gate: gate.Plaintext, meter: meter}
+	return &server{t: t, url: srv.URL, svc: svc, store: store, clock: c, admin: admin, token: tok.Plaintext, gate: gate.Plaintext, meter: meter, srv: srv, logs: logs}
 }
 
 func (s *server) account(scopes ...string) *keyplane.Account {

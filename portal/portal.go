@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/keyplane/keyplane"
+	"github.com/keyplane/keyplane/apikey"
 	"github.com/keyplane/keyplane/httpapi"
 	"github.com/keyplane/keyplane/service"
 )
@@ -198,9 +199,13 @@ func (h *Handler) renderError(w http.ResponseWriter, r *http.Request, v *view, s
 // fail renders a service error: its message when it is one of ours, a
 // generic text (and a log line) otherwise.
 func (h *Handler) fail(w http.ResponseWriter, r *http.Request, v *view, err error) {
+	if httpapi.ClientGone(r.Context()) {
+		w.WriteHeader(httpapi.StatusClientClosedRequest) // for the request log: no one is there to read a page
+		return
+	}
 	status := httpapi.StatusOf(err)
 	if status == 0 || status >= 500 {
-		h.log.ErrorContext(r.Context(), "portal: request failed", "path", r.URL.Path, "error", err)
+		h.log.ErrorContext(r.Context(), "portal: request failed", "path", apikey.Redact(r.URL.Path), "error", err)
 	}
 	if status == 0 {
 		status = http.StatusInternalServerError

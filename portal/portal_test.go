@@ -574,3 +574,29 @@ func TestOneEmailSeveralAccounts(t *testing.T) {
 	// A link may name the account.
 	wantBody(t, s.browser().get("/portal/signin?account="+second.ID), `<input type="hidden" name="account" value="`+second.ID+`"`)
 }
+
+// A page that fails logs its path, but never a key or token pasted into it.
+func TestFailureLogHasNoSecrets(t *testing.T) {
+	s := newServer(t)
+	acc := s.account("*")
+	m := s.member(acc.ID, keyplane.MemberOwner)
+	k := s.key(acc.ID, "production")
+	b := s.browser()
+	b.signIn(m)
+	s.store.Close() // every page now fails
+	for _, secret := range []string{k.Plaintext, s.token} {
+		if p := b.get("/portal/keys/" + secret); p.status < 500 {
+			t.Fatalf("a page with the store closed: %d %s", p.status, p.body)
+		}
+	}
+	s.srv.Close() // waits for the requests' log lines
+	out := s.logs.String()
+	if strings.Contains(out, k.Plaintext) || strings.Contains(out, s.token) {
+		t.Fatalf("a secret reached the log:\n%s", out)
+	}
+	for _, want := range []string{`msg="portal: request failed" path="/portal/keys/[redacted key]"`, `msg="portal: request failed" path="/portal/keys/[redacted token]"`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("no %s in the log:\n%s", want, out)
+		}
+	}
+}

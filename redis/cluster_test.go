@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"math"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -152,5 +153,57 @@ func TestLimiterWhenRedisIsDown(t *testing.T) {
 			t.Fatalf("not recovered 10 s after Redis came back: %v", err)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// A Redis that is down must not hold a verification past the limiter's
+// documented 250 ms: a refused dial is not retried, a dial that hangs or a
+// server that accepts and never answers costs one timeout. Each check uses a limiter of
+// its own, so each one really asks Redis rather than the breaker: one with a
+// connection from before the outage, then new ones that must dial.
+func TestLimiterOutageStaysWithinTimeout(t *testing.T) {
+	url := redistest.URL(t)
+	proxyURL, proxy := redistest.BehindProxy(t, url)
+	bus, err := redis.Open(context.Background(), proxyURL, redistest.Channel(t), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bus.Close()
+	prefix := "keyplane-test:" + redistest.Channel(t) + ":"
+	t.Cleanup(func() { redistest.DeleteKeys(t, url, prefix+"*") })
+	limit := int64(5)
+	rec := &keyplane.VerifyRecord{Key: keyplane.Key{ID: "key_stall", RateLimits: []keyplane.RateLimitPolicy{{Name: "d", Limit: &limit, WindowSeconds: 60, Algorithm: keyplane.TokenBucket}}}}
+	// Generous against the 250 ms cap, for a loaded machine under -race;
+	// retried dials took 405 ms (refused) and 1.65 s (unreachable).
+	const bound = 400 * time.Millisecond
+	for _, outage := range []struct {
+		name  string
+		start func()
+	}{{"refused", proxy.Down}, {"hangs", proxy.Hang}, {"unreachable", func() { proxy.Unreachable(t) }}} {
+		t.Run(outage.name, func(t *testing.T) {
+			limiters := make([]*redis.Limiter, 4)
+			for i := range limiters {
+				limiters[i] = bus.Limiter(redis.LimiterConfig{KeyPrefix: prefix})
+				defer limiters[i].Close()
+			}
+			if d, err := limiters[0].Check(context.Background(), rec, 0, time.Now()); err != nil || d.Code != keyplane.VerifyValid {
+				t.Fatalf("with Redis up: %v %v", d.Code, err)
+			}
+			outage.start()
+			t.Cleanup(func() { proxy.Up(t) })
+			var took []time.Duration
+			for i, l := range limiters {
+				start := time.Now()
+				_, err := l.Check(context.Background(), rec, 1, time.Now())
+				took = append(took, time.Since(start))
+				if keyplane.ErrorCode(err) != keyplane.EUNAVAILABLE {
+					t.Fatalf("check %d with Redis down: %v, want unavailable", i, err)
+				}
+			}
+			t.Logf("Redis %s: checks took %v (the first on a connection from before)", outage.name, took)
+			if worst := slices.Max(took); worst > bound {
+				t.Fatalf("a check with Redis down (%s) took %v: the limiter waits at most 250 ms", outage.name, worst)
+			}
+		})
 	}
 }

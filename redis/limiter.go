@@ -63,12 +63,20 @@ func (b *Bus) Limiter(cfg LimiterConfig) *Limiter {
 		cfg.KeyPrefix = DefaultKeyPrefix
 	}
 	opt := *b.client.Options()
-	opt.MaxRetries = -1
 	timeout := cfg.Timeout
 	if timeout <= 0 {
 		timeout = limiterTimeout
 	}
-	opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout = timeout, timeout, timeout
+	// Each way a round trip can wait is bounded by timeout, and none is
+	// repeated: no command retries, one dial attempt (go-redis dials up to
+	// 5 times, 100 ms apart, by default: 405 ms for a refused connection,
+	// 1.65 s for a dropped one), no wait for a pool slot beyond it. Dialer
+	// is the bus's, built with the bus's 5 s dial timeout; nil builds one
+	// with this one.
+	opt.MaxRetries = -1
+	opt.DialerRetries = 1
+	opt.Dialer = nil
+	opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout, opt.PoolTimeout = timeout, timeout, timeout, timeout
 	l := &Limiter{client: goredis.NewClient(&opt), prefix: cfg.KeyPrefix, log: b.log}
 	if cfg.FailOpen {
 		l.fallback = cfg.Fallback

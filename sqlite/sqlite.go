@@ -141,12 +141,14 @@ func (db *DB) inTx(ctx context.Context, fn func(*sql.Tx) error) error {
 		return unavailable(err)
 	}
 	defer tx.Rollback()
+	// translate again: a statement inside may have returned a driver error
+	// as it was (it passes application errors through).
 	if err := fn(tx); err != nil {
-		return err
+		return translate(err)
 	}
 	trail := keyplane.AuditTrailFromContext(ctx)
 	if err := appendAudit(ctx, tx, trail.Pending()); err != nil {
-		return err
+		return translate(err)
 	}
 	if err := tx.Commit(); err != nil {
 		return translate(err)
@@ -155,28 +157,35 @@ func (db *DB) inTx(ctx context.Context, fn func(*sql.Tx) error) error {
 	return nil
 }
 
-// translate turns driver errors into application errors where they mean one.
+// translate turns driver errors into application errors where they mean
+// one; it and unavailable are where this package maps errors.
 func translate(err error) error {
+	var ke *keyplane.Error
 	var se *sqlitedriver.Error
 	switch {
 	case err == nil:
 		return nil
+	case errors.As(err, &ke):
+		return err // mapped already
 	case errors.As(err, &se) && (se.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE || se.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY):
 		return keyplane.Errorf(keyplane.ECONFLICT, "already exists")
 	case errors.As(err, &se) && (se.Code()&0xff == sqlite3.SQLITE_BUSY || se.Code()&0xff == sqlite3.SQLITE_LOCKED ||
-		se.Code()&0xff == sqlite3.SQLITE_CANTOPEN || se.Code()&0xff == sqlite3.SQLITE_IOERR):
+		se.Code()&0xff == sqlite3.SQLITE_CANTOPEN || se.Code()&0xff == sqlite3.SQLITE_IOERR || se.Code()&0xff == sqlite3.SQLITE_FULL):
 		return unavailable(err)
-	}
-	var ke *keyplane.Error
-	if errors.As(err, &ke) {
-		return err
 	}
 	return fmt.Errorf("sqlite: %w", err)
 }
 
+// unavailable is the error of a database that cannot serve now but will
+// without a restart. A full disk says so: reads still work, and writes will
+// again once there is room, but the operator has to make it.
 func unavailable(err error) error {
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return err
+	}
+	var se *sqlitedriver.Error
+	if errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_FULL {
+		return &keyplane.Error{Code: keyplane.EUNAVAILABLE, Message: "the database is out of disk space", Err: err}
 	}
 	return &keyplane.Error{Code: keyplane.EUNAVAILABLE, Message: "the database is unavailable", Err: err}
 }

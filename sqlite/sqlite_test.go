@@ -11,6 +11,7 @@ import (
 
 	"github.com/keyplane/keyplane"
 	"github.com/keyplane/keyplane/sqlite"
+	"github.com/keyplane/keyplane/sqlite/sqlitetest"
 	"github.com/keyplane/keyplane/storetest"
 )
 
@@ -77,4 +78,34 @@ func BenchmarkCheckAuditChains(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "events/s")
+}
+
+// A full disk is the database being unavailable (503), with a message that
+// says so and names no file; what is stored can still be read.
+func TestFullDiskIsUnavailable(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "keyplane.db")
+	db := open(t, path)
+	ctx := context.Background()
+	first := &keyplane.Account{ID: "acc_first", Name: "First", Plan: "default", Status: keyplane.AccountActive, CreatedAt: time.Now(), UpdatedAt: time.Now()}
+	if err := db.CreateAccount(ctx, first); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	sqlitetest.FillDiskOnOpen(t, path)
+	db = open(t, path)
+	var err error
+	for i := 0; err == nil; i++ {
+		if i == 1000 {
+			t.Fatal("1000 accounts written to a full disk")
+		}
+		now := time.Now()
+		err = db.CreateAccount(ctx, &keyplane.Account{ID: fmt.Sprintf("acc_%04d", i), Name: fmt.Sprintf("Account %d with a long enough name to fill pages", i),
+			Plan: "default", Status: keyplane.AccountActive, CreatedAt: now, UpdatedAt: now})
+	}
+	if keyplane.ErrorCode(err) != keyplane.EUNAVAILABLE || keyplane.ErrorMessage(err) != "the database is out of disk space" {
+		t.Fatalf("writing to a full disk: code %s, message %q (%v); want unavailable, out of disk space", keyplane.ErrorCode(err), keyplane.ErrorMessage(err), err)
+	}
+	if a, err := db.Account(ctx, first.ID); err != nil || a.Name != "First" {
+		t.Fatalf("reading with the disk full: %v %v", a, err)
+	}
 }
