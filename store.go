@@ -44,8 +44,8 @@ type Store interface {
 	TokenByHash(ctx context.Context, hash [32]byte) (*Token, error)
 	CountTokens(ctx context.Context) (int, error)
 
-	// ChangesSince lists the keys, tokens, accounts and plans updated at or
-	// after since (by their updated_at), for caches catching up.
+	// ChangesSince lists the keys, accounts and plans updated at or after
+	// since (by their updated_at), for caches catching up.
 	ChangeLog
 
 	QuotaStore

@@ -65,9 +65,12 @@ type Cache struct {
 	catchMu      sync.Mutex
 	catchPending time.Time
 	catchRetry   bool
+	catchSeq     uint64 // bumped by every MissedChanges
 	catchRun     sync.Mutex
 	closed       chan struct{}
 	closeOnce    sync.Once
+	closing      context.Context // cancelled by Close, so a catch-up in flight ends
+	cancel       context.CancelFunc
 	wg           sync.WaitGroup
 
 	// Generations close a race that invalidating entries cannot: a load that
@@ -133,6 +136,7 @@ func New(store Source, cfg Config) (*Cache, error) {
 		return nil, errors.New("cache: serve-stale must be at least the TTL")
 	}
 	c := &Cache{store: store, log: cfg.Logger, serveStale: cfg.ServeStale, closed: make(chan struct{})}
+	c.closing, c.cancel = context.WithCancel(context.Background())
 	c.accountsAt.Store(&map[changed]accountChange{})
 	c.loader = otter.LoaderFunc[[32]byte, entry](c.load)
 	var err error
@@ -151,7 +155,11 @@ func New(store Source, cfg Config) (*Cache, error) {
 	// Tokens the same way: the caller's token must keep working through an
 	// outage as long as the keys it verifies. Unknown tokens are not cached.
 	c.tokenLoader = otter.LoaderFunc[[32]byte, *keyplane.Token](func(ctx context.Context, hash [32]byte) (*keyplane.Token, error) {
-		return store.TokenByHash(ctx, hash)
+		t, err := store.TokenByHash(ctx, hash)
+		if keyplane.ErrorCode(err) == keyplane.ENOTFOUND {
+			return nil, otter.ErrNotFound // a refresh that finds none drops the entry
+		}
+		return t, err
 	})
 	c.tokens, err = otter.New(&otter.Options[[32]byte, *keyplane.Token]{
 		MaximumSize:       maxTokens,
@@ -221,7 +229,11 @@ var errNotFound = keyplane.Errorf(keyplane.ENOTFOUND, "no key with that hash")
 // TokenByHash returns the cached operator token, loading it on a miss; a
 // token that is not found is not cached.
 func (c *Cache) TokenByHash(ctx context.Context, hash [32]byte) (*keyplane.Token, error) {
-	return c.tokens.Get(ctx, hash, c.tokenLoader)
+	t, err := c.tokens.Get(ctx, hash, c.tokenLoader)
+	if errors.Is(err, otter.ErrNotFound) {
+		return nil, keyplane.Errorf(keyplane.ENOTFOUND, "no token with that hash")
+	}
+	return t, err
 }
 
 // ApplyChange forgets what a change makes out of date.
@@ -283,10 +295,16 @@ func addGroup(groups map[changed]bool, what changed) map[changed]bool {
 // returns; while the store does not answer, a goroutine retries with backoff
 // and cached entries keep serving (within ServeStale).
 func (c *Cache) MissedChanges(since time.Time) {
+	// Nothing cached now was loaded before ServeStale ago, so nothing older
+	// needs catching up on: this bounds the query after a long break.
+	if floor := time.Now().Add(-c.serveStale - keyplane.CatchUpMargin); since.Before(floor) {
+		since = floor
+	}
 	c.catchMu.Lock()
 	if c.catchPending.IsZero() || since.Before(c.catchPending) {
 		c.catchPending = since
 	}
+	c.catchSeq++
 	c.catchMu.Unlock()
 	if c.catchUp(2 * time.Second) {
 		return
@@ -306,12 +324,12 @@ func (c *Cache) catchUp(timeout time.Duration) bool {
 	c.catchRun.Lock()
 	defer c.catchRun.Unlock()
 	c.catchMu.Lock()
-	since := c.catchPending
+	since, seq := c.catchPending, c.catchSeq
 	c.catchMu.Unlock()
 	if since.IsZero() {
 		return true
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	ctx, cancel := context.WithTimeout(c.closing, timeout)
 	defer cancel()
 	changes, err := c.store.ChangesSince(ctx, since)
 	if err != nil {
@@ -320,7 +338,7 @@ func (c *Cache) catchUp(timeout time.Duration) bool {
 	}
 	c.applyChanges(changes)
 	c.catchMu.Lock()
-	if c.catchPending.Equal(since) { // else an earlier moment came meanwhile: its caller runs next
+	if c.catchSeq == seq { // else another MissedChanges came meanwhile: it runs next
 		c.catchPending = time.Time{}
 	}
 	c.catchMu.Unlock()
@@ -331,7 +349,7 @@ func (c *Cache) catchUp(timeout time.Duration) bool {
 // retryCatchUp retries catching up until it succeeds or the cache closes.
 func (c *Cache) retryCatchUp() {
 	defer c.wg.Done()
-	for wait := time.Second; ; wait = min(2*wait, 10*time.Second) {
+	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 10*time.Second) { // the first retry soon: a pooled connection the break killed fails once
 		select {
 		case <-c.closed:
 			return
@@ -355,7 +373,7 @@ func (c *Cache) Len() int { return c.otter.EstimatedSize() }
 
 // Close stops the cache's background goroutines.
 func (c *Cache) Close() {
-	c.closeOnce.Do(func() { close(c.closed) })
+	c.closeOnce.Do(func() { close(c.closed); c.cancel() })
 	c.wg.Wait()
 	c.otter.StopAllGoroutines()
 	c.tokens.StopAllGoroutines()

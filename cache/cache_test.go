@@ -492,3 +492,127 @@ func TestPlanCreatedLater(t *testing.T) {
 		t.Fatalf("after creating the plan: %s then %s", first.Code, second.Code)
 	}
 }
+
+// deletingSource can make one token disappear from the store.
+type deletingSource struct {
+	*source
+	deleted atomic.Pointer[[32]byte]
+}
+
+func (d *deletingSource) TokenByHash(ctx context.Context, hash [32]byte) (*keyplane.Token, error) {
+	if h := d.deleted.Load(); h != nil && *h == hash {
+		d.tokenReads.Add(1)
+		return nil, keyplane.Errorf(keyplane.ENOTFOUND, "no token with that hash")
+	}
+	return d.source.TokenByHash(ctx, hash)
+}
+
+// A token that no longer exists stops authenticating once its cached copy is
+// TTL old and the store answers: a failed refresh keeps otter's entry unless
+// the loader says otter.ErrNotFound, and a deleted token must not work on
+// until ServeStale.
+func TestDeletedTokenStopsAfterTTL(t *testing.T) {
+	store := teststore.New(t)
+	src := &deletingSource{source: &source{Store: store}}
+	clock := &fakeClock{}
+	clock.nanos.Store(time.Now().UnixNano())
+	c, err := cache.New(src, cache.Config{TTL: 30 * time.Second, ServeStale: 10 * time.Minute, Clock: clock, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	svc, err := service.New(store, service.Config{Records: c, Tokens: c, Cache: c})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := keyplane.NewContextWithActor(context.Background(), service.SystemActor)
+	tok, err := svc.CreateToken(ctx, "leaked", keyplane.RoleAdmin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.Authenticate(context.Background(), tok.Plaintext); err != nil {
+		t.Fatal(err)
+	}
+	src.deleted.Store(&tok.Hash)
+	for _, step := range []time.Duration{31 * time.Second, time.Minute, 3 * time.Minute} {
+		clock.Add(step)
+		_, _ = svc.Authenticate(context.Background(), tok.Plaintext) // may serve the old copy while it refreshes
+		time.Sleep(100 * time.Millisecond)                           // the background refresh
+		if _, err := svc.Authenticate(context.Background(), tok.Plaintext); err == nil {
+			t.Errorf("+%v after deletion (TTL 30 s, store answering): the deleted token still authenticates (%d token reads)", step, src.tokenReads.Load())
+		}
+	}
+}
+
+// gateChanges makes the cache's catch-up queries controllable: the first
+// fails (the database is not back yet), the second takes its snapshot and
+// then waits to be released, later ones pass.
+type gateChanges struct {
+	*source
+	calls   atomic.Int32
+	started chan struct{}
+	release chan struct{}
+}
+
+func (g *gateChanges) ChangesSince(ctx context.Context, since time.Time) ([]keyplane.Change, error) {
+	switch g.calls.Add(1) {
+	case 1:
+		return nil, errDown
+	case 2:
+		changes, err := g.source.Store.ChangesSince(ctx, since) // the query ran now
+		close(g.started)
+		<-g.release
+		return changes, err
+	}
+	return g.source.Store.ChangesSince(ctx, since)
+}
+
+// A second break and resubscription while the retry goroutine's catch-up
+// query is in flight: the in-flight catch-up must not clear what the second
+// asked for, or a revocation committed between the two is never caught up.
+func TestCatchUpDuringRetryIsNotLost(t *testing.T) {
+	store := teststore.New(t)
+	src := &gateChanges{source: &source{Store: store}, started: make(chan struct{}), release: make(chan struct{})}
+	clock := &fakeClock{}
+	clock.nanos.Store(time.Now().UnixNano())
+	c, err := cache.New(src, cache.Config{TTL: 30 * time.Second, ServeStale: 10 * time.Minute, Clock: clock, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	limiter, throttle := ratelimit.New(), ratelimit.NewThrottle(ratelimit.ThrottleConfig{})
+	t.Cleanup(limiter.Close)
+	t.Cleanup(throttle.Close)
+	svc, err := service.New(store, service.Config{Records: c, Tokens: c, Cache: c, Limiter: limiter, Throttle: throttle})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fixture{svc: svc, ctx: keyplane.NewContextWithActor(context.Background(), service.SystemActor), cache: c, clock: clock}
+	k := f.newKey(t, "")
+	if got := f.verify(t, k.Plaintext); got != keyplane.VerifyValid {
+		t.Fatal(got)
+	}
+	time.Sleep(2 * time.Millisecond)
+	first := time.Now()    // the first break (its margin left out: the key's creation is not a change)
+	c.MissedChanges(first) // fails: the retry goroutine takes over
+	<-src.started          // the retry's query ran (nothing changed yet) and is finishing
+
+	time.Sleep(2 * time.Millisecond)
+	direct, _ := service.New(store, service.Config{}) // its message is lost: the bus is down again
+	if _, err := direct.RevokeKey(f.ctx, k.ID); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { // the bus resubscribes after its second break
+		defer wg.Done()
+		c.MissedChanges(first.Add(time.Millisecond))
+	}()
+	time.Sleep(200 * time.Millisecond) // it waits for the retry's catch-up
+	close(src.release)
+	wg.Wait()
+	time.Sleep(100 * time.Millisecond)
+	if got := f.verify(t, k.Plaintext); got != keyplane.VerifyRevoked {
+		t.Fatalf("after both catch-ups: %s, want revoked (%d catch-up queries)", got, src.calls.Load())
+	}
+}

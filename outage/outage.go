@@ -13,6 +13,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"maps"
 	"sync"
 	"time"
 
@@ -28,6 +29,10 @@ type Config struct {
 	Quiet time.Duration
 	// Every is how often the end is checked for (default 1 s).
 	Every time.Duration
+	// Remind is how often a long outage is logged again, with what was
+	// counted so far (default 5 min): an outage whose end never comes must
+	// not hide everything after it.
+	Remind time.Duration
 }
 
 // Handler is a slog.Handler that folds the unavailable errors of an outage.
@@ -55,6 +60,9 @@ func NewHandler(next slog.Handler, cfg Config) *Handler {
 	}
 	if cfg.Every <= 0 {
 		cfg.Every = time.Second
+	}
+	if cfg.Remind <= 0 {
+		cfg.Remind = 5 * time.Minute
 	}
 	return &Handler{next: next, state: &state{base: next, cfg: cfg}}
 }
@@ -109,15 +117,24 @@ func unavailable(r slog.Record) bool {
 }
 
 // watch waits for the end of the outage: no unavailable error for Quiet and
-// the database answering. Then it logs the end once.
+// the database answering. Then it logs the end once. Meanwhile it logs a
+// reminder with the counts every Remind.
 func (s *state) watch() {
 	t := time.NewTicker(s.cfg.Every)
 	defer t.Stop()
+	reminded := time.Now()
 	for range t.C {
 		s.mu.Lock()
 		quiet := time.Since(s.last) >= s.cfg.Quiet
 		s.mu.Unlock()
 		if !quiet || !s.answers() {
+			if time.Since(reminded) >= s.cfg.Remind {
+				reminded = time.Now()
+				s.mu.Lock()
+				since, counts := s.since, maps.Clone(s.counts)
+				s.mu.Unlock()
+				s.log(slog.LevelWarn, "outage goes on: unavailable errors are still being counted", since, counts)
+			}
 			continue
 		}
 		s.mu.Lock()
@@ -125,21 +142,25 @@ func (s *state) watch() {
 			s.mu.Unlock()
 			continue
 		}
-		since, counts, total := s.since, s.counts, 0
+		since, counts := s.since, s.counts
 		s.down, s.counts = false, nil
 		s.mu.Unlock()
-		attrs := []any{slog.Duration("lasted", time.Since(since).Round(time.Millisecond))}
-		var byMessage []any
-		for msg, n := range counts {
-			total += n
-			byMessage = append(byMessage, slog.Int(msg, n))
-		}
-		attrs = append(attrs, slog.Int("errors_not_logged", total), slog.Group("by_message", byMessage...))
-		r := slog.NewRecord(time.Now(), slog.LevelInfo, "outage over: no unavailable errors for a while, and the database answers", 0)
-		r.Add(attrs...)
-		s.base.Handle(context.Background(), r)
+		s.log(slog.LevelInfo, "outage over: no unavailable errors for a while, and the database answers", since, counts)
 		return
 	}
+}
+
+// log writes a line about the outage since since, with the errors counted.
+func (s *state) log(level slog.Level, msg string, since time.Time, counts map[string]int) {
+	total := 0
+	var byMessage []any
+	for msg, n := range counts {
+		total += n
+		byMessage = append(byMessage, slog.Int(msg, n))
+	}
+	r := slog.NewRecord(time.Now(), level, msg, 0)
+	r.Add(slog.Duration("lasted", time.Since(since).Round(time.Millisecond)), slog.Int("errors_not_logged", total), slog.Group("by_message", byMessage...))
+	s.base.Handle(context.Background(), r)
 }
 
 func (s *state) answers() bool {

@@ -41,7 +41,7 @@ func TestOutageIsTwoLines(t *testing.T) {
 			}
 			return errors.New("down")
 		},
-		Quiet: 50 * time.Millisecond, Every: 10 * time.Millisecond,
+		Quiet: 50 * time.Millisecond, Every: 10 * time.Millisecond, Remind: time.Hour,
 	}))
 	reqLog := log.With("component", "http") // derived loggers share the outage
 	for i := range 2500 {
@@ -84,5 +84,28 @@ func TestOutageIsTwoLines(t *testing.T) {
 	log.Error("request failed", "error", errDown)
 	if n := strings.Count(out.String(), `outage="started`); n != 2 {
 		t.Fatalf("%d outage starts logged, want 2", n)
+	}
+}
+
+// An outage whose end does not come is logged again now and then, with the
+// counts so far, so it cannot silently swallow what follows.
+func TestLongOutageIsRemindedOf(t *testing.T) {
+	var out lockedBuffer
+	log := slog.New(outage.NewHandler(slog.NewTextHandler(&out, nil), outage.Config{
+		Probe: func(context.Context) error { return errors.New("down") },
+		Every: 10 * time.Millisecond, Remind: 50 * time.Millisecond,
+	}))
+	for range 3 {
+		log.Error("request failed", "error", errDown)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(out.String(), "outage goes on") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no reminder of a long outage:\n%s", out.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !strings.Contains(out.String(), "errors_not_logged=2") {
+		t.Fatalf("the reminder lacks the counts:\n%s", out.String())
 	}
 }

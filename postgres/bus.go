@@ -2,6 +2,8 @@ package postgres
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -34,7 +36,8 @@ func (db *DB) ChangeBus(channel string, log *slog.Logger) *Bus {
 }
 
 // Publish notifies every listening instance; a failure is logged, and the
-// instances that miss it rely on their cache TTL.
+// instances that miss it see the change within their cache TTL (or when they
+// catch up after their own subscription broke).
 func (b *Bus) Publish(ctx context.Context, c keyplane.Change) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
 	defer cancel()
@@ -43,9 +46,13 @@ func (b *Bus) Publish(ctx context.Context, c keyplane.Change) {
 	}
 }
 
+// pingEvery bounds how long a silently dead LISTEN connection goes unnoticed:
+// a quiet connection is asked SELECT 1, which must answer within a second.
+const pingEvery = 15 * time.Second
+
 // Listen holds a connection of its own (a pooled one cannot LISTEN) and
-// delivers changes to l until ctx ends. After a lost connection it tells l to
-// forget everything, when the loss is seen and again once listening resumes.
+// delivers changes to l until ctx ends. After a lost connection it
+// resubscribes, and l catches up on what changed meanwhile.
 func (b *Bus) Listen(ctx context.Context, l keyplane.ChangeListener, ready chan<- struct{}) error {
 	watch := &keyplane.SubscriptionWatch{Listener: l, Ready: ready, Log: b.log}
 	for ctx.Err() == nil {
@@ -56,7 +63,7 @@ func (b *Bus) Listen(ctx context.Context, l keyplane.ChangeListener, ready chan<
 		watch.Broke(err)
 		select {
 		case <-ctx.Done():
-		case <-time.After(500 * time.Millisecond):
+		case <-time.After(200 * time.Millisecond): // a refused dial is cheap; a short wait is a quick recovery
 		}
 	}
 	return nil
@@ -73,7 +80,19 @@ func (b *Bus) listenOnce(ctx context.Context, l keyplane.ChangeListener, listeni
 	}
 	listening()
 	for {
-		n, err := conn.WaitForNotification(ctx)
+		wait, cancel := context.WithTimeout(ctx, pingEvery)
+		n, err := conn.WaitForNotification(wait)
+		cancel()
+		if err != nil && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+			// Quiet: make sure the connection is alive (a timeout keeps it open).
+			ping, cancel := context.WithTimeout(ctx, time.Second)
+			_, err = conn.Exec(ping, "SELECT 1")
+			cancel()
+			if err != nil {
+				return fmt.Errorf("no answer to SELECT 1: the connection is dead: %w", err)
+			}
+			continue
+		}
 		if err != nil {
 			return err
 		}

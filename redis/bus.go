@@ -38,6 +38,9 @@ func Open(ctx context.Context, url, channel string, log *slog.Logger) (*Bus, err
 	if log == nil {
 		log = slog.Default()
 	}
+	// One dial per attempt: Listen retries a lost subscription itself, and
+	// go-redis's own retries only stall a publish during an outage.
+	opt.DialerRetries = 1
 	client := goredis.NewClient(opt)
 	pingCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
@@ -48,11 +51,24 @@ func Open(ctx context.Context, url, channel string, log *slog.Logger) (*Bus, err
 	return &Bus{client: client, channel: channel, log: log}, nil
 }
 
+// SetLogger sends go-redis's own messages ("failed to dial after 1
+// attempts", …), which it otherwise prints to stderr past the log format, to
+// log at debug level: keyplane logs what matters of an outage itself. It is
+// process-wide, like go-redis's logger.
+func SetLogger(log *slog.Logger) { goredis.SetLogger(slogPrintf{log}) }
+
+type slogPrintf struct{ log *slog.Logger }
+
+func (l slogPrintf) Printf(ctx context.Context, format string, v ...any) {
+	l.log.DebugContext(ctx, "redis: "+fmt.Sprintf(format, v...))
+}
+
 // Close closes the connections.
 func (b *Bus) Close() error { return b.client.Close() }
 
 // Publish sends c to every instance; a failure is logged, and the instances
-// that miss it rely on their cache TTL.
+// that miss it see the change within their cache TTL (or when they catch up
+// after their own subscription broke).
 func (b *Bus) Publish(ctx context.Context, c keyplane.Change) {
 	// Detached from the request: the change is committed and must be announced
 	// even if the caller hangs up, but not for longer than a second.
@@ -68,8 +84,8 @@ func (b *Bus) Publish(ctx context.Context, c keyplane.Change) {
 const pingEvery = 15 * time.Second
 
 // Listen delivers changes to l until ctx ends. Whenever the subscription
-// breaks, changes may be lost, so l forgets everything, once when the break is
-// seen and again once the subscription is back.
+// breaks, changes may be lost, so once it is back l catches up on what changed
+// since shortly before the break.
 func (b *Bus) Listen(ctx context.Context, l keyplane.ChangeListener, ready chan<- struct{}) error {
 	watch := &keyplane.SubscriptionWatch{Listener: l, Ready: ready, Log: b.log}
 	for ctx.Err() == nil {

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net/url"
+	"path/filepath"
 
 	"github.com/gofrs/flock"
 	"github.com/keyplane/keyplane"
@@ -29,7 +30,6 @@ type DB struct {
 	write *sql.DB
 	read  *sql.DB
 	path  string
-	lock  *flock.Flock // held by the one server on this file; see LockForServing
 
 	// verifyStmt is prepared once: verification is the hot read, and
 	// re-preparing its join on every call costs more than running it.
@@ -97,31 +97,32 @@ func (db *DB) Ping(ctx context.Context) error {
 	return nil
 }
 
-// LockForServing makes sure only one server uses this file: another one would
-// never hear of this one's changes (there is no change bus between them) and
-// keep verifying revoked keys from its cache. The lock is on a file beside
-// the database (path + ".lock"), held until Close; the system drops it when
-// the process dies, however it dies. Short commands (token create, audit
-// verify) do not take it: they may run beside the server.
-func (db *DB) LockForServing() error {
-	l := flock.New(db.path + ".lock")
+// LockForServing makes sure only one server uses the file at path: another
+// would never hear of this one's changes (there is no change bus between
+// them) and keep verifying revoked keys from its cache. Take it before Open,
+// so a second server does not migrate a file the first is using. The lock is
+// on a file beside the database (path + ".lock", after following symlinks,
+// so two names of one file share it), held until release; the system drops
+// it when the process dies, however it dies. Short commands (token create,
+// audit verify) do not take it: they may run beside the server.
+func LockForServing(path string) (release func() error, err error) {
+	if real, err := filepath.EvalSymlinks(path); err == nil {
+		path = real
+	}
+	l := flock.New(path + ".lock")
 	ok, err := l.TryLock()
 	if err != nil {
-		return fmt.Errorf("sqlite: lock %s: %w", db.path, err)
+		return nil, fmt.Errorf("sqlite: lock %s: %w", path, err)
 	}
 	if !ok {
-		return fmt.Errorf("sqlite: another keyplane serve is already using %s; run one server per SQLite file, or use PostgreSQL (--database postgres://…) to run several", db.path)
+		return nil, fmt.Errorf("sqlite: another keyplane serve is already using %s; run one server per SQLite file, or use PostgreSQL (--database postgres://…) to run several", path)
 	}
-	db.lock = l
-	return nil
+	return l.Unlock, nil
 }
 
 // Close closes both pools.
 func (db *DB) Close() error {
 	var errs []error
-	if db.lock != nil {
-		defer db.lock.Unlock()
-	}
 	if db.verifyStmt != nil {
 		errs = append(errs, db.verifyStmt.Close())
 	}

@@ -90,16 +90,18 @@ func newServeCommand() *cobra.Command {
 
 // serve runs the server until ctx ends, then shuts down gracefully.
 func serve(ctx context.Context, o serveOptions, stdout io.Writer, log *slog.Logger) error {
+	if !isPostgres(o.database) {
+		release, err := sqlite.LockForServing(sqlitePath(o.database))
+		if err != nil {
+			return err
+		}
+		defer release()
+	}
 	store, err := openStore(ctx, o.database)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
-	if db, ok := store.(*sqlite.DB); ok {
-		if err := db.LockForServing(); err != nil {
-			return err
-		}
-	}
 	// An outage is logged when it starts and when it ends, not once per request.
 	log = slog.New(outage.NewHandler(log.Handler(), outage.Config{Probe: store.Ping}))
 	clock := coarseclock.New(time.Millisecond)
@@ -119,9 +121,13 @@ func serve(ctx context.Context, o serveOptions, stdout io.Writer, log *slog.Logg
 	ctx, stopListening := context.WithCancel(ctx)
 	defer stopListening()
 	if bus != nil {
-		if err := listen(ctx, bus, records); err != nil {
+		stopped, err := listen(ctx, bus, records)
+		if err != nil {
 			return err
 		}
+		// Before the cache closes (deferred earlier, so run later): a catch-up
+		// the listener starts must not race the cache's Close.
+		defer func() { stopListening(); <-stopped }()
 	}
 	local := ratelimit.New()
 	defer local.Close()
@@ -262,6 +268,7 @@ func plaintextHTTP2() *http.Protocols {
 // (one instance on its own SQLite file).
 func openBus(ctx context.Context, o serveOptions, store keyplane.Store, log *slog.Logger) (keyplane.ChangeBus, error) {
 	if o.redisURL != "" {
+		redis.SetLogger(log)
 		return redis.Open(ctx, o.redisURL, o.channel, log)
 	}
 	if pg, ok := store.(*postgres.DB); ok {
@@ -271,18 +278,23 @@ func openBus(ctx context.Context, o serveOptions, store keyplane.Store, log *slo
 }
 
 // listen subscribes the cache to the bus and waits until it is subscribed,
-// so no change made after start-up can be missed.
-func listen(ctx context.Context, bus keyplane.ChangeBus, records keyplane.ChangeListener) error {
+// so no change made after start-up can be missed. stopped is closed once
+// Listen has returned (after ctx ends).
+func listen(ctx context.Context, bus keyplane.ChangeBus, records keyplane.ChangeListener) (stopped <-chan struct{}, err error) {
 	ready := make(chan struct{})
 	failed := make(chan error, 1)
-	go func() { failed <- bus.Listen(ctx, records, ready) }()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		failed <- bus.Listen(ctx, records, ready)
+	}()
 	select {
 	case <-ready:
-		return nil
+		return done, nil
 	case err := <-failed:
-		return fmt.Errorf("subscribe to changes: %w", err)
+		return nil, fmt.Errorf("subscribe to changes: %w", err)
 	case <-time.After(15 * time.Second):
-		return errors.New("subscribe to changes: no subscription after 15 s")
+		return nil, errors.New("subscribe to changes: no subscription after 15 s")
 	}
 }
 

@@ -85,7 +85,13 @@ func TestDatabaseOutage(t *testing.T) {
 					}
 				})
 			}
-			time.Sleep(500 * time.Millisecond) // every key cached on both
+			for _, s := range []*server{a, b} { // every key cached on both
+				for _, k := range keys {
+					if got := s.code(t, token, k); got != "VALID" {
+						t.Fatalf("before the outage: %s", got)
+					}
+				}
+			}
 
 			pg.Stop(t)
 			down := time.Now()

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gofrs/flock"
 	_ "modernc.org/sqlite" // the lock holder opens the file as another SQLite user would
 )
 
@@ -53,9 +54,32 @@ func TestOneServePerSQLiteFile(t *testing.T) {
 	if err == nil || !strings.Contains(string(out), "another keyplane serve is already using") {
 		t.Fatalf("a second serve on the same file: %v\n%s", err, out)
 	}
+	// Another name of the same file is the same file.
+	link := filepath.Join(t.TempDir(), "link.db")
+	if err := os.Symlink(db, link); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.CommandContext(ctx, binary(t), "serve", "--addr", "127.0.0.1:0", "--database", link).CombinedOutput(); err == nil {
+		t.Fatalf("a second serve through a symlink started:\n%s", out)
+	}
 	first.cmd.Process.Signal(syscall.SIGKILL)
 	first.cmd.Wait()
 	startServer(t, "--database", db)
+
+	// Refused before it opens the file: a second server must not migrate a
+	// database the first one is using.
+	fresh := filepath.Join(t.TempDir(), "fresh.db")
+	held := flock.New(fresh + ".lock")
+	if ok, err := held.TryLock(); !ok || err != nil {
+		t.Fatal(ok, err)
+	}
+	defer held.Unlock()
+	if out, err := exec.CommandContext(ctx, binary(t), "serve", "--addr", "127.0.0.1:0", "--database", fresh).CombinedOutput(); err == nil {
+		t.Fatalf("serve started on a locked file:\n%s", out)
+	}
+	if _, err := os.Stat(fresh); !os.IsNotExist(err) {
+		t.Fatalf("the refused serve created or opened the database: %v", err)
+	}
 }
 
 // TestSQLiteLockedByAnotherProcess: while another process holds the write

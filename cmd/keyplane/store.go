@@ -19,5 +19,8 @@ func openStore(ctx context.Context, database string) (keyplane.Store, error) {
 	if isPostgres(database) {
 		return postgres.Open(ctx, database)
 	}
-	return sqlite.Open(ctx, strings.TrimPrefix(database, "sqlite://"))
+	return sqlite.Open(ctx, sqlitePath(database))
 }
+
+// sqlitePath is the file a --database value that is not PostgreSQL names.
+func sqlitePath(database string) string { return strings.TrimPrefix(database, "sqlite://") }
