@@ -41,7 +41,7 @@ export function keyplane(guard: Guard | GuardOptions, opts: ExpressOptions = {})
       (out) => {
         res.set(out.headers);
         if (!out.ok) {
-          res.status(out.status).send(JSON.stringify(out.problem));
+          res.status(out.status).end(JSON.stringify(out.problem));
           return;
         }
         if (out.identity) req.keyplane = out.identity;

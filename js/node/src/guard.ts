@@ -252,8 +252,9 @@ export class Guard {
   }
 
   private admit(identity: Identity, headers: Record<string, string>, cached: boolean, endpoint: string): Admitted {
-    const start = this.now();
     const batcher = this.batcher;
+    const start = Date.now();
+    const t0 = performance.now(); // sub-millisecond: keyplane reads latency_ms 0 as "not measured"
     return {
       ok: true,
       identity,
@@ -264,7 +265,7 @@ export class Guard {
       // counted, so it is not reported (as keyplanemw does).
       done: (status: number) => {
         if (!batcher || cached || !identity.key_id) return;
-        const ev = { key_id: identity.key_id, status, latency_ms: Math.max(0, this.now() - start), time: new Date(start).toISOString() } as {
+        const ev = { key_id: identity.key_id, status, latency_ms: Math.max(0.001, performance.now() - t0), time: new Date(start).toISOString() } as {
           key_id: string;
           status: number;
           latency_ms: number;

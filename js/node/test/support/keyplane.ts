@@ -6,7 +6,7 @@
 import { spawn, execFileSync, type ChildProcess } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join, resolve } from "node:path";
+import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 /** repoRoot is the Go module's root: the nearest parent with go.mod. */
@@ -94,6 +94,11 @@ export class KeyplaneServer {
     return new KeyplaneServer(child, "http://" + addr, token, dir, database, logs);
   }
 
+  /** createToken runs `keyplane token create` on the server's database and returns the token. */
+  createToken(role: "admin" | "verify", name = "test-" + role): string {
+    return execFileSync(binary(), ["token", "create", "--name", name, "--role", role, "--database", this.database], { encoding: "utf8" }).trim();
+  }
+
   get log(): string {
     return this.logs.join("");
   }
@@ -117,4 +122,3 @@ export class KeyplaneServer {
 
 export const sleep = (ms: number) => new Promise<void>((ok) => setTimeout(ok, ms));
 
-export { resolve };
