@@ -61,8 +61,8 @@ export interface CheckInput {
   scope?: string | undefined;
   /** ip is the client's address, checked against the key's allowed ranges. */
   ip?: string | undefined;
-  /** endpoint names the request for usage, e.g. "GET /things/:id" (a route, not a raw path). */
-  endpoint?: string | undefined;
+  /** endpoint names the request for usage, e.g. "GET /things/:id" (a route, not a raw path); a function is called only when keyplane is asked. */
+  endpoint?: string | (() => string) | undefined;
   /** cost charged against rate limits and quota; default 1. */
   cost?: number | undefined;
 }
@@ -211,7 +211,7 @@ export class Guard {
       }
     }
     if (key.length > maxKey) return refusal(401, "not_found", refusalDetail.NOT_FOUND!);
-    const endpoint = trimEndpoint(input.endpoint);
+    const endpoint = trimEndpoint(typeof input.endpoint === "function" ? input.endpoint() : input.endpoint);
     let res: VerifyResponse;
     try {
       res = await this.client.verify(

@@ -28,9 +28,14 @@ export function keyplane(guard: Guard | GuardOptions, opts: HonoOptions = {}): M
   return async (c, next) => {
     const scope = typeof opts.scope === "function" ? opts.scope(c) : opts.scope;
     const cost = typeof opts.cost === "function" ? opts.cost(c) : opts.cost;
-    const ip = opts.clientIp ? opts.clientIp(c) : socketAddress(c);
-    const endpoint = opts.endpoint ? opts.endpoint(c) : `${c.req.method} ${c.req.routePath}`;
-    const out = await g.check({ key: g.keyFrom(c.req.raw.headers), scope, ip, endpoint, cost });
+    const incoming = (c.env as NodeEnv | undefined)?.incoming;
+    const ip = opts.clientIp ? opts.clientIp(c) : incoming?.socket?.remoteAddress;
+    // Named only when keyplane is asked (a cache hit does not need it).
+    const endpoint = opts.endpoint ? () => opts.endpoint!(c) : () => `${c.req.method} ${c.req.routePath}`;
+    // Under @hono/node-server, Node's own headers: reading c.req.raw.headers
+    // would build a whole Fetch Request for each request.
+    const headers = incoming?.headers ?? c.req.raw.headers;
+    const out = await g.check({ key: g.keyFrom(headers), scope, ip, endpoint, cost });
     if (!out.ok) return out.response();
     if (out.identity) c.set("keyplane", out.identity);
     for (const [k, v] of Object.entries(out.headers)) c.header(k, v);
@@ -39,10 +44,9 @@ export function keyplane(guard: Guard | GuardOptions, opts: HonoOptions = {}): M
   };
 }
 
-function socketAddress(c: Context): string | undefined {
-  // @hono/node-server puts Node's request in c.env.incoming.
-  const env = c.env as { incoming?: { socket?: { remoteAddress?: string } } } | undefined;
-  return env?.incoming?.socket?.remoteAddress;
+/** NodeEnv is what @hono/node-server puts in c.env: Node's request. */
+interface NodeEnv {
+  incoming?: { headers?: Record<string, string | string[] | undefined>; socket?: { remoteAddress?: string } };
 }
 
 export { Guard };
