@@ -15,8 +15,8 @@ import { Guard, KeyplaneClient } from "@keyplane/node";
 import { keyplane } from "@keyplane/node/hono";
 import { KeyplaneServer } from "../build-test/test/support/keyplane.js";
 
-const seconds = Number(process.env.BENCH_SECONDS ?? 10);
-const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
+const seconds = Number(process.env.BENCH_SECONDS ?? 3);
+const rounds = Number(process.env.BENCH_ROUNDS ?? 8);
 const connections = Number(process.env.BENCH_CONNECTIONS ?? 50);
 const here = dirname(fileURLToPath(import.meta.url));
 
@@ -28,16 +28,21 @@ const token = kp.createToken("verify", "bench");
 
 const apps = spawn(process.execPath, [join(here, "apps.mjs")], {
   env: { ...process.env, KEYPLANE_URL: kp.url, KEYPLANE_TOKEN: token },
-  stdio: ["ignore", "pipe", "inherit"],
+  stdio: ["ignore", "pipe", "inherit", "ipc"],
 });
+const cpu = () => new Promise((ok) => { apps.once("message", (u) => ok(u.user + u.system)); apps.send("cpu"); });
 const ports = JSON.parse(await new Promise((ok) => createInterface({ input: apps.stdout }).once("line", ok)));
 const url = (which) => `http://127.0.0.1:${ports[which]}/things/42`;
 const headers = { authorization: "Bearer " + key };
 
+// Throughput and latency move with whatever else the machine runs; the app
+// process's CPU time per request (user + system, µs) moves much less.
 async function load(which, duration) {
+  const before = await cpu();
   const r = await autocannon({ url: url(which), connections, duration, headers });
+  const used = (await cpu()) - before;
   if (r.non2xx || r.errors || r.timeouts) throw new Error(`${which}: ${r.non2xx} non-2xx, ${r.errors} errors, ${r.timeouts} timeouts`);
-  return { rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, total: r.requests.total };
+  return { rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, total: r.requests.total, cpu: used / r.requests.total };
 }
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
@@ -52,7 +57,7 @@ try {
     for (const which of orders[i % 2]) {
       const r = await load(which, seconds);
       results[which].push(r);
-      console.log(`round ${i + 1} ${which.padEnd(7)} ${r.rps.toFixed(0).padStart(6)} req/s  p50 ${r.p50} ms  p99 ${r.p99} ms`);
+      console.log(`round ${i + 1} ${which.padEnd(7)} ${r.rps.toFixed(0).padStart(6)} req/s  p50 ${r.p50} ms  p99 ${r.p99} ms  ${r.cpu.toFixed(1)} µs CPU/req`);
     }
   }
 } finally {
@@ -67,13 +72,14 @@ const bare = new Hono().get("/things/:id", handler);
 const noop = new Hono().get("/things/:id", async (_c, next) => { await next(); }, handler);
 const guarded = new Hono().get("/things/:id", keyplane(guard, { scope: "things:read" }), handler);
 async function perOp(app, n) {
-  const t = process.hrtime.bigint();
+  const t = process.cpuUsage();
   for (let i = 0; i < n; i++) {
     const res = await app.request("/things/42", { headers });
     if (res.status !== 200) throw new Error("status " + res.status);
     await res.arrayBuffer();
   }
-  return Number(process.hrtime.bigint() - t) / n / 1000;
+  const u = process.cpuUsage(t);
+  return (u.user + u.system) / n; // CPU µs per request
 }
 await perOp(guarded, 20_000); // warm: the first verifies with keyplane, then the cache answers
 await perOp(bare, 20_000);
@@ -90,7 +96,11 @@ await kp.cleanup();
 const rb = median(results.bare.map((r) => r.rps));
 const rn = median(results.noop.map((r) => r.rps));
 const rg = median(results.guarded.map((r) => r.rps));
-const line = (name, rs, rps) => `  ${name.padEnd(8)} ${rps.toFixed(0)} req/s  p50 ${median(rs.map((r) => r.p50))} ms  p99 ${median(rs.map((r) => r.p99))} ms`;
+const cb = median(results.bare.map((r) => r.cpu));
+const cn = median(results.noop.map((r) => r.cpu));
+const cg = median(results.guarded.map((r) => r.cpu));
+const line = (name, rs, rps) =>
+  `  ${name.padEnd(8)} ${rps.toFixed(0)} req/s  p50 ${median(rs.map((r) => r.p50))} ms  p99 ${median(rs.map((r) => r.p99))} ms  ${median(rs.map((r) => r.cpu)).toFixed(1)} µs CPU/req`;
 const ib = median(inproc.bare);
 const ign = median(inproc.noop);
 const ig = median(inproc.guarded);
@@ -99,7 +109,8 @@ HTTP (autocannon, ${connections} connections, ${rounds} rounds of ${seconds} s e
 ${line("bare", results.bare, rb)}
 ${line("noop", results.noop, rn)}   (a middleware that only calls next)
 ${line("guarded", results.guarded, rg)}
-  guarded/bare ${(rg / rb).toFixed(3)}: ${((1 / rg - 1 / rb) * 1e6).toFixed(1)} µs of server time per request, of which Hono's own middleware composition ${((1 / rn - 1 / rb) * 1e6).toFixed(1)} µs
-In-process (app.request, no sockets, 5 × 100 000, medians):
+  throughput guarded/bare ${(rg / rb).toFixed(3)}
+  app CPU per request: guarded − bare ${(cg - cb).toFixed(1)} µs, of which any Hono middleware (noop − bare) ${(cn - cb).toFixed(1)} µs: keyplane's own ${(cg - cn).toFixed(1)} µs
+In-process (app.request, no sockets, CPU time, 5 × 100 000, medians):
   bare ${ib.toFixed(2)} µs/op, noop ${ign.toFixed(2)} µs/op, guarded ${ig.toFixed(2)} µs/op:
   keyplane's middleware costs ${(ig - ib).toFixed(2)} µs per request over the bare route, ${(ig - ign).toFixed(2)} µs over the no-op middleware`);

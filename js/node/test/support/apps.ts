@@ -48,6 +48,39 @@ export function expressApp(guard: Guard): Promise<App> {
   return listen(createServer(app));
 }
 
+/** nodeApp serves the same routes on node:http alone, through guard.verifyRequest. */
+export function nodeApp(guard: Guard): Promise<App> {
+  return listen(
+    createServer(async (req, res) => {
+      const path = new URL(req.url ?? "/", "http://x").pathname;
+      const thing = req.method === "GET" ? /^\/things\/([^/]+)$/.exec(path) : null;
+      const route = thing
+        ? { scope: "things:read", endpoint: "GET /things/:id" }
+        : req.method === "POST" && path === "/things"
+          ? { scope: "things:write", endpoint: "POST /things" }
+          : req.method === "GET" && path === "/boom"
+            ? { scope: undefined, endpoint: "GET /boom" }
+            : undefined;
+      if (!route) {
+        res.writeHead(404).end();
+        return;
+      }
+      const out = await guard.verifyRequest(req, { ...route, ip: req.socket.remoteAddress });
+      if (!out.ok) {
+        res.writeHead(out.status, out.headers).end(JSON.stringify(out.problem));
+        return;
+      }
+      const [status, body] = thing
+        ? [200, { thing: thing[1], identity: out.identity ?? undefined }]
+        : path === "/boom"
+          ? [500, { error: "boom" }]
+          : [201, { created: true }];
+      res.writeHead(status, { ...out.headers, "Content-Type": "application/json" }).end(JSON.stringify(body));
+      out.done(status);
+    }),
+  );
+}
+
 export function listen(server: Server): Promise<App> {
   return new Promise((ok) => {
     server.listen(0, "127.0.0.1", () => {

@@ -212,6 +212,21 @@ export function middlewareSuite(name: string, makeApp: MakeApp): void {
       }
     });
 
+    it("answers 503 when keyplane refuses the guard's token, and says so in the log", async () => {
+      const warnings: string[] = [];
+      const g = new Guard({ baseUrl: f.kp.url, token: "kpt_" + "0".repeat(36), usage: false, logger: { warn: (m) => warnings.push(m) } });
+      const a = await makeApp(g);
+      try {
+        const res = await get(a, "/things/1", unknownKey);
+        assert.equal(res.status, 503);
+        assert.equal((await problem(res)).code, "unavailable");
+        assert.equal(warnings.length, 1);
+        assert.match(warnings[0]!, /401 unauthorized.*check the token/);
+      } finally {
+        await a.close();
+      }
+    });
+
     it("fails open when configured: the request goes on without an identity", async () => {
       const hang = await hangingServer();
       const g = new Guard({ baseUrl: hang.url, token: f.verifyToken, timeoutMs: 200, failOpen: true, usage: false, logger: { warn: () => undefined } });
