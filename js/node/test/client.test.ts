@@ -194,7 +194,7 @@ describe("KeyplaneClient retries and timeouts", () => {
         return true;
       });
       const took = Date.now() - t;
-      assert.ok(took >= 240 && took < 800, `gave up after ${took} ms`);
+      assert.ok(took >= 240 && took < 1500, `gave up after ${took} ms`);
       // A caller's signal cancels too.
       const ac = new AbortController();
       setTimeout(() => ac.abort(new Error("cancelled")), 50);
