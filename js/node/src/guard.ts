@@ -1,7 +1,7 @@
 // The framework-free core of the middleware: find the key, answer from the
 // cache or ask keyplane, and turn the answer into an admission (with the
 // key's identity) or a refusal (status, problem details, headers).
-import { createHash } from "node:crypto";
+import * as nodeCrypto from "node:crypto";
 import { KeyplaneClient } from "./client.js";
 import { KeyplaneApiError } from "./errors.js";
 import type { ProblemDetails } from "./errors.js";
@@ -336,9 +336,15 @@ function refusal(status: Refused["status"], code: string, detail: string, extra:
   };
 }
 
+// crypto.hash (Node.js 20.12+) hashes without a Hash object: a third of createHash's cost.
+const sha256: (s: string) => string =
+  typeof (nodeCrypto as { hash?: unknown }).hash === "function"
+    ? (s) => (nodeCrypto as unknown as { hash(alg: string, data: string, enc: string): string }).hash("sha256", s, "base64")
+    : (s) => nodeCrypto.createHash("sha256").update(s).digest("base64");
+
 function cacheKey(key: string, scope: string, ip: string): string {
   // By the key's hash, so the cache does not keep plaintext keys.
-  return createHash("sha256").update(key).digest("base64") + "\0" + scope + "\0" + ip;
+  return sha256(key) + "\0" + scope + "\0" + ip;
 }
 
 /** normalizeIp turns an IPv4-mapped IPv6 address (::ffff:1.2.3.4) into IPv4. */

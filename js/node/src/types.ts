@@ -26,7 +26,8 @@ export type RollKeyInput = S["RollKeyInputBody"];
 export type RollKeyResult = Fix<S["RollKeyOutputBody"], "key", Key & { key: string }>;
 export type KeyQuotaUsage = S["QuotaUsageBody"];
 
-export type Plan = S["PlanBody"];
+/** Plan: `quota` is null when the plan has none (the document marks it required without saying it may be null). */
+export type Plan = Fix<S["PlanBody"], "quota", S["PlanBody"]["quota"] | null>;
 export type CreatePlanInput = S["CreatePlanInputBody"];
 export type UpdatePlanInput = S["UpdatePlanInputBody"];
 

@@ -30,6 +30,7 @@ describe("KeyplaneClient against keyplane serve", () => {
     assert.deepEqual(await admin.healthz(), { status: "ok" });
     const plan = await admin.plans.create({ name: "gold", max_keys: 5, allowed_scopes: ["things:*"] });
     assert.equal(plan.name, "gold");
+    assert.equal(plan.quota, null, "no quota: null, which the document does not say");
     assert.equal((await admin.plans.update("gold", { max_keys: 6 })).max_keys, 6);
     assert.equal((await admin.plans.get("gold")).max_keys, 6);
     assert.ok((await admin.plans.list()).data.some((p) => p.name === "gold"));
