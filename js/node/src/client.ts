@@ -1,0 +1,196 @@
+import { Transport, type CallOptions, type Query, type TransportOptions } from "./http.js";
+import type { operations } from "./openapi.js";
+import type {
+  Account,
+  AccountAuditQuery,
+  AuditEvent,
+  AuditQuery,
+  CreateAccountInput,
+  CreateKeyInput,
+  CreatePlanInput,
+  Invite,
+  InviteMemberInput,
+  Key,
+  KeyQuotaUsage,
+  KeyStatus,
+  Member,
+  Page,
+  PageQuery,
+  Plan,
+  RollKeyInput,
+  RollKeyResult,
+  UpdateAccountInput,
+  UpdateKeyInput,
+  UpdateMemberInput,
+  UpdatePlanInput,
+  UsageEvent,
+  UsageQuery,
+  UsageReport,
+  VerifyRequest,
+  VerifyResponse,
+} from "./types.js";
+
+export type ClientOptions = TransportOptions;
+export type { CallOptions };
+
+/**
+ * operationIds are the operations of keyplane's OpenAPI document this
+ * client implements (test/openapi.test.ts checks the document has no other
+ * admin operation, and the compiler that each still exists).
+ */
+export const operationIds = [
+  "healthz",
+  "readyz",
+  "listAccounts",
+  "createAccount",
+  "getAccount",
+  "updateAccount",
+  "listAccountAudit",
+  "listInvites",
+  "listKeys",
+  "createKey",
+  "listMembers",
+  "inviteMember",
+  "getAccountUsage",
+  "listAudit",
+  "cancelInvite",
+  "getKey",
+  "updateKey",
+  "getKeyQuota",
+  "resetKeyQuota",
+  "revokeKey",
+  "rollKey",
+  "getKeyUsage",
+  "updateMember",
+  "listPlans",
+  "createPlan",
+  "getPlan",
+  "updatePlan",
+  "reportUsage",
+  "verifyKey",
+] as const satisfies readonly (keyof operations)[];
+
+const seg = encodeURIComponent;
+
+function page<T>(p: { data: T[] | null; next_cursor: string }): Page<T> {
+  return { data: p.data ?? [], next_cursor: p.next_cursor };
+}
+
+/**
+ * KeyplaneClient calls keyplane's HTTP API: the admin API with an admin
+ * token, and verify / usage reports with a verify token.
+ *
+ * Every call takes `{signal, timeoutMs}`. GETs and verify are retried on
+ * network errors and 502/503/504 with exponential backoff, within the
+ * timeout; calls that change something are sent once. Problem details
+ * answers throw KeyplaneApiError subclasses (KeyplaneNotFoundError, …);
+ * keyplane out of reach throws KeyplaneUnavailableError.
+ */
+export class KeyplaneClient {
+  /** @internal */
+  readonly transport: Transport;
+
+  constructor(opts: ClientOptions) {
+    this.transport = new Transport(opts);
+  }
+
+  get baseUrl(): string {
+    return this.transport.baseUrl;
+  }
+
+  private get<T>(path: string, query?: Query, o?: CallOptions) {
+    return this.transport.json<T>({ method: "GET", path, query, idempotent: true }, o);
+  }
+  private send<T>(method: string, path: string, body?: unknown, o?: CallOptions) {
+    return this.transport.json<T>({ method, path, body, idempotent: false }, o);
+  }
+
+  /** verify asks whether a key may make a request: an answer for every outcome (`valid`, `code`). Retried like a GET. */
+  verify(req: VerifyRequest, o?: CallOptions): Promise<VerifyResponse> {
+    return this.transport.json<VerifyResponse>({ method: "POST", path: "/v1/verify", body: req, idempotent: true }, o);
+  }
+
+  /** healthz: liveness. */
+  healthz(o?: CallOptions) {
+    return this.get<operations["healthz"]["responses"][200]["content"]["application/json"]>("/healthz", undefined, o);
+  }
+  /** readyz: readiness (throws KeyplaneUnavailableError while the database does not answer). */
+  readyz(o?: CallOptions) {
+    return this.get<operations["readyz"]["responses"][200]["content"]["application/json"]>("/readyz", undefined, o);
+  }
+
+  readonly accounts = {
+    create: (input: CreateAccountInput, o?: CallOptions) => this.send<Account>("POST", "/v1/accounts", input, o),
+    list: async (q: PageQuery = {}, o?: CallOptions) => page(await this.get<{ data: Account[] | null; next_cursor: string }>("/v1/accounts", { ...q }, o)),
+    /** all iterates every account, page after page. */
+    all: (o?: CallOptions) => this.iterate((cursor) => this.accounts.list({ limit: 100, cursor }, o)),
+    get: (id: string, o?: CallOptions) => this.get<Account>(`/v1/accounts/${seg(id)}`, undefined, o),
+    update: (id: string, input: UpdateAccountInput, o?: CallOptions) => this.send<Account>("PATCH", `/v1/accounts/${seg(id)}`, input, o),
+    usage: (id: string, q: UsageQuery = {}, o?: CallOptions) => this.get<UsageReport>(`/v1/accounts/${seg(id)}/usage`, { ...q }, o),
+    usageCsv: (id: string, q: UsageQuery = {}, o?: CallOptions) =>
+      this.transport.text({ method: "GET", path: `/v1/accounts/${seg(id)}/usage`, query: { ...q, format: "csv" }, idempotent: true, accept: "text/csv" }, o),
+    audit: async (id: string, q: AccountAuditQuery = {}, o?: CallOptions) =>
+      page(await this.get<{ data: AuditEvent[] | null; next_cursor: string }>(`/v1/accounts/${seg(id)}/audit`, { ...q }, o)),
+    members: async (id: string, q: PageQuery = {}, o?: CallOptions) =>
+      page(await this.get<{ data: Member[] | null; next_cursor: string }>(`/v1/accounts/${seg(id)}/members`, { ...q }, o)),
+    invite: (id: string, input: InviteMemberInput, o?: CallOptions) => this.send<Invite>("POST", `/v1/accounts/${seg(id)}/members`, input, o),
+    invites: (id: string, o?: CallOptions) =>
+      this.get<operations["listInvites"]["responses"][200]["content"]["application/json"]>(`/v1/accounts/${seg(id)}/invites`, undefined, o),
+  };
+
+  readonly keys = {
+    /** create issues a key; the answer's `key` is the plaintext, shown this once. */
+    create: (accountId: string, input: CreateKeyInput, o?: CallOptions) =>
+      this.send<Key & { key: string }>("POST", `/v1/accounts/${seg(accountId)}/keys`, input, o),
+    list: async (accountId: string, q: PageQuery & { status?: KeyStatus } = {}, o?: CallOptions) =>
+      page(await this.get<{ data: Key[] | null; next_cursor: string }>(`/v1/accounts/${seg(accountId)}/keys`, { ...q }, o)),
+    /** all iterates every key of an account, page after page. */
+    all: (accountId: string, q: { status?: KeyStatus } = {}, o?: CallOptions) =>
+      this.iterate((cursor) => this.keys.list(accountId, { ...q, limit: 100, cursor }, o)),
+    get: (id: string, o?: CallOptions) => this.get<Key>(`/v1/keys/${seg(id)}`, undefined, o),
+    update: (id: string, input: UpdateKeyInput, o?: CallOptions) => this.send<Key>("PATCH", `/v1/keys/${seg(id)}`, input, o),
+    revoke: (id: string, o?: CallOptions) => this.send<Key>("POST", `/v1/keys/${seg(id)}/revoke`, undefined, o),
+    /** roll issues a successor; the old key keeps working for overlap_seconds. */
+    roll: (id: string, input: RollKeyInput, o?: CallOptions) => this.send<RollKeyResult>("POST", `/v1/keys/${seg(id)}/roll`, input, o),
+    quota: (id: string, o?: CallOptions) => this.get<KeyQuotaUsage>(`/v1/keys/${seg(id)}/quota`, undefined, o),
+    resetQuota: (id: string, o?: CallOptions) => this.send<KeyQuotaUsage>("POST", `/v1/keys/${seg(id)}/quota/reset`, undefined, o),
+    usage: (id: string, q: UsageQuery = {}, o?: CallOptions) => this.get<UsageReport>(`/v1/keys/${seg(id)}/usage`, { ...q }, o),
+    usageCsv: (id: string, q: UsageQuery = {}, o?: CallOptions) =>
+      this.transport.text({ method: "GET", path: `/v1/keys/${seg(id)}/usage`, query: { ...q, format: "csv" }, idempotent: true, accept: "text/csv" }, o),
+  };
+
+  readonly plans = {
+    create: (input: CreatePlanInput, o?: CallOptions) => this.send<Plan>("POST", "/v1/plans", input, o),
+    list: async (q: PageQuery = {}, o?: CallOptions) => page(await this.get<{ data: Plan[] | null; next_cursor: string }>("/v1/plans", { ...q }, o)),
+    get: (name: string, o?: CallOptions) => this.get<Plan>(`/v1/plans/${seg(name)}`, undefined, o),
+    update: (name: string, input: UpdatePlanInput, o?: CallOptions) => this.send<Plan>("PATCH", `/v1/plans/${seg(name)}`, input, o),
+  };
+
+  readonly members = {
+    update: (id: string, input: UpdateMemberInput, o?: CallOptions) => this.send<Member>("PATCH", `/v1/members/${seg(id)}`, input, o),
+    cancelInvite: (id: string, o?: CallOptions) => this.send<void>("DELETE", `/v1/invites/${seg(id)}`, undefined, o),
+  };
+
+  readonly audit = {
+    list: async (q: AuditQuery = {}, o?: CallOptions) => page(await this.get<{ data: AuditEvent[] | null; next_cursor: string }>("/v1/audit", { ...q }, o)),
+    /** all iterates every matching event, newest first. */
+    all: (q: Omit<AuditQuery, "cursor" | "limit"> = {}, o?: CallOptions) => this.iterate((cursor) => this.audit.list({ ...q, limit: 100, cursor }, o)),
+  };
+
+  readonly usage = {
+    /**
+     * report sends the outcomes of requests keyplane verified (status,
+     * latency): at most 1,000 events, recorded whole or refused whole. Not retried.
+     */
+    report: (events: UsageEvent[], o?: CallOptions) => this.send<{ accepted: number }>("POST", "/v1/usage", { events }, o),
+  };
+
+  private async *iterate<T>(fetchPage: (cursor: string | undefined) => Promise<Page<T>>): AsyncGenerator<T> {
+    let cursor: string | undefined;
+    do {
+      const p = await fetchPage(cursor);
+      yield* p.data;
+      cursor = p.next_cursor || undefined;
+    } while (cursor);
+  }
+}

@@ -1,0 +1,63 @@
+// Friendly names for the types generated from keyplane's OpenAPI document
+// (src/openapi.ts). Field names are keyplane's own (snake_case), as on the wire.
+import type { components, operations } from "./openapi.js";
+
+type S = components["schemas"];
+
+/** Nullable fixes a generated type where the document says less than the server does. */
+type Fix<T, K extends keyof T, V> = Omit<T, K> & { [P in K]: V };
+
+export type Account = S["AccountBody"];
+export type CreateAccountInput = S["CreateAccountInputBody"];
+export type UpdateAccountInput = S["UpdateAccountInputBody"];
+
+export type RateLimitPolicy = S["RateLimitPolicyBody"];
+export type KeyQuota = S["QuotaBody"];
+/**
+ * Key is a key as keyplane shows it (never its plaintext, but in the answer
+ * that creates or rolls it: `key`). `quota` is null when the key uses its
+ * plan's (the document marks it required without saying it may be null).
+ */
+export type Key = Fix<S["KeyBody"], "quota", KeyQuota | null>;
+export type KeyStatus = Key["status"];
+export type CreateKeyInput = S["CreateKeyInputBody"];
+export type UpdateKeyInput = S["UpdateKeyInputBody"];
+export type RollKeyInput = S["RollKeyInputBody"];
+export type RollKeyResult = Fix<S["RollKeyOutputBody"], "key", Key & { key: string }>;
+export type KeyQuotaUsage = S["QuotaUsageBody"];
+
+/** Plan: `quota` is null when the plan has none (the document marks it required without saying it may be null). */
+export type Plan = Fix<S["PlanBody"], "quota", S["PlanBody"]["quota"] | null>;
+export type CreatePlanInput = S["CreatePlanInputBody"];
+export type UpdatePlanInput = S["UpdatePlanInputBody"];
+
+export type Member = S["MemberBody"];
+export type Invite = S["InviteBody"];
+export type InviteMemberInput = S["InviteMemberInputBody"];
+export type UpdateMemberInput = S["UpdateMemberInputBody"];
+
+export type AuditEvent = S["AuditEventBody"];
+export type AuditQuery = NonNullable<operations["listAudit"]["parameters"]["query"]>;
+export type AccountAuditQuery = NonNullable<operations["listAccountAudit"]["parameters"]["query"]>;
+
+export type UsageReport = S["UsageReportBody"];
+export type UsageQuery = Omit<NonNullable<operations["getKeyUsage"]["parameters"]["query"]>, "format">;
+export type UsageEvent = S["UsageEventBody"];
+
+export type VerifyRequest = S["VerifyRequest"];
+export type VerifyResponse = S["VerifyResponse"];
+export type VerifyCode = VerifyResponse["code"];
+export type RateLimitInfo = S["RateLimitInfo"];
+export type QuotaInfo = S["QuotaInfo"];
+
+/** Page is one page of a list: `next_cursor` is empty on the last. */
+export interface Page<T> {
+  data: T[];
+  next_cursor: string;
+}
+
+export interface PageQuery {
+  /** 1–100, default 20. */
+  limit?: number;
+  cursor?: string;
+}
