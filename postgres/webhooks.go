@@ -30,7 +30,7 @@ func scanEndpoint(row pgx.Row) (*keyplane.WebhookEndpoint, error) {
 		return nil, fmt.Errorf("postgres: webhook endpoint %s: %w", e.ID, err)
 	}
 	if len(e.Events) == 0 {
-		e.Events = nil // as SQLite reads an empty list back
+		e.Events = nil // every event
 	}
 	e.AccountID, e.FailingSince = stringOrEmpty(account), utcPtr(failing)
 	e.CreatedAt, e.UpdatedAt = utc(created), utc(updated)

@@ -30,6 +30,9 @@ func scanEndpoint(row scanner) (*keyplane.WebhookEndpoint, error) {
 	if err := errors.Join(json.Unmarshal([]byte(events), &e.Events), json.Unmarshal([]byte(secrets), &e.Secrets)); err != nil {
 		return nil, fmt.Errorf("sqlite: webhook endpoint %s: %w", e.ID, err)
 	}
+	if len(e.Events) == 0 {
+		e.Events = nil // every event
+	}
 	e.AccountID, e.FailingSince = account.String, fromMicrosPtr(failing)
 	e.CreatedAt, e.UpdatedAt = fromMicros(created), fromMicros(updated)
 	return &e, nil
