@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -445,7 +446,7 @@ func (s *Service) PublishEvent(ctx context.Context, accountID string, in Publish
 			return nil, err
 		}
 		firstData, err := webhooks.PayloadData(first.Payload)
-		if err != nil || first.Type != in.Type || !bytes.Equal(firstData, compact.Bytes()) {
+		if err != nil || first.Type != in.Type || !sameJSON(firstData, compact.Bytes()) {
 			return nil, &keyplane.Error{Code: keyplane.ECONFLICT, Message: "idempotency_key: was used for an event with other type or data",
 				Fields: []keyplane.FieldError{{Field: "idempotency_key", Message: "was used for an event with other type or data"}}}
 		}
@@ -525,4 +526,21 @@ func stringsOrEmpty(s []string) []string {
 func memberEvent(typ string, m *keyplane.Member, now time.Time) *keyplane.WebhookEvent {
 	return webhooks.MustEvent(typ, m.AccountID, now, map[string]any{"member": map[string]any{
 		"id": m.ID, "account_id": m.AccountID, "email": m.Email, "role": m.Role, "status": m.Status, "created_at": m.CreatedAt}})
+}
+
+// sameJSON reports whether two JSON documents hold the same value, whatever
+// their key order or spacing: a retried publication may re-encode its data.
+func sameJSON(a, b []byte) bool {
+	decode := func(data []byte) (any, error) {
+		d := json.NewDecoder(bytes.NewReader(data))
+		d.UseNumber()
+		var v any
+		return v, d.Decode(&v)
+	}
+	va, err := decode(a)
+	if err != nil {
+		return false
+	}
+	vb, err := decode(b)
+	return err == nil && reflect.DeepEqual(va, vb)
 }
