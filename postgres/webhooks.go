@@ -349,11 +349,19 @@ func (db *DB) ClaimWebhookDeliveries(ctx context.Context, req keyplane.ClaimRequ
 				busy = append(busy, id)
 			}
 		}
-		due, err := queryDeliveries(ctx, tx, `d.status = 'pending' AND d.next_attempt_at <= $1 AND d.endpoint_id <> ALL($2)
+		rows, err := tx.Query(ctx, `SELECT d.message_id, d.endpoint_id FROM webhook_deliveries d
+			WHERE d.status = 'pending' AND d.next_attempt_at <= $1 AND d.endpoint_id <> ALL($2)
 			AND EXISTS (SELECT 1 FROM webhook_endpoints e WHERE e.id = d.endpoint_id AND e.enabled)
 			ORDER BY d.next_attempt_at LIMIT $3 FOR UPDATE OF d SKIP LOCKED`, req.Now, busy, req.Limit*claimScan)
 		if err != nil {
-			return err
+			return translate(err)
+		}
+		due, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (*keyplane.WebhookDelivery, error) {
+			d := &keyplane.WebhookDelivery{}
+			return d, row.Scan(&d.Message.ID, &d.EndpointID)
+		})
+		if err != nil {
+			return translate(err)
 		}
 		picked := pickClaims(due, req)
 		if len(picked) == 0 {
@@ -364,7 +372,6 @@ func (db *DB) ClaimWebhookDeliveries(ctx context.Context, req keyplane.ClaimRequ
 		messages, endpoints := make([]string, len(picked)), make([]string, len(picked))
 		for i, d := range picked {
 			messages[i], endpoints[i] = d.Message.ID, d.EndpointID
-			d.Claim, d.NextAttemptAt = claim, until
 		}
 		_, err = tx.Exec(ctx, `UPDATE webhook_deliveries d SET next_attempt_at = $1, claim = $2
 			FROM unnest($3::text[], $4::text[]) AS c (message_id, endpoint_id)
@@ -372,8 +379,9 @@ func (db *DB) ClaimWebhookDeliveries(ctx context.Context, req keyplane.ClaimRequ
 		if err != nil {
 			return translate(err)
 		}
-		out = picked
-		return nil
+		out, err = queryDeliveries(ctx, tx, `(d.message_id, d.endpoint_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))
+			ORDER BY d.next_attempt_at, d.message_id`, messages, endpoints)
+		return err
 	})
 	return out, err
 }

@@ -391,7 +391,7 @@ func (db *DB) ClaimWebhookDeliveries(ctx context.Context, req keyplane.ClaimRequ
 				args = append(args, id)
 			}
 		}
-		due, err := queryDeliveries(ctx, tx, where+` ORDER BY d.next_attempt_at LIMIT ?`, append(args, req.Limit*claimScan)...)
+		due, err := dueDeliveries(ctx, tx, where+` ORDER BY d.next_attempt_at LIMIT ?`, append(args, req.Limit*claimScan)...)
 		if err != nil {
 			return err
 		}
@@ -402,12 +402,34 @@ func (db *DB) ClaimWebhookDeliveries(ctx context.Context, req keyplane.ClaimRequ
 				until, claim, d.Message.ID, d.EndpointID); err != nil {
 				return translate(err)
 			}
-			d.Claim, d.NextAttemptAt = claim, fromMicros(until)
-			out = append(out, d)
+			full, err := queryDeliveries(ctx, tx, `d.message_id = ? AND d.endpoint_id = ?`, d.Message.ID, d.EndpointID)
+			if err != nil {
+				return err
+			}
+			out = append(out, full...)
 		}
 		return nil
 	})
 	return out, err
+}
+
+// dueDeliveries reads the ids of due deliveries, not their payloads: a
+// claim looks at more than it takes.
+func dueDeliveries(ctx context.Context, tx *sql.Tx, where string, args ...any) ([]*keyplane.WebhookDelivery, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT d.message_id, d.endpoint_id FROM webhook_deliveries d WHERE `+where, args...)
+	if err != nil {
+		return nil, translate(err)
+	}
+	defer rows.Close()
+	var out []*keyplane.WebhookDelivery
+	for rows.Next() {
+		d := &keyplane.WebhookDelivery{}
+		if err := rows.Scan(&d.Message.ID, &d.EndpointID); err != nil {
+			return nil, translate(err)
+		}
+		out = append(out, d)
+	}
+	return out, translate(rows.Err())
 }
 
 // busyEndpoints lists the endpoints with no room for another delivery.

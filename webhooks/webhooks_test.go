@@ -88,7 +88,7 @@ type env struct {
 
 // newEnv starts a service and a dispatcher with short retries on the
 // store the run asks for.
-func newEnv(t *testing.T, tune func(*webhooks.Config)) *env {
+func newEnv(t testing.TB, tune func(*webhooks.Config)) *env {
 	t.Helper()
 	store := teststore.New(t)
 	key := make([]byte, 32)
@@ -115,7 +115,7 @@ func newEnv(t *testing.T, tune func(*webhooks.Config)) *env {
 		ctx: keyplane.NewContextWithActor(context.Background(), keyplane.Actor{Kind: "token", ID: "tok_test", Role: keyplane.RoleAdmin})}
 }
 
-func (e *env) account(t *testing.T) *keyplane.Account {
+func (e *env) account(t testing.TB) *keyplane.Account {
 	t.Helper()
 	a, err := e.svc.CreateAccount(e.ctx, service.AccountInput{Name: "Acme"})
 	if err != nil {
@@ -124,7 +124,7 @@ func (e *env) account(t *testing.T) *keyplane.Account {
 	return a
 }
 
-func (e *env) endpoint(t *testing.T, accountID, url string, events ...string) *service.CreatedWebhook {
+func (e *env) endpoint(t testing.TB, accountID, url string, events ...string) *service.CreatedWebhook {
 	t.Helper()
 	w, err := e.svc.CreateWebhook(e.ctx, accountID, service.WebhookInput{URL: url, Events: events})
 	if err != nil {
