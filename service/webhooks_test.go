@@ -13,7 +13,7 @@ import (
 	"github.com/keyplane/keyplane/webhooks"
 )
 
-func newWebhookService(t *testing.T) (*service.Service, keyplane.Store, context.Context) {
+func newWebhookService(t testing.TB) (*service.Service, keyplane.Store, context.Context) {
 	t.Helper()
 	store := teststore.New(t)
 	key := make([]byte, 32)
