@@ -203,9 +203,9 @@ func TestRetriesWithOneWebhookID(t *testing.T) {
 	if _, err := e.svc.CreateKey(e.ctx, a.ID, service.KeyInput{Name: "k"}); err != nil {
 		t.Fatal(err)
 	}
-	got := r.waitFor(t, 3, 5*time.Second)
+	r.waitFor(t, 3, 5*time.Second)
 	time.Sleep(500 * time.Millisecond) // the schedule would retry within 100 ms: nothing more comes
-	got = r.deliveries()
+	got := r.deliveries()
 	if len(got) != 3 {
 		t.Fatalf("%d attempts, want exactly 3", len(got))
 	}
