@@ -159,6 +159,10 @@ type AuditStore interface {
 type AuditTrail struct {
 	events  []*AuditEvent
 	written int
+	// webhooks is the change's outbox: events for webhook endpoints,
+	// written in the same transaction (see Raise).
+	webhooks        []*WebhookEvent
+	webhooksWritten int
 }
 
 // Add records an event of the change.
@@ -172,11 +176,13 @@ func (t *AuditTrail) Pending() []*AuditEvent {
 	return t.events[t.written:]
 }
 
-// Committed marks the events Pending returned as written; stores call it
-// after their transaction commits, so a later write does not repeat them.
+// Committed marks the events Pending and PendingWebhooks returned as
+// written; stores call it after their transaction commits, so a later write
+// does not repeat them.
 func (t *AuditTrail) Committed() {
 	if t != nil {
 		t.written = len(t.events)
+		t.webhooksWritten = len(t.webhooks)
 	}
 }
 

@@ -14,7 +14,8 @@ import (
 // Update callbacks run inside the store's transaction with the row locked, so a
 // read-modify-write is atomic; an error from the callback aborts it.
 // Every write appends, in its own transaction, the pending events of the
-// AuditTrail its context carries (see WithAuditTrail).
+// AuditTrail its context carries (see WithAuditTrail), and writes the
+// webhook events raised on it to the outbox.
 type Store interface {
 	CreateAccount(ctx context.Context, a *Account) error
 	Account(ctx context.Context, id string) (*Account, error)
@@ -52,6 +53,7 @@ type Store interface {
 	AuditStore
 	UsageStore
 	MemberStore
+	WebhookStore
 
 	// Ping reports whether the database answers.
 	Ping(ctx context.Context) error

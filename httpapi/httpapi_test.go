@@ -473,6 +473,16 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 		"/v1/accounts/{id}/invites": {"get"},
 		"/v1/members/{id}":          {"patch"},
 		"/v1/invites/{id}":          {"delete"},
+
+		"/v1/accounts/{id}/webhooks":      {"get", "post"},
+		"/v1/webhooks":                    {"get", "post"},
+		"/v1/webhooks/{id}":               {"get", "patch", "delete"},
+		"/v1/webhooks/{id}/rotate-secret": {"post"},
+		"/v1/webhooks/{id}/messages":      {"get"},
+		"/v1/webhooks/{id}/recover":       {"post"},
+		"/v1/webhooks/{id}/test":          {"post"},
+		"/v1/messages/{id}/retry":         {"post"},
+		"/v1/accounts/{id}/events":        {"post"},
 	}
 	for path, methods := range want {
 		ops, ok := paths[path].(map[string]any)

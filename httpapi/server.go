@@ -94,6 +94,7 @@ func New(cfg Config) *Server {
 	s.planRoutes()
 	s.auditRoutes()
 	s.memberRoutes()
+	s.webhookRoutes()
 	s.verifyRoutes(mux)
 	s.forwardAuthRoutes(mux)
 	mux.Handle("/", unmatched(mux))

@@ -70,7 +70,7 @@ const pw = "a long enough password"
 
 func newServer(t *testing.T) *server { return newServerWith(t, service.Config{}) }
 
-// newServerWith starts a server whose service has cfg's portal settings.
+// newServerWith starts a server whose service has cfg's portal and webhook settings.
 func newServerWith(t *testing.T, cfg service.Config) *server {
 	t.Helper()
 	store := teststore.New(t)
@@ -78,7 +78,8 @@ func newServerWith(t *testing.T, cfg service.Config) *server {
 	meter := usage.New(store, usage.Config{FlushInterval: time.Hour, Now: c.Now})
 	t.Cleanup(func() { meter.Close(context.Background()) })
 	svc, err := service.New(store, service.Config{Now: c.Now, Usage: meter, UsageReports: usage.NewReporter(store), Signup: cfg.Signup,
-		PasswordParams: password.Params{Memory: 64, Time: 1, Threads: 1, SaltLen: 16, KeyLen: 32}})
+		PasswordParams: password.Params{Memory: 64, Time: 1, Threads: 1, SaltLen: 16, KeyLen: 32},
+		WebhookSecrets: cfg.WebhookSecrets, WebhooksAllowPrivate: cfg.WebhooksAllowPrivate, WebhookWake: cfg.WebhookWake})
 	if err != nil {
 		t.Fatal(err)
 	}

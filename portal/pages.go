@@ -42,6 +42,15 @@ func (h *Handler) routes() {
 	m.HandleFunc("POST /portal/members/{id}", h.requireSession(h.updateMember))
 	m.HandleFunc("POST /portal/invites/{id}/cancel", h.requireSession(h.cancelInvite))
 
+	m.HandleFunc("GET /portal/webhooks", h.requireSession(h.webhooksPage))
+	m.HandleFunc("POST /portal/webhooks", h.requireSession(h.createWebhook))
+	m.HandleFunc("GET /portal/webhooks/{id}", h.requireSession(h.webhookPage))
+	m.HandleFunc("POST /portal/webhooks/{id}/test", h.requireSession(h.testWebhook))
+	m.HandleFunc("POST /portal/webhooks/{id}/rotate", h.requireSession(h.rotateWebhook))
+	m.HandleFunc("POST /portal/webhooks/{id}/enabled", h.requireSession(h.enableWebhook))
+	m.HandleFunc("POST /portal/webhooks/{id}/delete", h.requireSession(h.deleteWebhook))
+	m.HandleFunc("POST /portal/messages/{id}/retry", h.requireSession(h.retryMessage))
+
 	m.HandleFunc("/portal/", func(w http.ResponseWriter, r *http.Request) {
 		h.renderError(w, r, nil, http.StatusNotFound, "There is no page at this address.")
 	})
@@ -256,6 +265,11 @@ var notices = map[string]string{
 	"invited": "Invite created.",
 	"updated": "Member updated.",
 	"cancel":  "Invite cancelled; its link no longer works.",
+
+	"tested":          "A webhook.test event is on its way; its delivery shows below in a moment.",
+	"retried":         "The message will be sent again, once.",
+	"webhook-updated": "Endpoint updated.",
+	"webhook-deleted": "Endpoint deleted.",
 }
 
 type newKeyData struct {

@@ -85,7 +85,8 @@ func (db *DB) Close() error {
 
 // inTx runs fn in a transaction and commits when it returns nil. The audit
 // events of the change in progress (an AuditTrail in ctx) are appended in the
-// same transaction, after fn, so callbacks inside fn can add them.
+// same transaction, after fn, so callbacks inside fn can add them; so are the
+// webhook events raised on it (the outbox).
 func (db *DB) inTx(ctx context.Context, fn func(pgx.Tx) error) error {
 	tx, err := db.pool.Begin(ctx)
 	if err != nil {
@@ -97,6 +98,9 @@ func (db *DB) inTx(ctx context.Context, fn func(pgx.Tx) error) error {
 	}
 	trail := keyplane.AuditTrailFromContext(ctx)
 	if err := appendAudit(ctx, tx, trail.Pending()); err != nil {
+		return err
+	}
+	if err := raiseWebhooks(ctx, tx, trail.PendingWebhooks()); err != nil {
 		return err
 	}
 	if err := tx.Commit(ctx); err != nil {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/keyplane/keyplane"
 	"github.com/keyplane/keyplane/apikey"
+	"github.com/keyplane/keyplane/webhooks"
 )
 
 // Optional is a field of an update that may be absent, or set (possibly to a
@@ -95,12 +96,14 @@ func (s *Service) CreateKey(ctx context.Context, accountID string, in KeyInput) 
 	}
 	plaintext := apikey.New(s.prefix, string(k.Environment))
 	k.Hash, k.Hint = apikey.Hash(plaintext), apikey.Hint(plaintext)
-	ctx, _ = audited(ctx, s.event(ctx, keyplane.AuditKeyCreated, k.AccountID, k.ID, map[string]any{
+	ctx, trail := audited(ctx, s.event(ctx, keyplane.AuditKeyCreated, k.AccountID, k.ID, map[string]any{
 		"name": k.Name, "environment": k.Environment, "scopes": k.Scopes, "enabled": k.Enabled, "expires_at": k.ExpiresAt}))
+	raise(trail, webhooks.KeyEvent(keyplane.EventKeyCreated, k, now, nil))
 	if err := s.store.CreateKey(ctx, k, plan.MaxKeys, now); err != nil {
 		return nil, err
 	}
 	s.changed(ctx, keyplane.KeyChanged(k.Hash)) // a cached "unknown" for this hash is now wrong
+	s.wakeWebhooks()
 	return &CreatedKey{Key: k, Plaintext: plaintext}, nil
 }
 
@@ -207,6 +210,7 @@ func (s *Service) UpdateKey(ctx context.Context, id string, up KeyUpdate) (*keyp
 	}
 	set := map[string]bool{"name": up.Name.Set, "scopes": up.Scopes.Set, "allowed_cidrs": up.AllowedCIDRs.Set, "rate_limits": up.RateLimits.Set,
 		"quota": up.Quota.Set, "metadata": up.Metadata.Set, "expires_at": up.ExpiresAt.Set, "enabled": up.Enabled.Set}
+	webhookFields := setFields(set) // recordKeyUpdate edits set
 	ctx, trail := audited(ctx)
 	return s.updateKey(ctx, id, func(k *keyplane.Key) error {
 		wasEnabled := k.Enabled
@@ -245,8 +249,20 @@ func (s *Service) UpdateKey(ctx context.Context, id string, up KeyUpdate) (*keyp
 		}
 		k.UpdatedAt = now
 		s.recordKeyUpdate(ctx, trail, k, wasEnabled, set)
+		raise(trail, webhooks.KeyEvent(keyplane.EventKeyUpdated, k, now, map[string]any{"fields": webhookFields}))
 		return nil
 	})
+}
+
+// setFields names the fields an update set, enabled included.
+func setFields(set map[string]bool) []string {
+	fields := []string{}
+	for _, f := range []string{"name", "scopes", "allowed_cidrs", "rate_limits", "quota", "metadata", "expires_at", "enabled"} {
+		if set[f] {
+			fields = append(fields, f)
+		}
+	}
+	return fields
 }
 
 // recordKeyUpdate records disabling or enabling a key as such, and any
@@ -281,6 +297,7 @@ func (s *Service) RevokeKey(ctx context.Context, id string) (*keyplane.Key, erro
 		if k.RevokedAt == nil {
 			k.RevokedAt, k.UpdatedAt = &now, now
 			trail.Add(s.event(ctx, keyplane.AuditKeyRevoked, k.AccountID, k.ID, nil))
+			raise(trail, webhooks.KeyEvent(keyplane.EventKeyRevoked, k, now, nil))
 		}
 		return nil
 	})
@@ -330,12 +347,15 @@ func (s *Service) RollKey(ctx context.Context, id string, overlap time.Duration)
 		}
 		trail.Add(s.event(ctx, keyplane.AuditKeyRolled, old.AccountID, old.ID, map[string]any{
 			"successor_id": next.ID, "overlap_seconds": int64(overlap / time.Second), "expires_at": old.ExpiresAt}))
+		raise(trail, webhooks.KeyEvent(keyplane.EventKeyRolled, old, now, map[string]any{
+			"successor": webhooks.KeyDataOf(&next, now), "overlap_seconds": int64(overlap / time.Second)}))
 		return &next, nil
 	})
 	if err != nil {
 		return nil, err
 	}
 	s.changed(ctx, keyplane.KeyChanged(old.Hash), keyplane.KeyChanged(next.Hash))
+	s.wakeWebhooks()
 	return &RolledKey{Key: &CreatedKey{Key: next, Plaintext: plaintext}, Previous: old}, nil
 }
 
@@ -346,6 +366,7 @@ func (s *Service) updateKey(ctx context.Context, id string, update func(*keyplan
 		return nil, err
 	}
 	s.changed(ctx, keyplane.KeyChanged(k.Hash))
+	s.wakeWebhooks()
 	// Best effort: the change is committed, and failing it now for a
 	// statistic would invite a retry of something already done.
 	_ = s.withUsage(ctx, k)

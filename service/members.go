@@ -176,9 +176,12 @@ func (s *Service) CreateMember(ctx context.Context, accountID string, in MemberI
 	m := &keyplane.Member{ID: newID("mem"), AccountID: accountID, Email: email, PasswordHash: password.Hash(in.Password, s.passwords),
 		Role: in.Role, Status: keyplane.MemberActive, CreatedAt: now, UpdatedAt: now}
 	ev := s.event(ctx, keyplane.AuditMemberCreated, accountID, "", auditEmail(map[string]any{"member_id": m.ID, "role": m.Role}, m.Email))
-	if err := s.store.CreateMember(withEvents(ctx, ev), m, nil); err != nil {
+	ctx, trail := audited(ctx, ev)
+	raise(trail, memberEvent(keyplane.EventMemberCreated, m, now))
+	if err := s.store.CreateMember(ctx, m, nil); err != nil {
 		return nil, err
 	}
+	s.wakeWebhooks()
 	return m, nil
 }
 
@@ -255,6 +258,7 @@ func (s *Service) UpdateMember(ctx context.Context, id string, up MemberUpdate) 
 		}
 		m.UpdatedAt = s.now()
 		trail.Add(s.event(ctx, keyplane.AuditMemberUpdated, m.AccountID, "", details))
+		raise(trail, memberEvent(keyplane.EventMemberUpdated, m, m.UpdatedAt))
 		return nil
 	})
 	if err != nil {
@@ -384,6 +388,7 @@ func (s *Service) AcceptInvite(ctx context.Context, token, pw string) (*keyplane
 		ev := s.event(ctx, keyplane.AuditMemberJoined, inv.AccountID, "", auditEmail(map[string]any{"member_id": m.ID, "role": m.Role, "invite_id": inv.ID}, m.Email))
 		ev.Actor = keyplane.AuditActor{Kind: "member", ID: m.ID}
 		trail.Add(ev)
+		raise(trail, memberEvent(keyplane.EventMemberCreated, m, now))
 		return m, nil
 	})
 	if keyplane.ErrorCode(err) == keyplane.ENOTFOUND {

@@ -60,6 +60,15 @@ type Config struct {
 	PasswordParams password.Params
 	SessionIdle    time.Duration
 	SessionMax     time.Duration
+
+	// WebhookSecrets seals endpoint secrets; nil refuses webhook changes
+	// (the server has no --secrets-key-file).
+	WebhookSecrets keyplane.SecretSealer
+	// WebhooksAllowPrivate admits http URLs and private addresses.
+	WebhooksAllowPrivate bool
+	// WebhookWake is called after a change that may have raised webhook
+	// events, to wake this instance's dispatcher; nil waits for its poll.
+	WebhookWake func()
 }
 
 // Service implements keyplane's operations on a store.
@@ -85,6 +94,10 @@ type Service struct {
 	signins                 *signinThrottle
 	dummyOnce               sync.Once
 	dummy                   string
+
+	secrets              keyplane.SecretSealer
+	webhooksAllowPrivate bool
+	webhookWake          func()
 }
 
 // New returns a Service on store.
@@ -99,6 +112,7 @@ func New(store keyplane.Store, cfg Config) (*Service, error) {
 		s.tokens = store
 	}
 	s.signup, s.passwords, s.sessionIdle, s.sessionMax = cfg.Signup, cfg.PasswordParams, cfg.SessionIdle, cfg.SessionMax
+	s.secrets, s.webhooksAllowPrivate, s.webhookWake = cfg.WebhookSecrets, cfg.WebhooksAllowPrivate, cfg.WebhookWake
 	if s.passwords == (password.Params{}) {
 		s.passwords = password.Default
 	}

@@ -135,7 +135,8 @@ func (db *DB) Close() error {
 
 // inTx runs fn in a write transaction and commits when it returns nil. The
 // audit events of the change in progress (an AuditTrail in ctx) are appended
-// in the same transaction, after fn, so callbacks inside fn can add them.
+// in the same transaction, after fn, so callbacks inside fn can add them;
+// so are the webhook events raised on it (the outbox).
 func (db *DB) inTx(ctx context.Context, fn func(*sql.Tx) error) error {
 	tx, err := db.write.BeginTx(ctx, nil)
 	if err != nil {
@@ -150,6 +151,9 @@ func (db *DB) inTx(ctx context.Context, fn func(*sql.Tx) error) error {
 	trail := keyplane.AuditTrailFromContext(ctx)
 	if err := appendAudit(ctx, tx, trail.Pending()); err != nil {
 		return translate(err)
+	}
+	if err := raiseWebhooks(ctx, tx, trail.PendingWebhooks()); err != nil {
+		return err
 	}
 	if err := tx.Commit(); err != nil {
 		return translate(err)

@@ -42,6 +42,7 @@ type serveOptions struct {
 	portal, portalSignup, portalCookieSecure                       bool
 	portalURL                                                      string
 	portalSessionIdle, portalSessionMax                            time.Duration
+	webhooks                                                       webhookOptions
 }
 
 func newServeCommand() *cobra.Command {
@@ -85,6 +86,7 @@ func newServeCommand() *cobra.Command {
 	f.StringVar(&o.portalURL, "portal-url", "", "the portal's public base URL, e.g. https://keys.example.com, for invite links; default: from each request ($KEYPLANE_PORTAL_URL)")
 	f.DurationVar(&o.portalSessionIdle, "portal-session-idle", service.DefaultSessionIdle, "a portal session ends after this long without a request ($KEYPLANE_PORTAL_SESSION_IDLE)")
 	f.DurationVar(&o.portalSessionMax, "portal-session-max", service.DefaultSessionMax, "a portal session ends this long after sign-in, however active ($KEYPLANE_PORTAL_SESSION_MAX)")
+	o.webhooks.addFlags(f)
 	return cmd
 }
 
@@ -161,9 +163,15 @@ func serve(ctx context.Context, o serveOptions, stdout io.Writer, log *slog.Logg
 		defer cancel()
 		failures.Close(ctx)
 	}()
+	secrets, err := o.webhooks.secretsKey(o.database, log)
+	if err != nil {
+		return err
+	}
+	dispatcher := o.webhooks.dispatcher(store, secrets, log)
 	svc, err := service.New(store, service.Config{KeyPrefix: o.prefix, Now: clock.Now, Records: records, Tokens: records, Cache: records, Bus: bus,
 		Limiter: limiter, Throttle: throttle, Quotas: quotas, Usage: meter, UsageReports: usage.NewReporter(store), VerifyFailures: failures,
-		Signup: o.portalSignup, SessionIdle: o.portalSessionIdle, SessionMax: o.portalSessionMax})
+		Signup: o.portalSignup, SessionIdle: o.portalSessionIdle, SessionMax: o.portalSessionMax,
+		WebhookSecrets: secrets, WebhooksAllowPrivate: o.webhooks.allowPrivate, WebhookWake: dispatcher.Wake})
 	if err != nil {
 		return err
 	}
@@ -214,6 +222,12 @@ func serve(ctx context.Context, o serveOptions, stdout io.Writer, log *slog.Logg
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
 	}
+	// Webhooks stop after the server: requests under way may still raise
+	// events, and the dispatcher records the attempts in flight.
+	webhooksCtx, stopWebhooks := context.WithCancel(context.WithoutCancel(ctx))
+	waitWebhooks := o.webhooks.start(webhooksCtx, store, secrets, dispatcher, log)
+	defer waitWebhooks()
+	defer stopWebhooks()
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	log.Info("keyplane listening", "addr", ln.Addr().String(), "version", versionString(), "database", describeDatabase(o.database), "mode", mode(o, bus))
@@ -240,6 +254,8 @@ func serve(ctx context.Context, o serveOptions, stdout io.Writer, log *slog.Logg
 	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
+	stopWebhooks()
+	waitWebhooks()
 	// Only now: no request can charge a quota any more.
 	if err := quotas.Close(shutdownCtx); err != nil {
 		return fmt.Errorf("write quota usage: %w", err)

@@ -49,6 +49,12 @@ var envNames = map[string]string{
 	"portal-url":             "KEYPLANE_PORTAL_URL",
 	"portal-session-idle":    "KEYPLANE_PORTAL_SESSION_IDLE",
 	"portal-session-max":     "KEYPLANE_PORTAL_SESSION_MAX",
+	"secrets-key-file":       "KEYPLANE_SECRETS_KEY_FILE",
+	"webhooks-allow-private": "KEYPLANE_WEBHOOKS_ALLOW_PRIVATE",
+	"webhook-retry-schedule": "KEYPLANE_WEBHOOK_RETRY_SCHEDULE",
+	"webhook-timeout":        "KEYPLANE_WEBHOOK_TIMEOUT",
+	"webhook-poll-interval":  "KEYPLANE_WEBHOOK_POLL_INTERVAL",
+	"webhook-retention":      "KEYPLANE_WEBHOOK_RETENTION",
 }
 
 func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
