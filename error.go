@@ -1,6 +1,3 @@
-// Package keyplane holds the domain: types, errors and the interfaces that the
-// storage, cache and transport packages implement. It imports nothing but the
-// standard library.
 package keyplane
 
 import (

@@ -1,5 +1,3 @@
-// Package bustest is the conformance suite for keyplane.ChangeBus: Redis
-// pub/sub and PostgreSQL LISTEN/NOTIFY run the same tests.
 package bustest
 
 import (

@@ -14,10 +14,10 @@ import (
 	"time"
 
 	"github.com/keyplane/keyplane"
+	"github.com/keyplane/keyplane/admit"
 	"github.com/keyplane/keyplane/cache"
 	"github.com/keyplane/keyplane/coarseclock"
 	"github.com/keyplane/keyplane/gateway"
-	"github.com/keyplane/keyplane/httpapi"
 	"github.com/keyplane/keyplane/ratelimit"
 	"github.com/keyplane/keyplane/routes"
 	"github.com/keyplane/keyplane/service"
@@ -109,7 +109,7 @@ func gatewayFixture(b *testing.B) (plainURL, gatewayURL, key string) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	gate := httpapi.NewGate(httpapi.GateConfig{Service: svc, Rules: routes.Static(rs)})
+	gate := admit.NewGate(admit.GateConfig{Service: svc, Rules: routes.Static(rs)})
 	gw := httptest.NewServer(gateway.New(gateway.Config{Gate: gate, Upstream: target, Usage: meter, Transport: transport, Logger: slog.New(slog.DiscardHandler)}))
 	b.Cleanup(gw.Close)
 

@@ -1,8 +1,3 @@
-// Package gateway is keyplane in front of the operator's API: a reverse
-// proxy that admits each request through the forward-auth Gate (key, route
-// rule, scope, rate limit, quota), removes the key and any identity headers
-// a client forged, adds the real ones, and streams the request and the
-// response through, websockets and server-sent events included.
 package gateway
 
 import (
@@ -17,12 +12,13 @@ import (
 	"time"
 
 	"github.com/keyplane/keyplane"
-	"github.com/keyplane/keyplane/httpapi"
+	"github.com/keyplane/keyplane/admit"
+	"github.com/keyplane/keyplane/problem"
 )
 
 // Config configures a Gateway.
 type Config struct {
-	Gate *httpapi.Gate
+	Gate *admit.Gate
 	// Upstream receives every admitted request whose route rule names no
 	// upstream of its own.
 	Upstream *url.URL
@@ -37,7 +33,7 @@ type Config struct {
 
 // Gateway is the reverse proxy.
 type Gateway struct {
-	gate     *httpapi.Gate
+	gate     *admit.Gate
 	upstream *url.URL
 	usage    keyplane.UsageRecorder
 	log      *slog.Logger
@@ -85,7 +81,7 @@ func (p *bufferPool) Put(b []byte) { p.pool.Put(&b) }
 
 // exchange is what the gateway knows of one request while it is proxied.
 type exchange struct {
-	admission httpapi.Admission
+	admission admit.Admission
 	target    *url.URL
 	fromProxy bool
 	start     time.Time
@@ -97,7 +93,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	fromProxy := g.gate.TrustedPeer(r)
 	a := g.gate.Admit(r.Context(), r.Method, r.URL, r.Header, g.gate.ClientIP(r, fromProxy))
 	if !a.Admitted() {
-		httpapi.WriteProblem(w, a.Problem)
+		problem.Write(w, a.Problem)
 		return
 	}
 	x := &exchange{admission: a, target: g.upstream, fromProxy: fromProxy, start: time.Now()}
@@ -118,13 +114,13 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 	}
 	pr.SetXForwarded()
 	g.gate.StripCredentials(&x.admission, pr.Out.Header, pr.Out.URL)
-	httpapi.SetIdentity(pr.Out.Header, &x.admission)
+	admit.SetIdentity(pr.Out.Header, &x.admission)
 }
 
 // modifyResponse adds the rate-limit fields and meters the upstream's answer.
 func (g *Gateway) modifyResponse(resp *http.Response) error {
 	x := resp.Request.Context().Value(exchangeKey{}).(*exchange)
-	httpapi.RateLimitHeaders(resp.Header, x.admission.Result)
+	admit.RateLimitHeaders(resp.Header, x.admission.Result)
 	g.record(x, resp.StatusCode)
 	return nil
 }
@@ -143,7 +139,7 @@ func (g *Gateway) upstreamFailed(w http.ResponseWriter, r *http.Request, err err
 		detail = "the upstream timed out"
 	}
 	g.log.WarnContext(r.Context(), "upstream failed", "upstream", x.target.Redacted(), "method", r.Method, "error", err)
-	httpapi.WriteProblem(w, httpapi.BadGateway(detail))
+	problem.Write(w, problem.New(http.StatusBadGateway, "bad_gateway", detail, nil))
 }
 
 func (g *Gateway) record(x *exchange, status int) {

@@ -19,8 +19,8 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/keyplane/keyplane"
+	"github.com/keyplane/keyplane/admit"
 	"github.com/keyplane/keyplane/gateway"
-	"github.com/keyplane/keyplane/httpapi"
 	"github.com/keyplane/keyplane/ratelimit"
 	"github.com/keyplane/keyplane/routes"
 	"github.com/keyplane/keyplane/service"
@@ -98,7 +98,7 @@ func newEnv(t *testing.T, upstream http.Handler, trusted ...netip.Prefix) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gate := httpapi.NewGate(httpapi.GateConfig{Service: svc, Rules: routes.Static(rs), KeyQuery: "api_key", TrustedProxies: trusted})
+	gate := admit.NewGate(admit.GateConfig{Service: svc, Rules: routes.Static(rs), KeyQuery: "api_key", TrustedProxies: trusted})
 	upURL, _ := url.Parse(up.URL)
 	gw := httptest.NewServer(gateway.New(gateway.Config{Gate: gate, Upstream: upURL, Usage: usage, Logger: slog.New(slog.DiscardHandler)}))
 	t.Cleanup(gw.Close)

@@ -11,8 +11,9 @@ import (
 
 	"connectrpc.com/connect"
 	"github.com/keyplane/keyplane"
+	"github.com/keyplane/keyplane/admit"
 	extauthz "github.com/keyplane/keyplane/gen/keyplane/extauthz/v1"
-	"github.com/keyplane/keyplane/httpapi"
+	"github.com/keyplane/keyplane/problem"
 )
 
 // ExtAuthzProcedure is Envoy's gRPC external authorization method. keyplane
@@ -57,10 +58,10 @@ func (s *Server) check(ctx context.Context, req *connect.Request[extauthz.CheckR
 
 	ok := &extauthz.OkHttpResponse{}
 	identity := http.Header{}
-	httpapi.SetIdentity(identity, &a)
+	admit.SetIdentity(identity, &a)
 	ok.Headers = headerOptions(identity)
 	limits := http.Header{}
-	httpapi.RateLimitHeaders(limits, a.Result)
+	admit.RateLimitHeaders(limits, a.Result)
 	ok.ResponseHeadersToAdd = headerOptions(limits)
 	// What the gate strips before a request goes upstream (the key, and
 	// identity headers a client forged), for Envoy to strip.
@@ -85,7 +86,7 @@ func (s *Server) check(ctx context.Context, req *connect.Request[extauthz.CheckR
 
 // denied is a refusal as Envoy passes it to the client: the problem's
 // status, headers (WWW-Authenticate, Retry-After, rate limits) and body.
-func denied(p *httpapi.Problem) *extauthz.CheckResponse {
+func denied(p *problem.Problem) *extauthz.CheckResponse {
 	body, _ := json.Marshal(p)
 	hdr := p.GetHeaders().Clone()
 	if hdr == nil {

@@ -16,6 +16,7 @@ import (
 
 	"connectrpc.com/connect"
 	"github.com/keyplane/keyplane"
+	"github.com/keyplane/keyplane/admit"
 	pb "github.com/keyplane/keyplane/gen/keyplane/v1"
 	"github.com/keyplane/keyplane/gen/keyplane/v1/keyplanev1connect"
 	"github.com/keyplane/keyplane/grpcapi"
@@ -80,7 +81,7 @@ func newHarness(t *testing.T) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gate := httpapi.NewGate(httpapi.GateConfig{Service: svc, Rules: routes.Static(rules), Logger: log})
+	gate := admit.NewGate(admit.GateConfig{Service: svc, Rules: routes.Static(rules), Logger: log})
 	mux := http.NewServeMux()
 	grpcapi.New(grpcapi.Config{Service: svc, Gate: gate, Logger: log}).Register(mux)
 	mux.Handle("/", httpapi.New(httpapi.Config{Service: svc, Store: store, Version: "test", Logger: log, Gate: gate}))

@@ -1,6 +1,3 @@
-// Package grpcapi serves keyplane's gRPC API with connect-go: the services in
-// proto/keyplane/v1 over gRPC, gRPC-Web and the Connect protocol, on the same
-// port as the HTTP API, with server reflection so grpcurl can list and call them.
 package grpcapi
 
 import (
@@ -14,8 +11,8 @@ import (
 	"connectrpc.com/connect"
 	"connectrpc.com/grpcreflect"
 	"github.com/keyplane/keyplane"
+	"github.com/keyplane/keyplane/admit"
 	"github.com/keyplane/keyplane/gen/keyplane/v1/keyplanev1connect"
-	"github.com/keyplane/keyplane/httpapi"
 	"github.com/keyplane/keyplane/service"
 )
 
@@ -24,7 +21,7 @@ type Config struct {
 	Service *service.Service
 	// Gate answers Envoy's gRPC ext_authz Check as /v1/forward-auth does;
 	// nil leaves Check unserved.
-	Gate   *httpapi.Gate
+	Gate   *admit.Gate
 	Logger *slog.Logger
 	Now    func() time.Time // for derived statuses; defaults to time.Now
 }
@@ -32,7 +29,7 @@ type Config struct {
 // Server implements the services of keyplane.v1.
 type Server struct {
 	svc  *service.Service
-	gate *httpapi.Gate
+	gate *admit.Gate
 	log  *slog.Logger
 	now  func() time.Time
 }

@@ -2,13 +2,12 @@ package grpcapi
 
 import (
 	"context"
-	"math"
 	"net/netip"
-	"time"
 	"unicode/utf8"
 
 	"connectrpc.com/connect"
 	"github.com/keyplane/keyplane"
+	"github.com/keyplane/keyplane/admit"
 	pb "github.com/keyplane/keyplane/gen/keyplane/v1"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
@@ -66,22 +65,13 @@ func verifyResponse(res keyplane.VerifyResult) *pb.VerifyResponse {
 		out.Scopes, out.Metadata, out.ExpiresAt = k.Scopes, metadataToPB(k.Metadata), timestamp(k.ExpiresAt)
 	}
 	if rl := res.RateLimit; rl != nil {
-		out.Ratelimit = &pb.RateLimitState{Policy: rl.Policy, Limit: rl.Limit, Remaining: rl.Remaining, ResetSeconds: ceilSeconds(rl.Reset), WindowSeconds: ceilSeconds(rl.Window)}
+		out.Ratelimit = &pb.RateLimitState{Policy: rl.Policy, Limit: rl.Limit, Remaining: rl.Remaining, ResetSeconds: admit.CeilSeconds(rl.Reset), WindowSeconds: admit.CeilSeconds(rl.Window)}
 	}
 	if res.Code == keyplane.VerifyRateLimited || res.Code == keyplane.VerifyQuotaExceeded {
-		out.RetryAfterSeconds = max(1, ceilSeconds(res.RetryAfter))
+		out.RetryAfterSeconds = max(1, admit.CeilSeconds(res.RetryAfter))
 	}
 	if q := res.Quota; q.Counted() {
 		out.Quota = &pb.QuotaState{Limit: q.Limit, Used: q.Used, Remaining: q.Remaining, Period: periodToPB[q.Period], ResetsAt: timestamppb.New(q.ResetsAt)}
 	}
 	return out
-}
-
-// ceilSeconds rounds up to whole seconds, so a client that waits that long is
-// never early; "never" (a cost that can never pass) stays very large.
-func ceilSeconds(d time.Duration) int64 {
-	if d >= time.Duration(math.MaxInt64-int64(time.Second)) {
-		return math.MaxInt64 / int64(time.Second)
-	}
-	return int64((d + time.Second - 1) / time.Second)
 }

@@ -8,6 +8,8 @@ import (
 
 	"github.com/danielgtaylor/huma/v2"
 	"github.com/keyplane/keyplane"
+	"github.com/keyplane/keyplane/admit"
+	"github.com/keyplane/keyplane/problem"
 )
 
 // Forward-auth modes: how a refusal is answered.
@@ -39,7 +41,7 @@ func (s *Server) forwardAuthRoutes(mux *http.ServeMux) {
 	// original method.
 	mux.HandleFunc(forwardAuthPath+"/", s.serveForwardAuth)
 	reg := s.api.OpenAPI().Components.Schemas
-	problem := map[string]*huma.MediaType{"application/problem+json": {Schema: reg.Schema(reflect.TypeOf(Problem{}), true, "Problem")}}
+	problemBody := map[string]*huma.MediaType{"application/problem+json": {Schema: reg.Schema(reflect.TypeOf(problem.Problem{}), true, "Problem")}}
 	header := func(doc string) *huma.Param {
 		return &huma.Param{In: "header", Description: doc, Schema: &huma.Schema{Type: "string"}}
 	}
@@ -62,15 +64,15 @@ func (s *Server) forwardAuthRoutes(mux *http.ServeMux) {
 		},
 		Responses: map[string]*huma.Response{
 			"200": {Description: "Admitted; identity and rate-limit headers set"},
-			"400": {Description: "The proxy sent no original URI, or a path with . or .. segments or an encoded /, or X-Forwarded-* and X-Original-* that disagree", Content: problem},
-			"401": {Description: "No key, or an unknown, revoked, expired or disabled one; or the caller is not a trusted proxy", Content: problem},
-			"403": {Description: "Scope, client address or route refused (in nginx mode also limits)", Content: problem},
-			"404": {Description: "No route matches and the rules say unmatched: not_found", Content: problem},
-			"429": {Description: "Rate limit or quota exceeded; Retry-After says when to try again", Content: problem},
-			"503": {Description: "The key is not cached and the database does not answer", Content: problem},
+			"400": {Description: "The proxy sent no original URI, or a path with . or .. segments or an encoded /, or X-Forwarded-* and X-Original-* that disagree", Content: problemBody},
+			"401": {Description: "No key, or an unknown, revoked, expired or disabled one; or the caller is not a trusted proxy", Content: problemBody},
+			"403": {Description: "Scope, client address or route refused (in nginx mode also limits)", Content: problemBody},
+			"404": {Description: "No route matches and the rules say unmatched: not_found", Content: problemBody},
+			"429": {Description: "Rate limit or quota exceeded; Retry-After says when to try again", Content: problemBody},
+			"503": {Description: "The key is not cached and the database does not answer", Content: problemBody},
 		},
 	})
-	s.api.OpenAPI().Components.SecuritySchemes["proxyToken"] = &huma.SecurityScheme{Type: "apiKey", In: "header", Name: headerProxyToken,
+	s.api.OpenAPI().Components.SecuritySchemes["proxyToken"] = &huma.SecurityScheme{Type: "apiKey", In: "header", Name: admit.HeaderProxyToken,
 		Description: "An operator token (any role), sent by the proxy that calls forward-auth."}
 }
 
@@ -85,22 +87,22 @@ func (s *Server) serveForwardAuth(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if mode != ModeStandard && mode != ModeNginx {
-		writeProblem(w, newProblem(http.StatusBadRequest, keyplane.EINVALID, "mode="+mode+": want standard or nginx", nil))
+		problem.Write(w, problem.New(http.StatusBadRequest, keyplane.EINVALID, "mode="+mode+": want standard or nginx", nil))
 		return
 	}
 	// The caller must be a proxy keyplane trusts: an open forward-auth would
 	// let anyone test keys and spend their rate limits.
 	fromProxy := s.gate.TrustedPeer(r)
 	if !fromProxy {
-		token := headerValue(r.Header, headerProxyToken)
+		token := admit.HeaderValue(r.Header, admit.HeaderProxyToken)
 		if token == "" {
-			s.log.WarnContext(ctx, "forward-auth call from an untrusted address without "+headerProxyToken, "peer", peerAddr(r).String(), "request_id", requestIDFrom(ctx))
-			s.writeForwardAuthProblem(w, mode, newProblem(http.StatusUnauthorized, keyplane.EUNAUTHORIZED,
-				"forward-auth callers send "+headerProxyToken+": <operator token> or come from --trusted-proxies", nil))
+			s.log.WarnContext(ctx, "forward-auth call from an untrusted address without "+admit.HeaderProxyToken, "peer", admit.PeerAddr(r).String(), "request_id", requestIDFrom(ctx))
+			s.writeForwardAuthProblem(w, mode, problem.New(http.StatusUnauthorized, keyplane.EUNAUTHORIZED,
+				"forward-auth callers send "+admit.HeaderProxyToken+": <operator token> or come from --trusted-proxies", nil))
 			return
 		}
 		if _, err := s.svc.Authenticate(ctx, strings.TrimSpace(token)); err != nil {
-			s.writeForwardAuthProblem(w, mode, s.problem(ctx, err).(*Problem))
+			s.writeForwardAuthProblem(w, mode, s.problem(ctx, err).(*problem.Problem))
 			return
 		}
 	}
@@ -117,13 +119,13 @@ func (s *Server) serveForwardAuth(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h := w.Header()
-	SetIdentity(h, &a)
-	RateLimitHeaders(h, a.Result)
+	admit.SetIdentity(h, &a)
+	admit.RateLimitHeaders(h, a.Result)
 	w.WriteHeader(http.StatusOK)
 }
 
 // forwardedRequest is the original request as the proxy describes it.
-func forwardedRequest(r *http.Request) (string, *url.URL, *Problem) {
+func forwardedRequest(r *http.Request) (string, *url.URL, *problem.Problem) {
 	envoyPath, envoy := strings.CutPrefix(r.URL.Path, forwardAuthPath+"/")
 	method := r.Method // Envoy calls with the original method, and may pass the client's headers
 	if !envoy {
@@ -136,7 +138,7 @@ func forwardedRequest(r *http.Request) (string, *url.URL, *Problem) {
 		}
 	}
 	if len(method) > 32 || strings.IndexFunc(method, func(c rune) bool { return c < 'A' || c > 'Z' }) >= 0 {
-		return "", nil, newProblem(http.StatusBadRequest, keyplane.EINVALID, "the forwarded method is not an HTTP method", nil)
+		return "", nil, problem.New(http.StatusBadRequest, keyplane.EINVALID, "the forwarded method is not an HTTP method", nil)
 	}
 	if envoy {
 		// Envoy: the original path follows ours; the query is the original's.
@@ -152,12 +154,12 @@ func forwardedRequest(r *http.Request) (string, *url.URL, *Problem) {
 		return "", nil, ambiguous("X-Forwarded-Uri", "X-Original-URI")
 	}
 	if uri == "" {
-		return "", nil, newProblem(http.StatusBadRequest, keyplane.EINVALID,
+		return "", nil, problem.New(http.StatusBadRequest, keyplane.EINVALID,
 			"no X-Forwarded-Uri or X-Original-URI header: configure the proxy to send the original request's URI", nil)
 	}
 	u, err := url.ParseRequestURI(uri)
 	if err != nil || u.Path == "" {
-		return "", nil, newProblem(http.StatusBadRequest, keyplane.EINVALID, "the forwarded URI is not a request URI", nil)
+		return "", nil, problem.New(http.StatusBadRequest, keyplane.EINVALID, "the forwarded URI is not a request URI", nil)
 	}
 	return method, u, nil
 }
@@ -167,7 +169,7 @@ func forwardedRequest(r *http.Request) (string, *url.URL, *Problem) {
 // headers on (nginx's auth_request does), so the other could be the
 // client's, describing another request than the one the proxy lets through.
 func oneHeader(h http.Header, a, b string) (string, bool) {
-	va, vb := headerValue(h, a), headerValue(h, b)
+	va, vb := admit.HeaderValue(h, a), admit.HeaderValue(h, b)
 	if va != "" && vb != "" && va != vb {
 		return "", false
 	}
@@ -177,12 +179,12 @@ func oneHeader(h http.Header, a, b string) (string, bool) {
 	return vb, true
 }
 
-func ambiguous(a, b string) *Problem {
-	return newProblem(http.StatusBadRequest, keyplane.EINVALID, a+" and "+b+" disagree: the proxy sets one, a client may have sent the other", nil)
+func ambiguous(a, b string) *problem.Problem {
+	return problem.New(http.StatusBadRequest, keyplane.EINVALID, a+" and "+b+" disagree: the proxy sets one, a client may have sent the other", nil)
 }
 
 // writeForwardAuthProblem writes a refusal in the proxy's convention.
-func (s *Server) writeForwardAuthProblem(w http.ResponseWriter, mode string, p *Problem) {
+func (s *Server) writeForwardAuthProblem(w http.ResponseWriter, mode string, p *problem.Problem) {
 	if mode == ModeNginx {
 		if status := nginxStatus(p.Status, s.forwardAuth.NginxLimitedStatus); status != p.Status {
 			q := *p
@@ -190,7 +192,7 @@ func (s *Server) writeForwardAuthProblem(w http.ResponseWriter, mode string, p *
 			p = &q
 		}
 	}
-	writeProblem(w, p)
+	problem.Write(w, p)
 }
 
 // nginxStatus is the status nginx's auth_request understands for a refusal:

@@ -4,11 +4,11 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"net/netip"
 	"strings"
 	"testing"
 
+	"github.com/keyplane/keyplane/admit"
 	"github.com/keyplane/keyplane/httpapi"
 	"github.com/keyplane/keyplane/routes"
 	"github.com/keyplane/keyplane/teststore"
@@ -32,7 +32,7 @@ type forwardAuth struct {
 	reader, limited, quota, restricted, revoked string
 }
 
-func newForwardAuth(t *testing.T, gate httpapi.GateConfig, fa httpapi.ForwardAuthConfig) *forwardAuth {
+func newForwardAuth(t *testing.T, gate admit.GateConfig, fa httpapi.ForwardAuthConfig) *forwardAuth {
 	t.Helper()
 	rules, err := routes.Parse("rules.yaml", []byte(forwardAuthRules))
 	if err != nil {
@@ -40,7 +40,7 @@ func newForwardAuth(t *testing.T, gate httpapi.GateConfig, fa httpapi.ForwardAut
 	}
 	h := newHarnessWith(t, teststore.New(t), func(c *httpapi.Config) {
 		gate.Service, gate.Rules = c.Service, routes.Static(rules)
-		c.Gate, c.ForwardAuth = httpapi.NewGate(gate), fa
+		c.Gate, c.ForwardAuth = admit.NewGate(gate), fa
 	})
 	acc := h.account("things:*")
 	f := &forwardAuth{harness: h}
@@ -100,7 +100,7 @@ func problemCode(t *testing.T, r response) string {
 }
 
 func TestForwardAuthOutcomes(t *testing.T) {
-	f := newForwardAuth(t, httpapi.GateConfig{KeyHeader: "X-Things-Key", KeyQuery: "api_key"}, httpapi.ForwardAuthConfig{})
+	f := newForwardAuth(t, admit.GateConfig{KeyHeader: "X-Things-Key", KeyQuery: "api_key"}, httpapi.ForwardAuthConfig{})
 	bearer := func(k string) map[string]string { return map[string]string{"Authorization": "Bearer " + k} }
 	for _, c := range []struct {
 		name         string
@@ -174,7 +174,7 @@ func TestForwardAuthOutcomes(t *testing.T) {
 
 // Proxies describe the original request in different headers.
 func TestForwardAuthRequestDescriptions(t *testing.T) {
-	f := newForwardAuth(t, httpapi.GateConfig{}, httpapi.ForwardAuthConfig{})
+	f := newForwardAuth(t, admit.GateConfig{}, httpapi.ForwardAuthConfig{})
 	tok := f.verify
 	for _, c := range []struct {
 		name         string
@@ -217,7 +217,7 @@ func TestForwardAuthRequestDescriptions(t *testing.T) {
 
 // Forward-auth is not an open oracle: only proxies keyplane trusts may ask.
 func TestForwardAuthCallers(t *testing.T) {
-	f := newForwardAuth(t, httpapi.GateConfig{}, httpapi.ForwardAuthConfig{})
+	f := newForwardAuth(t, admit.GateConfig{}, httpapi.ForwardAuthConfig{})
 	ask := map[string]string{"X-Forwarded-Uri": "/v1/things/1", "X-API-Key": f.reader}
 	with := func(extra map[string]string) map[string]string {
 		h := map[string]string{}
@@ -253,7 +253,7 @@ func TestForwardAuthCallers(t *testing.T) {
 	}
 
 	// A trusted peer needs no token, and its X-Forwarded-For is read.
-	trusted := newForwardAuth(t, httpapi.GateConfig{TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}, httpapi.ForwardAuthConfig{})
+	trusted := newForwardAuth(t, admit.GateConfig{TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}, httpapi.ForwardAuthConfig{})
 	if r := trusted.call("GET", "/v1/forward-auth", map[string]string{"X-Forwarded-Uri": "/v1/things/1", "X-API-Key": trusted.reader}); r.status != 200 {
 		t.Fatalf("trusted peer: %d %s", r.status, r.body)
 	}
@@ -283,7 +283,7 @@ func TestForwardAuthNginxMode(t *testing.T) {
 		{"?mode=standard overrides the default", httpapi.ForwardAuthConfig{Mode: httpapi.ModeNginx}, "?mode=standard", 429},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			f := newForwardAuth(t, httpapi.GateConfig{}, c.cfg)
+			f := newForwardAuth(t, admit.GateConfig{}, c.cfg)
 			ask := func(method, uri, key string) response {
 				return f.call("GET", "/v1/forward-auth"+c.query, map[string]string{"X-Keyplane-Token": f.verify, "X-Original-Method": method, "X-Original-URI": uri, "X-API-Key": key})
 			}
@@ -318,7 +318,7 @@ func TestForwardAuthUnmatchedNotFound(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := newHarnessWith(t, teststore.New(t), func(c *httpapi.Config) {
-		c.Gate = httpapi.NewGate(httpapi.GateConfig{Service: c.Service, Rules: routes.Static(rules)})
+		c.Gate = admit.NewGate(admit.GateConfig{Service: c.Service, Rules: routes.Static(rules)})
 	})
 	f := &forwardAuth{harness: h}
 	key := h.key(h.account(), nil)["key"].(string)
@@ -334,36 +334,5 @@ func TestForwardAuthUnmatchedNotFound(t *testing.T) {
 	pkey := plain.key(plain.account(), nil)["key"].(string)
 	if r := pf.ask("DELETE", "/anything/at/all", map[string]string{"X-API-Key": pkey}); r.status != 200 {
 		t.Fatalf("no rules: %d %s", r.status, r.body)
-	}
-}
-
-func TestGateClientIP(t *testing.T) {
-	g := httpapi.NewGate(httpapi.GateConfig{TrustedProxies: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("fd00::/8")}})
-	for _, c := range []struct {
-		name, peer string
-		header     map[string][]string
-		fromProxy  bool
-		want       string
-	}{
-		{"no proxy: the peer, whatever the headers", "198.51.100.1:1234", map[string][]string{"X-Forwarded-For": {"203.0.113.1"}}, false, "198.51.100.1"},
-		{"rightmost untrusted entry", "10.0.0.1:1", map[string][]string{"X-Forwarded-For": {"1.1.1.1, 203.0.113.1, 10.0.0.2"}}, true, "203.0.113.1"},
-		{"several header lines", "10.0.0.1:1", map[string][]string{"X-Forwarded-For": {"1.1.1.1", "203.0.113.1, 10.0.0.2"}}, true, "203.0.113.1"},
-		{"all trusted: the leftmost", "10.0.0.1:1", map[string][]string{"X-Forwarded-For": {"10.0.0.3, 10.0.0.2"}}, true, "10.0.0.3"},
-		{"entries with ports, IPv6", "[fd00::1]:1", map[string][]string{"X-Forwarded-For": {"[2001:db8::7]:443, fd00::2"}}, true, "2001:db8::7"},
-		{"garbage stops at the last vouched address", "10.0.0.1:1", map[string][]string{"X-Forwarded-For": {"203.0.113.1, nonsense, 10.0.0.2"}}, true, "10.0.0.2"},
-		{"X-Real-IP without X-Forwarded-For", "10.0.0.1:1", map[string][]string{"X-Real-Ip": {"203.0.113.9"}}, true, "203.0.113.9"},
-		{"X-Forwarded-For wins over X-Real-IP", "10.0.0.1:1", map[string][]string{"X-Real-Ip": {"203.0.113.9"}, "X-Forwarded-For": {"203.0.113.1"}}, true, "203.0.113.1"},
-		{"IPv4-mapped peer", "[::ffff:198.51.100.1]:1", nil, false, "198.51.100.1"},
-	} {
-		t.Run(c.name, func(t *testing.T) {
-			r := httptest.NewRequest("GET", "/", nil)
-			r.RemoteAddr = c.peer
-			for k, v := range c.header {
-				r.Header[k] = v
-			}
-			if got := g.ClientIP(r, c.fromProxy); got.String() != c.want {
-				t.Fatalf("ClientIP = %s, want %s", got, c.want)
-			}
-		})
 	}
 }

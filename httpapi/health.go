@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/danielgtaylor/huma/v2"
+	"github.com/keyplane/keyplane/problem"
 )
 
 type statusOutput struct {
@@ -27,7 +28,7 @@ func (s *Server) healthRoutes() {
 			defer cancel()
 			if err := s.store.Ping(ctx); err != nil {
 				s.log.WarnContext(ctx, "not ready", "error", err)
-				return nil, newProblem(http.StatusServiceUnavailable, "unavailable", "the database is unavailable", nil)
+				return nil, problem.New(http.StatusServiceUnavailable, "unavailable", "the database is unavailable", nil)
 			}
 			out := &statusOutput{}
 			out.Body.Status = "ready"

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/keyplane/keyplane"
+	"github.com/keyplane/keyplane/admit"
 	"github.com/keyplane/keyplane/apikey"
 	"github.com/keyplane/keyplane/httpapi"
 	"github.com/keyplane/keyplane/postgres"
@@ -688,7 +689,7 @@ func TestVerifyRateLimited(t *testing.T) {
 
 func TestRateLimitHeaders(t *testing.T) {
 	h := http.Header{}
-	httpapi.RateLimitHeaders(h, keyplane.VerifyResult{Code: keyplane.VerifyRateLimited, RetryAfter: 1500 * time.Millisecond,
+	admit.RateLimitHeaders(h, keyplane.VerifyResult{Code: keyplane.VerifyRateLimited, RetryAfter: 1500 * time.Millisecond,
 		RateLimit: &keyplane.RateLimitState{Policy: "default", Limit: 100, Remaining: 0, Reset: 17200 * time.Millisecond, Window: time.Minute}})
 	want := map[string]string{
 		"RateLimit-Policy": `"default";q=100;w=60`, "RateLimit": `"default";r=0;t=18`,
@@ -700,12 +701,12 @@ func TestRateLimitHeaders(t *testing.T) {
 		}
 	}
 	h = http.Header{}
-	httpapi.RateLimitHeaders(h, keyplane.VerifyResult{Code: keyplane.VerifyRateLimited, RetryAfter: 5 * time.Minute})
+	admit.RateLimitHeaders(h, keyplane.VerifyResult{Code: keyplane.VerifyRateLimited, RetryAfter: 5 * time.Minute})
 	if h.Get("Retry-After") != "300" {
 		t.Fatalf("a refusal without a policy's state (the failure throttle): %v", h)
 	}
 	h = http.Header{}
-	httpapi.RateLimitHeaders(h, keyplane.VerifyResult{Code: keyplane.VerifyValid})
+	admit.RateLimitHeaders(h, keyplane.VerifyResult{Code: keyplane.VerifyValid})
 	if len(h) != 0 {
 		t.Fatalf("headers without rate limits: %v", h)
 	}

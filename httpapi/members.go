@@ -3,7 +3,6 @@ package httpapi
 import (
 	"context"
 	"net/http"
-	"net/url"
 	"time"
 
 	"github.com/danielgtaylor/huma/v2"
@@ -100,12 +99,6 @@ type InvitePath struct {
 	ID string `path:"id" maxLength:"64" doc:"Invite id"`
 }
 
-// InviteURL is the link that accepts an invite: the token travels in the
-// query string, which request logs leave out.
-func InviteURL(base, token string) string {
-	return base + "/portal/invite?token=" + url.QueryEscape(token)
-}
-
 func (s *Server) memberRoutes() {
 	tags := []string{"Members"}
 	register(s, keyplane.RoleAdmin, huma.Operation{OperationID: "inviteMember", Method: http.MethodPost, Path: "/v1/accounts/{id}/members",
@@ -121,7 +114,7 @@ func (s *Server) memberRoutes() {
 				base = in.origin
 			}
 			out := &inviteOutput{Body: inviteBody(inv.Invite)}
-			out.Body.InviteURL = InviteURL(base, inv.Token)
+			out.Body.InviteURL = service.InviteURL(base, inv.Token)
 			return out, nil
 		})
 	register(s, keyplane.RoleAdmin, huma.Operation{OperationID: "listMembers", Method: http.MethodGet, Path: "/v1/accounts/{id}/members",

@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"context"
-	"encoding/json"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -10,6 +9,7 @@ import (
 
 	"github.com/keyplane/keyplane"
 	"github.com/keyplane/keyplane/apikey"
+	"github.com/keyplane/keyplane/problem"
 )
 
 func requestIDFrom(ctx context.Context) string {
@@ -93,15 +93,6 @@ func unmatched(mux *http.ServeMux) http.Handler {
 			status, detail = http.StatusMethodNotAllowed, r.Method+" is not allowed on "+r.URL.Path
 			w.Header().Set("Allow", strings.Join(allowed, ", "))
 		}
-		writeProblem(w, newProblem(status, codeOf(status), detail, nil))
+		problem.Write(w, problem.New(status, problem.CodeOf(status), detail, nil))
 	})
-}
-
-func writeProblem(w http.ResponseWriter, p *Problem) {
-	for k, v := range p.header {
-		w.Header()[k] = v
-	}
-	w.Header().Set("Content-Type", "application/problem+json")
-	w.WriteHeader(p.Status)
-	json.NewEncoder(w).Encode(p)
 }

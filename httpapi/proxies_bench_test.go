@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/keyplane/keyplane"
+	"github.com/keyplane/keyplane/admit"
 	"github.com/keyplane/keyplane/cache"
 	"github.com/keyplane/keyplane/coarseclock"
 	"github.com/keyplane/keyplane/httpapi"
@@ -76,6 +77,6 @@ func forwardAuthFixture(b *testing.B) (api http.Handler, token, key string) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	gate := httpapi.NewGate(httpapi.GateConfig{Service: svc, Rules: routes.Static(rs)})
+	gate := admit.NewGate(admit.GateConfig{Service: svc, Rules: routes.Static(rs)})
 	return httpapi.New(httpapi.Config{Service: svc, Store: store, Logger: slog.New(slog.DiscardHandler), Gate: gate}), tok.Plaintext, k.Plaintext
 }

@@ -16,6 +16,7 @@ import (
 	"text/template"
 	"time"
 
+	"github.com/keyplane/keyplane/admit"
 	"github.com/keyplane/keyplane/httpapi"
 )
 
@@ -216,7 +217,7 @@ func TestProxies(t *testing.T) {
 		{"caddy", startCaddy, 429},
 	} {
 		t.Run(proxy.name, func(t *testing.T) {
-			f := newForwardAuth(t, httpapi.GateConfig{}, httpapi.ForwardAuthConfig{})
+			f := newForwardAuth(t, admit.GateConfig{}, httpapi.ForwardAuthConfig{})
 			upstream := echoUpstream(t)
 			base := proxy.start(t, strings.TrimPrefix(f.url, "http://"), strings.TrimPrefix(upstream.URL, "http://"), f.verify)
 

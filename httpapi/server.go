@@ -1,6 +1,3 @@
-// Package httpapi serves keyplane's HTTP API (DESIGN.md section 4) on
-// net/http, with huma for input validation, RFC 9457 problems and the
-// OpenAPI 3.1 document, which is generated from the handlers themselves.
 package httpapi
 
 import (
@@ -13,6 +10,8 @@ import (
 	"github.com/danielgtaylor/huma/v2"
 	"github.com/danielgtaylor/huma/v2/adapters/humago"
 	"github.com/keyplane/keyplane"
+	"github.com/keyplane/keyplane/admit"
+	"github.com/keyplane/keyplane/problem"
 	"github.com/keyplane/keyplane/service"
 )
 
@@ -25,7 +24,7 @@ type Server struct {
 	api     huma.API
 	handler http.Handler
 
-	gate          *Gate
+	gate          *admit.Gate
 	forwardAuth   ForwardAuthConfig
 	sessionCookie string // the portal's cookie; "" when the portal is off
 	portalURL     string
@@ -40,7 +39,7 @@ type Config struct {
 	Now     func() time.Time // for derived statuses; defaults to time.Now
 	// Gate admits forward-auth requests; nil: no route rules, no trusted
 	// proxies, the key in Authorization or X-API-Key.
-	Gate        *Gate
+	Gate        *admit.Gate
 	ForwardAuth ForwardAuthConfig
 
 	// Portal serves /portal/; nil turns the portal, and cookie
@@ -63,7 +62,7 @@ func New(cfg Config) *Server {
 		s.log = slog.Default()
 	}
 	if s.gate == nil {
-		s.gate = NewGate(GateConfig{Service: cfg.Service, Logger: s.log})
+		s.gate = admit.NewGate(admit.GateConfig{Service: cfg.Service, Logger: s.log})
 	}
 	if s.forwardAuth.Mode == "" {
 		s.forwardAuth.Mode = ModeStandard
@@ -136,10 +135,10 @@ func register[I, O any](s *Server, role keyplane.Role, op huma.Operation, h func
 // problem converts err and logs those a caller cannot act on. A request
 // whose client hung up failed because of it: not a server error.
 func (s *Server) problem(ctx context.Context, err error) error {
-	if ClientGone(ctx) {
-		return clientClosed("the client closed the connection before the answer")
+	if problem.ClientGone(ctx) {
+		return problem.ClientClosed("the client closed the connection before the answer")
 	}
-	p := problemFromError(err)
+	p := problem.FromError(err)
 	if p.Status >= 500 {
 		s.log.ErrorContext(ctx, "request failed", "error", err, "request_id", requestIDFrom(ctx))
 	}
@@ -151,7 +150,7 @@ func (s *Server) problem(ctx context.Context, err error) error {
 func (s *Server) authenticate(role keyplane.Role) func(huma.Context, func(huma.Context)) {
 	return func(ctx huma.Context, next func(huma.Context)) {
 		var actor keyplane.Actor
-		var p *Problem
+		var p *problem.Problem
 		if token := s.sessionToken(ctx); token != "" && ctx.Header("Authorization") == "" {
 			actor, p = s.memberFor(ctx, token, role)
 		} else {
@@ -171,17 +170,17 @@ func (s *Server) authenticate(role keyplane.Role) func(huma.Context, func(huma.C
 
 // actorFor authenticates an Authorization header for a route that needs role
 // (admin routes take only admin tokens; verification takes both).
-func (s *Server) actorFor(ctx context.Context, header string, role keyplane.Role) (keyplane.Actor, *Problem) {
+func (s *Server) actorFor(ctx context.Context, header string, role keyplane.Role) (keyplane.Actor, *problem.Problem) {
 	token, ok := strings.CutPrefix(header, "Bearer ")
 	if !ok || token == "" {
-		return keyplane.Actor{}, newProblem(http.StatusUnauthorized, keyplane.EUNAUTHORIZED, "missing bearer token: send Authorization: Bearer <operator token>", nil)
+		return keyplane.Actor{}, problem.New(http.StatusUnauthorized, keyplane.EUNAUTHORIZED, "missing bearer token: send Authorization: Bearer <operator token>", nil)
 	}
 	actor, err := s.svc.Authenticate(ctx, strings.TrimSpace(token))
 	if err != nil {
-		return keyplane.Actor{}, s.problem(ctx, err).(*Problem)
+		return keyplane.Actor{}, s.problem(ctx, err).(*problem.Problem)
 	}
 	if role == keyplane.RoleAdmin && actor.Role != keyplane.RoleAdmin {
-		return keyplane.Actor{}, newProblem(http.StatusForbidden, keyplane.EFORBIDDEN, "this token has role "+string(actor.Role)+"; it may only call /v1/verify", nil)
+		return keyplane.Actor{}, problem.New(http.StatusForbidden, keyplane.EFORBIDDEN, "this token has role "+string(actor.Role)+"; it may only call /v1/verify", nil)
 	}
 	return actor, nil
 }
@@ -208,19 +207,19 @@ func (s *Server) sessionToken(ctx huma.Context) string {
 // something must carry the session's CSRF token in X-CSRF-Token: a page on
 // another site can make the browser send the cookie, but cannot read the
 // token or set the header.
-func (s *Server) memberFor(ctx huma.Context, token string, role keyplane.Role) (keyplane.Actor, *Problem) {
+func (s *Server) memberFor(ctx huma.Context, token string, role keyplane.Role) (keyplane.Actor, *problem.Problem) {
 	if role != keyplane.RoleAdmin {
-		return keyplane.Actor{}, newProblem(http.StatusForbidden, keyplane.EFORBIDDEN, "portal sessions cannot call this endpoint; use an operator token", nil)
+		return keyplane.Actor{}, problem.New(http.StatusForbidden, keyplane.EFORBIDDEN, "portal sessions cannot call this endpoint; use an operator token", nil)
 	}
 	ps, err := s.svc.AuthenticateSession(ctx.Context(), token)
 	if err != nil {
-		return keyplane.Actor{}, s.problem(ctx.Context(), err).(*Problem)
+		return keyplane.Actor{}, s.problem(ctx.Context(), err).(*problem.Problem)
 	}
 	switch ctx.Method() {
 	case http.MethodGet, http.MethodHead, http.MethodOptions:
 	default:
 		if !service.ValidCSRF(token, ctx.Header("X-CSRF-Token")) {
-			return keyplane.Actor{}, newProblem(http.StatusForbidden, keyplane.EFORBIDDEN,
+			return keyplane.Actor{}, problem.New(http.StatusForbidden, keyplane.EFORBIDDEN,
 				"missing or wrong X-CSRF-Token header: requests made with a portal session that change something must send the token from the portal page", nil)
 		}
 	}

@@ -14,6 +14,8 @@ import (
 
 	"github.com/danielgtaylor/huma/v2"
 	"github.com/keyplane/keyplane"
+	"github.com/keyplane/keyplane/admit"
+	"github.com/keyplane/keyplane/problem"
 )
 
 // VerifyRequest asks whether a key may make a request.
@@ -73,7 +75,7 @@ func (s *Server) verifyRoutes(mux *http.ServeMux) {
 	jsonOf := func(v any, name string) map[string]*huma.MediaType {
 		return map[string]*huma.MediaType{"application/json": {Schema: reg.Schema(reflect.TypeOf(v), true, name)}}
 	}
-	problem := map[string]*huma.MediaType{"application/problem+json": {Schema: reg.Schema(reflect.TypeOf(Problem{}), true, "Problem")}}
+	problemBody := map[string]*huma.MediaType{"application/problem+json": {Schema: reg.Schema(reflect.TypeOf(problem.Problem{}), true, "Problem")}}
 	s.api.OpenAPI().AddOperation(&huma.Operation{
 		OperationID: "verifyKey", Method: http.MethodPost, Path: "/v1/verify",
 		Summary:     "Verify a key: 200 for every outcome",
@@ -83,10 +85,10 @@ func (s *Server) verifyRoutes(mux *http.ServeMux) {
 		RequestBody: &huma.RequestBody{Required: true, Content: jsonOf(VerifyRequest{}, "VerifyRequest")},
 		Responses: map[string]*huma.Response{
 			"200": {Description: "The outcome, valid or not", Content: jsonOf(VerifyResponse{}, "VerifyResponse")},
-			"400": {Description: "The request is malformed", Content: problem},
-			"401": {Description: "Missing or unknown token", Content: problem},
-			"413": {Description: "Body over 1 MiB", Content: problem},
-			"503": {Description: "The key is not cached and the database does not answer", Content: problem},
+			"400": {Description: "The request is malformed", Content: problemBody},
+			"401": {Description: "Missing or unknown token", Content: problemBody},
+			"413": {Description: "Body over 1 MiB", Content: problemBody},
+			"503": {Description: "The key is not cached and the database does not answer", Content: problemBody},
 		},
 	})
 }
@@ -94,22 +96,22 @@ func (s *Server) verifyRoutes(mux *http.ServeMux) {
 func (s *Server) serveVerify(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	if _, p := s.actorFor(r.Context(), r.Header.Get("Authorization"), keyplane.RoleVerify); p != nil {
-		writeProblem(w, p)
+		problem.Write(w, p)
 		return
 	}
 	var in VerifyRequest
 	if p := decodeStrict(w, r, &in); p != nil {
-		writeProblem(w, p)
+		problem.Write(w, p)
 		return
 	}
 	req, err := in.verifyRequest()
 	if err != nil {
-		writeProblem(w, problemFromError(err))
+		problem.Write(w, problem.FromError(err))
 		return
 	}
 	res, err := s.svc.Verify(ctx, req)
 	if err != nil {
-		writeProblem(w, s.problem(ctx, err).(*Problem))
+		problem.Write(w, s.problem(ctx, err).(*problem.Problem))
 		return
 	}
 	writeJSON(w, http.StatusOK, verifyResponse(res))
@@ -157,10 +159,10 @@ func verifyResponse(res keyplane.VerifyResult) VerifyResponse {
 		out.Scopes, out.Metadata, out.ExpiresAt = k.Scopes, JSONObject(k.MetadataJSON()), k.ExpiresAt
 	}
 	if rl := res.RateLimit; rl != nil {
-		out.RateLimit = &RateLimitInfo{Policy: rl.Policy, Limit: rl.Limit, Remaining: rl.Remaining, ResetSeconds: ceilSeconds(rl.Reset), WindowSeconds: ceilSeconds(rl.Window)}
+		out.RateLimit = &RateLimitInfo{Policy: rl.Policy, Limit: rl.Limit, Remaining: rl.Remaining, ResetSeconds: admit.CeilSeconds(rl.Reset), WindowSeconds: admit.CeilSeconds(rl.Window)}
 	}
 	if res.Code == keyplane.VerifyRateLimited || res.Code == keyplane.VerifyQuotaExceeded {
-		out.RetryAfterSeconds = max(1, ceilSeconds(res.RetryAfter))
+		out.RetryAfterSeconds = max(1, admit.CeilSeconds(res.RetryAfter))
 	}
 	if res.Quota.Counted() {
 		out.Quota = quotaInfo(&res.Quota)
@@ -174,9 +176,9 @@ const maxBodyBytes = 1 << 20
 // decodeStrict reads one JSON object into dst with the API's rules: at most
 // 1 MiB, no unknown fields, nothing after the object. Its problems name the
 // field, as huma's do on the other routes.
-func decodeStrict(w http.ResponseWriter, r *http.Request, dst any) *Problem {
+func decodeStrict(w http.ResponseWriter, r *http.Request, dst any) *problem.Problem {
 	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
-		return newProblem(http.StatusUnsupportedMediaType, codeOf(http.StatusUnsupportedMediaType), "send application/json", nil)
+		return problem.New(http.StatusUnsupportedMediaType, problem.CodeOf(http.StatusUnsupportedMediaType), "send application/json", nil)
 	}
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBodyBytes))
 	dec.DisallowUnknownFields()
@@ -195,7 +197,7 @@ func decodeStrict(w http.ResponseWriter, r *http.Request, dst any) *Problem {
 	field, msg := "(body)", err.Error()
 	switch {
 	case errors.As(err, &tooBig):
-		return newProblem(http.StatusRequestEntityTooLarge, codeOf(http.StatusRequestEntityTooLarge), "request body is over 1 MiB", nil)
+		return problem.New(http.StatusRequestEntityTooLarge, problem.CodeOf(http.StatusRequestEntityTooLarge), "request body is over 1 MiB", nil)
 	case errors.Is(err, io.EOF):
 		msg = "a JSON object is required"
 	case errors.As(err, &typeErr):
@@ -205,7 +207,7 @@ func decodeStrict(w http.ResponseWriter, r *http.Request, dst any) *Problem {
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
 		field, msg = strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`), "unexpected property"
 	}
-	return newProblem(http.StatusBadRequest, keyplane.EINVALID, field+": "+msg, []FieldProblem{{Field: field, Message: msg}})
+	return problem.New(http.StatusBadRequest, keyplane.EINVALID, field+": "+msg, []problem.FieldProblem{{Field: field, Message: msg}})
 }
 
 // jsonType names a Go type as JSON does.
@@ -230,7 +232,7 @@ func jsonType(t reflect.Type) string {
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	b, err := json.Marshal(v)
 	if err != nil {
-		writeProblem(w, newProblem(http.StatusInternalServerError, keyplane.EINTERNAL, "internal error", nil))
+		problem.Write(w, problem.New(http.StatusInternalServerError, keyplane.EINTERNAL, "internal error", nil))
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")

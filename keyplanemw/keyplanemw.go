@@ -1,23 +1,3 @@
-// Package keyplanemw is net/http middleware that checks the API key of every
-// request to an operator's own Go API through a keyplane server, over HTTP
-// (POST /v1/verify) or keyplane's gRPC API.
-//
-//	mw, err := keyplanemw.New(keyplanemw.Config{ServerURL: "http://127.0.0.1:8080", Token: verifyToken})
-//	http.ListenAndServe(":9000", mw(apiHandler))
-//
-// An admitted request reaches the handler with the key's identity in its
-// context (FromContext); a refused one is answered with problem details:
-// 401 for a missing or bad key, 403 for a key that may not do this, 429 with
-// Retry-After when over a rate limit or quota, and 503 when keyplane cannot
-// be reached (unless FailOpen).
-//
-// # Caching
-//
-// Valid answers for keys without rate limits or quota are cached for
-// CacheTTL (default 10 s), and never past the key's expiry: a key revoked,
-// disabled or narrowed in keyplane keeps working here for at most CacheTTL.
-// Keys with rate limits or a quota are verified with keyplane on every
-// request, because keyplane counts them there; refusals are never cached.
 package keyplanemw
 
 import (
@@ -33,7 +13,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/keyplane/keyplane"
 	"github.com/keyplane/keyplane/apikey"
+	"github.com/keyplane/keyplane/problem"
 	"github.com/maypok86/otter/v2"
 )
 
@@ -175,7 +157,7 @@ func (m *middleware) wrap(next http.Handler) http.Handler {
 		now := m.now()
 		key := m.keyOf(r)
 		if key == "" {
-			writeProblem(w, http.StatusUnauthorized, "missing_key", "no API key: send X-API-Key: <key> or Authorization: Bearer <key>")
+			problem.Write(w, problem.New(http.StatusUnauthorized, "missing_key", "no API key: send X-API-Key: <key> or Authorization: Bearer <key>", nil))
 			return
 		}
 		req := VerifyRequest{Key: key, Cost: 1}
@@ -190,7 +172,7 @@ func (m *middleware) wrap(next http.Handler) http.Handler {
 		}
 		if len(key) > 256 {
 			// keyplane would reject the request itself; no key is this long.
-			writeProblem(w, http.StatusUnauthorized, "not_found", "the API key is not valid")
+			problem.Write(w, problem.Refusal(keyplane.VerifyNotFound, ""))
 			return
 		}
 		if ip.IsValid() {
@@ -258,40 +240,12 @@ func (m *middleware) serve(w http.ResponseWriter, r *http.Request, next http.Han
 		Status: rec.status, Latency: m.now().Sub(start), Verified: res != nil})
 }
 
-// statusOfRefusal is the HTTP status of each refusal.
-var statusOfRefusal = map[string]int{
-	"NOT_FOUND":          http.StatusUnauthorized,
-	"REVOKED":            http.StatusUnauthorized,
-	"EXPIRED":            http.StatusUnauthorized,
-	"DISABLED":           http.StatusUnauthorized,
-	"FORBIDDEN":          http.StatusForbidden,
-	"INSUFFICIENT_SCOPE": http.StatusForbidden,
-	"RATE_LIMITED":       http.StatusTooManyRequests,
-	"QUOTA_EXCEEDED":     http.StatusTooManyRequests,
-}
-
-var refusalDetail = map[string]string{
-	"NOT_FOUND":          "the API key is not valid",
-	"REVOKED":            "the API key has been revoked",
-	"EXPIRED":            "the API key has expired",
-	"DISABLED":           "the API key is disabled",
-	"FORBIDDEN":          "the API key may not be used from this address",
-	"INSUFFICIENT_SCOPE": "the API key lacks the scope ",
-	"RATE_LIMITED":       "rate limit exceeded; see Retry-After",
-	"QUOTA_EXCEEDED":     "quota exceeded; see Retry-After",
-}
-
 func (m *middleware) refuse(w http.ResponseWriter, res *Result, scope, endpoint string) {
-	status, ok := statusOfRefusal[res.Code]
-	if !ok {
-		status = http.StatusForbidden // a code newer than this package: refuse
-	}
-	detail := refusalDetail[res.Code]
-	if res.Code == "INSUFFICIENT_SCOPE" {
-		detail += scope
-	}
-	rateLimitHeaders(w.Header(), res)
-	writeProblem(w, status, strings.ToLower(res.Code), detail)
+	// A code newer than this package is refused with 403.
+	p := problem.Refusal(keyplane.VerifyCode(res.Code), scope)
+	status := p.Status
+	rateLimitHeaders(p.Header(), res)
+	problem.Write(w, p)
 	if m.cfg.Usage != nil && res.KeyID != "" {
 		m.cfg.Usage.Report(UsageEvent{KeyID: res.KeyID, AccountID: res.AccountID, Endpoint: endpoint, Time: m.now(), Code: res.Code,
 			Status: status, Verified: true})
@@ -310,7 +264,7 @@ func (m *middleware) unavailable(w http.ResponseWriter, r *http.Request, next ht
 		return
 	}
 	w.Header().Set("Retry-After", "1")
-	writeProblem(w, http.StatusServiceUnavailable, "unavailable", "the API key could not be verified; try again")
+	problem.Write(w, problem.New(http.StatusServiceUnavailable, "unavailable", "the API key could not be verified; try again", nil))
 }
 
 func (m *middleware) keyOf(r *http.Request) string {
@@ -382,25 +336,6 @@ func rateLimitHeaders(h http.Header, res *Result) {
 	h.Set("X-RateLimit-Limit", strconv.FormatInt(rl.Limit, 10))
 	h.Set("X-RateLimit-Remaining", strconv.FormatInt(rl.Remaining, 10))
 	h.Set("X-RateLimit-Reset", strconv.FormatInt(rl.ResetSeconds, 10))
-}
-
-// problem is an RFC 9457 problem details body, in keyplane's shape.
-type problem struct {
-	Type   string `json:"type"`
-	Title  string `json:"title"`
-	Status int    `json:"status"`
-	Detail string `json:"detail,omitempty"`
-	Code   string `json:"code"`
-}
-
-func writeProblem(w http.ResponseWriter, status int, code, detail string) {
-	if status == http.StatusUnauthorized {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="api"`)
-	}
-	body, _ := json.Marshal(problem{Type: "urn:keyplane:problem:" + code, Title: http.StatusText(status), Status: status, Detail: detail, Code: code})
-	w.Header().Set("Content-Type", "application/problem+json")
-	w.WriteHeader(status)
-	w.Write(body)
 }
 
 type statusRecorder struct {

@@ -1,6 +1,3 @@
-// Package periodic runs the background flushes of the in-memory counters
-// (quotas, usage, failed verifications): each counts on the verify path and
-// writes to the store on an interval, so none writes per request.
 package periodic
 
 import (

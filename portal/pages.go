@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/keyplane/keyplane"
-	"github.com/keyplane/keyplane/httpapi"
+	"github.com/keyplane/keyplane/problem"
 	"github.com/keyplane/keyplane/service"
 )
 
@@ -99,7 +99,7 @@ func (h *Handler) signIn(w http.ResponseWriter, r *http.Request) {
 		in, err = h.svc.SignIn(r.Context(), email, pw, clientIP(r))
 	}
 	if err != nil {
-		status := httpapi.StatusOf(err)
+		status := problem.StatusOf(err)
 		if status == 0 || status >= 500 {
 			h.fail(w, r, nil, err)
 			return
@@ -160,7 +160,7 @@ func (h *Handler) signUp(w http.ResponseWriter, r *http.Request) {
 	}
 	signed, err := h.svc.SignUp(r.Context(), in, clientIP(r))
 	if err != nil {
-		if status := httpapi.StatusOf(err); status == http.StatusBadRequest || status == http.StatusConflict || status == http.StatusTooManyRequests {
+		if status := problem.StatusOf(err); status == http.StatusBadRequest || status == http.StatusConflict || status == http.StatusTooManyRequests {
 			h.render(w, r, status, "signup", &view{Title: "Create an account", Error: keyplane.ErrorMessage(err), Fields: fieldErrors(err),
 				Data: signUpData{AccountName: in.AccountName, Email: in.Email}})
 			return
@@ -475,7 +475,7 @@ func (h *Handler) inviteMember(w http.ResponseWriter, r *http.Request, v *view) 
 	case "":
 	case keyplane.EINVALID, keyplane.ECONFLICT:
 		v.Error, v.Fields = "The invite was not created: "+keyplane.ErrorMessage(err), fieldErrors(err)
-		status = httpapi.StatusOf(err)
+		status = problem.StatusOf(err)
 	default:
 		h.fail(w, r, v, err)
 		return
@@ -486,7 +486,7 @@ func (h *Handler) inviteMember(w http.ResponseWriter, r *http.Request, v *view) 
 		return
 	}
 	if inv != nil {
-		d.NewLink, d.NewTo = httpapi.InviteURL(h.inviteBase(r), inv.Token), inv.Email
+		d.NewLink, d.NewTo = service.InviteURL(h.inviteBase(r), inv.Token), inv.Email
 	} else {
 		d.Email, d.Role = email, role
 	}

@@ -1,7 +1,3 @@
-// Package portal serves the self-service developer portal: server-rendered
-// pages, from templates embedded in the binary, where an account's members
-// sign in and manage its keys. Every rule (who may do what, tenant
-// isolation) is the service's; the portal only renders and forwards.
 package portal
 
 import (
@@ -18,7 +14,7 @@ import (
 
 	"github.com/keyplane/keyplane"
 	"github.com/keyplane/keyplane/apikey"
-	"github.com/keyplane/keyplane/httpapi"
+	"github.com/keyplane/keyplane/problem"
 	"github.com/keyplane/keyplane/service"
 )
 
@@ -199,11 +195,11 @@ func (h *Handler) renderError(w http.ResponseWriter, r *http.Request, v *view, s
 // fail renders a service error: its message when it is one of ours, a
 // generic text (and a log line) otherwise.
 func (h *Handler) fail(w http.ResponseWriter, r *http.Request, v *view, err error) {
-	if httpapi.ClientGone(r.Context()) {
-		w.WriteHeader(httpapi.StatusClientClosedRequest) // for the request log: no one is there to read a page
+	if problem.ClientGone(r.Context()) {
+		w.WriteHeader(problem.StatusClientClosedRequest) // for the request log: no one is there to read a page
 		return
 	}
-	status := httpapi.StatusOf(err)
+	status := problem.StatusOf(err)
 	if status == 0 || status >= 500 {
 		h.log.ErrorContext(r.Context(), "portal: request failed", "path", apikey.Redact(r.URL.Path), "error", err)
 	}

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/keyplane/keyplane"
-	"github.com/keyplane/keyplane/httpapi"
+	"github.com/keyplane/keyplane/problem"
 	"github.com/keyplane/keyplane/service"
 )
 
@@ -72,7 +72,7 @@ func (h *Handler) createWebhook(w http.ResponseWriter, r *http.Request, v *view)
 			fields[k] = msg
 		}
 		v.Error, v.Fields = "The endpoint was not added: "+errorText(err, fields), fields
-		h.renderWebhooks(w, r, v, httpapi.StatusOf(err), d)
+		h.renderWebhooks(w, r, v, problem.StatusOf(err), d)
 	default:
 		h.fail(w, r, v, err)
 	}

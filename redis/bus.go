@@ -1,5 +1,3 @@
-// Package redis implements keyplane's cluster mode on Redis: a change bus on
-// pub/sub, so every instance forgets a revoked key within milliseconds.
 package redis
 
 import (

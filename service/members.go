@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"net/mail"
+	"net/url"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -408,4 +409,10 @@ type SignUpInput struct {
 func withEvents(ctx context.Context, events ...*keyplane.AuditEvent) context.Context {
 	ctx, _ = audited(ctx, events...)
 	return ctx
+}
+
+// InviteURL is the link that accepts an invite, on the portal at base: the
+// token travels in the query string, which request logs leave out.
+func InviteURL(base, token string) string {
+	return base + "/portal/invite?token=" + url.QueryEscape(token)
 }

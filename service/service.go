@@ -1,6 +1,3 @@
-// Package service holds keyplane's behaviour: the rules of the key lifecycle,
-// input validation, tenant isolation and verification. It works on a
-// keyplane.Store and knows nothing of HTTP or of which database is behind it.
 package service
 
 import (

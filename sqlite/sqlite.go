@@ -1,5 +1,3 @@
-// Package sqlite implements keyplane.Store on a SQLite file through the pure-Go
-// modernc.org/sqlite driver: the embedded default, nothing else to install.
 package sqlite
 
 import (

@@ -1,5 +1,3 @@
-// Package storetest is the conformance suite for keyplane.Store. Every store
-// runs all of it; none has tests another skips.
 package storetest
 
 import (

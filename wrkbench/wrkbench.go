@@ -1,6 +1,3 @@
-// Package wrkbench compares the throughput of two HTTP servers with wrk, a
-// load generator outside the Go process, for the benchmarks that measure
-// keyplane against a baseline over the network.
 package wrkbench
 
 import (

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/keyplane/keyplane"
+	"github.com/keyplane/keyplane/admit"
 	"github.com/keyplane/keyplane/gateway"
 	"github.com/keyplane/keyplane/httpapi"
 	"github.com/keyplane/keyplane/routes"
@@ -57,7 +58,7 @@ func init() {
 
 // gate checks the flags and builds the forward-auth configuration and the
 // rules source.
-func (o *gateOptions) gate(svc *service.Service, log *slog.Logger) (*httpapi.Gate, httpapi.ForwardAuthConfig, *routes.Source, error) {
+func (o *gateOptions) gate(svc *service.Service, log *slog.Logger) (*admit.Gate, httpapi.ForwardAuthConfig, *routes.Source, error) {
 	var fa httpapi.ForwardAuthConfig
 	if o.forwardAuthMode != httpapi.ModeStandard && o.forwardAuthMode != httpapi.ModeNginx {
 		return nil, fa, nil, fmt.Errorf("--forward-auth-mode %q: want standard or nginx", o.forwardAuthMode)
@@ -76,7 +77,7 @@ func (o *gateOptions) gate(svc *service.Service, log *slog.Logger) (*httpapi.Gat
 			return nil, fa, nil, fmt.Errorf("--upstream: %w", err)
 		}
 	}
-	trusted, err := httpapi.ParseTrustedProxies(o.trustedProxies)
+	trusted, err := admit.ParseTrustedProxies(o.trustedProxies)
 	if err != nil {
 		return nil, fa, nil, fmt.Errorf("--trusted-proxies: %s", keyplane.ErrorMessage(err))
 	}
@@ -90,7 +91,7 @@ func (o *gateOptions) gate(svc *service.Service, log *slog.Logger) (*httpapi.Gat
 		log.Info("route rules loaded", "file", o.routesFile, "routes", src.Rules().Len(), "unmatched", string(src.Rules().Unmatched))
 	}
 	fa = httpapi.ForwardAuthConfig{Mode: o.forwardAuthMode, NginxLimitedStatus: o.nginxLimitedStatus}
-	g := httpapi.NewGate(httpapi.GateConfig{Service: svc, Rules: src, KeyHeader: o.keyHeader, KeyQuery: o.keyQuery, TrustedProxies: trusted, Logger: log})
+	g := admit.NewGate(admit.GateConfig{Service: svc, Rules: src, KeyHeader: o.keyHeader, KeyQuery: o.keyQuery, TrustedProxies: trusted, Logger: log})
 	return g, fa, src, nil
 }
 
@@ -147,7 +148,7 @@ type gatewayServer struct {
 }
 
 // listenGateway opens --addr for the gateway; it returns nil without --upstream.
-func (o *serveOptions) listenGateway(gate *httpapi.Gate, rules *routes.Source, usage keyplane.UsageRecorder, log *slog.Logger) (*gatewayServer, error) {
+func (o *serveOptions) listenGateway(gate *admit.Gate, rules *routes.Source, usage keyplane.UsageRecorder, log *slog.Logger) (*gatewayServer, error) {
 	if o.gate.upstream == "" {
 		for _, r := range rules.Rules().Rules() {
 			if r.Upstream != nil {

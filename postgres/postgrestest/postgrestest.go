@@ -1,5 +1,3 @@
-// Package postgrestest gives each test its own PostgreSQL database, so tests
-// can run against a shared server without seeing each other's rows.
 package postgrestest
 
 import (

@@ -1,5 +1,3 @@
-// Package limitertest is the conformance suite for keyplane.Limiter: the
-// in-process and the Redis limiters admit exactly the same requests.
 package limitertest
 
 import (

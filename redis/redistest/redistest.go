@@ -1,5 +1,3 @@
-// Package redistest finds the Redis server tests use and gives each test a
-// channel of its own, so tests never see each other's messages.
 package redistest
 
 import (

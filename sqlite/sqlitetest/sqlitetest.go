@@ -1,5 +1,3 @@
-// Package sqlitetest helps tests put a SQLite store in states that are hard
-// to reach for real, such as a full disk.
 package sqlitetest
 
 import (

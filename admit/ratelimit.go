@@ -1,4 +1,4 @@
-package httpapi
+package admit
 
 import (
 	"fmt"
@@ -16,23 +16,23 @@ import (
 // gateway put them on the responses the operator's clients see.
 func RateLimitHeaders(h http.Header, res keyplane.VerifyResult) {
 	if res.Code == keyplane.VerifyRateLimited || res.Code == keyplane.VerifyQuotaExceeded {
-		h.Set("Retry-After", strconv.FormatInt(max(1, ceilSeconds(res.RetryAfter)), 10))
+		h.Set("Retry-After", strconv.FormatInt(max(1, CeilSeconds(res.RetryAfter)), 10))
 	}
 	rl := res.RateLimit
 	if rl == nil {
 		return
 	}
-	reset := ceilSeconds(rl.Reset)
-	h.Set("RateLimit-Policy", fmt.Sprintf("%q;q=%d;w=%d", rl.Policy, rl.Limit, ceilSeconds(rl.Window)))
+	reset := CeilSeconds(rl.Reset)
+	h.Set("RateLimit-Policy", fmt.Sprintf("%q;q=%d;w=%d", rl.Policy, rl.Limit, CeilSeconds(rl.Window)))
 	h.Set("RateLimit", fmt.Sprintf("%q;r=%d;t=%d", rl.Policy, rl.Remaining, reset))
 	h.Set("X-RateLimit-Limit", strconv.FormatInt(rl.Limit, 10))
 	h.Set("X-RateLimit-Remaining", strconv.FormatInt(rl.Remaining, 10))
 	h.Set("X-RateLimit-Reset", strconv.FormatInt(reset, 10))
 }
 
-// ceilSeconds rounds up to whole seconds, so a client that waits that long is
+// CeilSeconds rounds up to whole seconds, so a client that waits that long is
 // never early; "never" (a cost that can never pass) stays very large.
-func ceilSeconds(d time.Duration) int64 {
+func CeilSeconds(d time.Duration) int64 {
 	if d >= time.Duration(math.MaxInt64-int64(time.Second)) {
 		return math.MaxInt64 / int64(time.Second)
 	}

@@ -1,4 +1,4 @@
-package httpapi
+package admit
 
 import (
 	"context"
@@ -9,8 +9,8 @@ import (
 	"strings"
 
 	"github.com/keyplane/keyplane"
+	"github.com/keyplane/keyplane/problem"
 	"github.com/keyplane/keyplane/routes"
-	"github.com/keyplane/keyplane/service"
 )
 
 // Identity headers: what forward-auth answers and the gateway adds to each
@@ -21,14 +21,19 @@ const (
 	HeaderAccountID  = "X-Keyplane-Account-Id"
 	HeaderScopes     = "X-Keyplane-Scopes"
 	IdentityPrefix   = "X-Keyplane-"
-	headerProxyToken = "X-Keyplane-Token" // a forward-auth caller's operator token
+	HeaderProxyToken = "X-Keyplane-Token" // a forward-auth caller's operator token
 )
+
+// Verifier answers a verification: the service.
+type Verifier interface {
+	Verify(ctx context.Context, req keyplane.VerifyRequest) (keyplane.VerifyResult, error)
+}
 
 // Gate admits or refuses one request to the operator's API, for forward-auth
 // and for gateway mode: it finds the request's key, route rule and client
 // address, verifies, and says what to answer.
 type Gate struct {
-	svc       *service.Service
+	svc       Verifier
 	rules     *routes.Source
 	keyHeader string
 	keyQuery  string
@@ -38,7 +43,7 @@ type Gate struct {
 
 // GateConfig configures a Gate.
 type GateConfig struct {
-	Service *service.Service
+	Service Verifier
 	// Rules maps routes to scopes and costs; nil means no rules file: every
 	// valid key may call every path.
 	Rules *routes.Source
@@ -81,7 +86,7 @@ type Admission struct {
 	// Rule is the route rule that matched; nil when none did.
 	Rule *routes.Rule
 	// Problem is the refusal, nil when the request is admitted.
-	Problem *Problem
+	Problem *problem.Problem
 	keyFrom keySource
 }
 
@@ -101,12 +106,12 @@ func (a *Admission) Endpoint() string {
 func (g *Gate) Admit(ctx context.Context, method string, u *url.URL, h http.Header, ip netip.Addr) Admission {
 	var a Admission
 	if !routes.Canonical(u.Path) || encodedSlash(u.RawPath) {
-		a.Problem = newProblem(http.StatusBadRequest, keyplane.EINVALID, "the request path is not canonical (it has //, . or .. segments, or an encoded /)", nil)
+		a.Problem = problem.New(http.StatusBadRequest, keyplane.EINVALID, "the request path is not canonical (it has //, . or .. segments, or an encoded /)", nil)
 		return a
 	}
 	key, from := g.findKey(h, u)
 	if from == keyNowhere {
-		a.Problem = newProblem(http.StatusUnauthorized, "missing_key", g.missingKeyDetail(), nil)
+		a.Problem = problem.New(http.StatusUnauthorized, "missing_key", g.missingKeyDetail(), nil)
 		return a
 	}
 	a.keyFrom = from
@@ -117,28 +122,28 @@ func (g *Gate) Admit(ctx context.Context, method string, u *url.URL, h http.Head
 	} else {
 		switch rules.Unmatched {
 		case routes.NotFound:
-			a.Problem = newProblem(http.StatusNotFound, keyplane.ENOTFOUND, "no route matches "+method+" "+u.Path, nil)
+			a.Problem = problem.New(http.StatusNotFound, keyplane.ENOTFOUND, "no route matches "+method+" "+u.Path, nil)
 			return a
 		case routes.Deny:
-			a.Problem = newProblem(http.StatusForbidden, "no_route", "no route rule allows "+method+" "+u.Path, nil)
+			a.Problem = problem.New(http.StatusForbidden, "no_route", "no route rule allows "+method+" "+u.Path, nil)
 			return a
 		}
 	}
 	res, err := g.svc.Verify(ctx, req)
-	if err != nil && ClientGone(ctx) {
-		a.Problem = clientClosed("the client closed the connection before the answer")
+	if err != nil && problem.ClientGone(ctx) {
+		a.Problem = problem.ClientClosed("the client closed the connection before the answer")
 		return a
 	} else if err != nil {
-		p := problemFromError(err)
+		p := problem.FromError(err)
 		if p.Status >= 500 {
-			g.log.ErrorContext(ctx, "verification failed", "error", err, "request_id", requestIDFrom(ctx))
+			g.log.ErrorContext(ctx, "verification failed", "error", err, "request_id", keyplane.RequestInfoFromContext(ctx).RequestID)
 		}
 		a.Problem = p
 		return a
 	}
 	a.Result = res
 	if !res.Valid {
-		a.Problem = refusal(res, req.Scope)
+		a.Problem = Refusal(res, req.Scope)
 	}
 	return a
 }
@@ -175,14 +180,14 @@ func (g *Gate) missingKeyDetail() string {
 // place that has one wins.
 func (g *Gate) findKey(h http.Header, u *url.URL) (string, keySource) {
 	if g.keyHeader != "" {
-		if v := strings.TrimSpace(headerValue(h, g.keyHeader)); v != "" {
+		if v := strings.TrimSpace(HeaderValue(h, g.keyHeader)); v != "" {
 			return v, keyInHeader
 		}
 	}
-	if v := strings.TrimSpace(headerValue(h, "X-Api-Key")); v != "" {
+	if v := strings.TrimSpace(HeaderValue(h, "X-Api-Key")); v != "" {
 		return v, keyInAPIKeyHeader
 	}
-	if v, ok := strings.CutPrefix(headerValue(h, "Authorization"), "Bearer "); ok && strings.TrimSpace(v) != "" {
+	if v, ok := strings.CutPrefix(HeaderValue(h, "Authorization"), "Bearer "); ok && strings.TrimSpace(v) != "" {
 		return strings.TrimSpace(v), keyInAuthorization
 	}
 	if g.keyQuery != "" && u.RawQuery != "" {
@@ -193,9 +198,9 @@ func (g *Gate) findKey(h http.Header, u *url.URL) (string, keySource) {
 	return "", keyNowhere
 }
 
-// headerValue is h.Get for a key already in canonical form, without
+// HeaderValue is h.Get for a key already in canonical form, without
 // canonicalising it again.
-func headerValue(h http.Header, key string) string {
+func HeaderValue(h http.Header, key string) string {
 	if v := h[key]; len(v) > 0 {
 		return v[0]
 	}
@@ -241,7 +246,7 @@ func SetIdentity(h http.Header, a *Admission) {
 
 // TrustedPeer reports whether the request comes straight from a trusted proxy.
 func (g *Gate) TrustedPeer(r *http.Request) bool {
-	return g.trustedAddr(peerAddr(r))
+	return g.trustedAddr(PeerAddr(r))
 }
 
 func (g *Gate) trustedAddr(ip netip.Addr) bool {
@@ -259,13 +264,13 @@ func (g *Gate) trustedAddr(ip netip.Addr) bool {
 // entries are the ones those proxies added, the leftmost anyone could have
 // written. Without X-Forwarded-For it reads X-Real-IP.
 func (g *Gate) ClientIP(r *http.Request, fromProxy bool) netip.Addr {
-	peer := peerAddr(r)
+	peer := PeerAddr(r)
 	if !fromProxy {
 		return peer
 	}
 	xff := r.Header["X-Forwarded-For"]
 	if len(xff) == 0 {
-		if ip := parseIP(headerValue(r.Header, "X-Real-Ip")); ip.IsValid() {
+		if ip := parseIP(HeaderValue(r.Header, "X-Real-Ip")); ip.IsValid() {
 			return ip
 		}
 		return peer
@@ -293,7 +298,8 @@ func (g *Gate) ClientIP(r *http.Request, fromProxy bool) netip.Addr {
 	return client
 }
 
-func peerAddr(r *http.Request) netip.Addr {
+// PeerAddr is the address of the connection's other end.
+func PeerAddr(r *http.Request) netip.Addr {
 	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
 		return ap.Addr().Unmap()
 	}
@@ -331,10 +337,10 @@ func ParseTrustedProxies(list []string) ([]netip.Prefix, error) {
 	return out, nil
 }
 
-// WriteProblem answers with p: a refusal of the Gate, or BadGateway.
-func WriteProblem(w http.ResponseWriter, p *Problem) { writeProblem(w, p) }
-
-// BadGateway is the problem of a gateway whose upstream did not answer.
-func BadGateway(detail string) *Problem {
-	return newProblem(http.StatusBadGateway, "bad_gateway", detail, nil)
+// Refusal is the problem for a verification that did not pass, with the
+// rate-limit headers the operator's client is owed.
+func Refusal(res keyplane.VerifyResult, scope string) *problem.Problem {
+	p := problem.Refusal(res.Code, scope)
+	RateLimitHeaders(p.Header(), res)
+	return p
 }
