@@ -28,6 +28,7 @@ const (
 	AuditKeyRolled          = "key.rolled"
 	AuditKeyRevoked         = "key.revoked"
 	AuditTokenCreated       = "token.created"
+	AuditTokenRevoked       = "token.revoked"
 	AuditQuotaReset         = "quota.reset"
 	AuditMemberSignedIn     = "member.signed_in"
 	AuditMemberSignedOut    = "member.signed_out"

@@ -43,10 +43,17 @@ type Store interface {
 
 	CreateToken(ctx context.Context, t *Token) error
 	TokenByHash(ctx context.Context, hash [32]byte) (*Token, error)
+	// Token returns a token by id; ListTokens lists them oldest first.
+	Token(ctx context.Context, id string) (*Token, error)
+	ListTokens(ctx context.Context, page Page) ([]*Token, string, error)
+	// UpdateToken lets update change a token in a transaction with the row
+	// locked; activeAdmins is the number of other usable unscoped admin
+	// tokens at now, so the last one is not revoked by accident.
+	UpdateToken(ctx context.Context, id string, now time.Time, update func(t *Token, activeAdmins int) error) (*Token, error)
 	CountTokens(ctx context.Context) (int, error)
 
-	// ChangesSince lists the keys, accounts and plans updated at or after
-	// since (by their updated_at), for caches catching up.
+	// ChangesSince lists the keys, tokens, accounts and plans updated at or
+	// after since (by their updated_at), for caches catching up.
 	ChangeLog
 
 	QuotaStore

@@ -324,7 +324,7 @@ func TestMissedChangesRetriedThroughOutage(t *testing.T) {
 // through an outage up to the serve-stale limit, forgotten on a token change.
 func TestTokensAreCachedAndServedStale(t *testing.T) {
 	f := newFixture(t, 0)
-	created, err := f.svc.CreateToken(f.ctx, "api", keyplane.RoleVerify)
+	created, err := f.svc.CreateToken(f.ctx, service.TokenInput{Name: "api", Role: keyplane.RoleVerify})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -526,7 +526,7 @@ func TestDeletedTokenStopsAfterTTL(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := keyplane.NewContextWithActor(context.Background(), service.SystemActor)
-	tok, err := svc.CreateToken(ctx, "leaked", keyplane.RoleAdmin)
+	tok, err := svc.CreateToken(ctx, service.TokenInput{Name: "leaked", Role: keyplane.RoleAdmin})
 	if err != nil {
 		t.Fatal(err)
 	}

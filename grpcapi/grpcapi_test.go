@@ -93,11 +93,11 @@ func newHarness(t *testing.T) *harness {
 	t.Cleanup(srv.Close)
 
 	sys := keyplane.NewContextWithActor(context.Background(), service.SystemActor)
-	admin, err := svc.CreateToken(sys, "admin", keyplane.RoleAdmin)
+	admin, err := svc.CreateToken(sys, service.TokenInput{Name: "admin", Role: keyplane.RoleAdmin})
 	if err != nil {
 		t.Fatal(err)
 	}
-	verify, err := svc.CreateToken(sys, "gateway", keyplane.RoleVerify)
+	verify, err := svc.CreateToken(sys, service.TokenInput{Name: "gateway", Role: keyplane.RoleVerify})
 	if err != nil {
 		t.Fatal(err)
 	}

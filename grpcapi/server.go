@@ -92,8 +92,13 @@ func (s *Server) authenticate() connect.UnaryInterceptorFunc {
 			if err != nil {
 				return nil, err // mapped by the errors interceptor
 			}
-			if p := req.Spec().Procedure; actor.Role != keyplane.RoleAdmin && !strings.HasPrefix(p, "/"+keyplanev1connect.VerifyServiceName+"/") && p != ExtAuthzProcedure {
+			p := req.Spec().Procedure
+			verifies := strings.HasPrefix(p, "/"+keyplanev1connect.VerifyServiceName+"/") || p == ExtAuthzProcedure
+			if actor.Role != keyplane.RoleAdmin && !verifies {
 				return nil, keyplane.Errorf(keyplane.EFORBIDDEN, "this token has role %s; it may only call %s and Envoy's ext_authz Check", actor.Role, keyplanev1connect.VerifyServiceName)
+			}
+			if actor.AccountID != "" && verifies {
+				return nil, keyplane.Errorf(keyplane.EFORBIDDEN, "this token is scoped to one account and may only manage it; verify with a verify token")
 			}
 			return next(keyplane.NewContextWithActor(ctx, actor), req)
 		}

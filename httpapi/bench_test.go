@@ -100,7 +100,7 @@ func verifyFixture(b *testing.B) (api http.Handler, token string, body []byte) {
 	b.Cleanup(clock.Stop)
 	svc, _ := service.New(store, service.Config{Records: records, Cache: records, Now: clock.Now})
 	sys := keyplane.NewContextWithActor(context.Background(), service.SystemActor)
-	tok, _ := svc.CreateToken(sys, "bench", keyplane.RoleVerify)
+	tok, _ := svc.CreateToken(sys, service.TokenInput{Name: "bench", Role: keyplane.RoleVerify})
 	acc, _ := svc.CreateAccount(sys, service.AccountInput{Name: "a", AllowedScopes: []string{"data:*"}})
 	key, _ := svc.CreateKey(sys, acc.ID, service.KeyInput{Name: "k", Scopes: []string{"data:read"}, AllowedCIDRs: []string{"10.0.0.0/8"}})
 	body, _ = json.Marshal(map[string]any{"key": key.Plaintext, "scope": "data:read", "ip": "10.1.2.3"})

@@ -69,11 +69,11 @@ func newHarnessWith(t *testing.T, store keyplane.Store, configure func(*httpapi.
 	srv := httptest.NewServer(httpapi.New(cfg))
 	t.Cleanup(srv.Close)
 	sys := keyplane.NewContextWithActor(context.Background(), service.SystemActor)
-	admin, err := svc.CreateToken(sys, "admin", keyplane.RoleAdmin)
+	admin, err := svc.CreateToken(sys, service.TokenInput{Name: "admin", Role: keyplane.RoleAdmin})
 	if err != nil {
 		t.Fatal(err)
 	}
-	verify, err := svc.CreateToken(sys, "gateway", keyplane.RoleVerify)
+	verify, err := svc.CreateToken(sys, service.TokenInput{Name: "gateway", Role: keyplane.RoleVerify})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -584,7 +584,7 @@ func TestKeyAsIDIsNotEchoedOrLogged(t *testing.T) {
 	var logs bytes.Buffer
 	srv := httptest.NewServer(httpapi.New(httpapi.Config{Service: svc, Store: store, Logger: slog.New(slog.NewTextHandler(&logs, nil))}))
 	defer srv.Close()
-	admin, _ := svc.CreateToken(keyplane.NewContextWithActor(context.Background(), service.SystemActor), "a", keyplane.RoleAdmin)
+	admin, _ := svc.CreateToken(keyplane.NewContextWithActor(context.Background(), service.SystemActor), service.TokenInput{Name: "a", Role: keyplane.RoleAdmin})
 	h := &harness{t: t, url: srv.URL, admin: admin.Plaintext, store: store}
 	acc := h.account("*")
 	key := h.key(acc, nil)["key"].(string)
@@ -892,7 +892,7 @@ func TestFullDiskAnswers503(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	admin, err := svc.CreateToken(keyplane.NewContextWithActor(ctx, service.SystemActor), "admin", keyplane.RoleAdmin)
+	admin, err := svc.CreateToken(keyplane.NewContextWithActor(ctx, service.SystemActor), service.TokenInput{Name: "admin", Role: keyplane.RoleAdmin})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -66,7 +66,7 @@ func forwardAuthFixture(b *testing.B) (api http.Handler, token, key string) {
 		b.Fatal(err)
 	}
 	sys := keyplane.NewContextWithActor(context.Background(), service.SystemActor)
-	tok, _ := svc.CreateToken(sys, "nginx", keyplane.RoleVerify)
+	tok, _ := svc.CreateToken(sys, service.TokenInput{Name: "nginx", Role: keyplane.RoleVerify})
 	acc, _ := svc.CreateAccount(sys, service.AccountInput{Name: "a", AllowedScopes: []string{"things:*"}})
 	k, err := svc.CreateKey(sys, acc.ID, service.KeyInput{Name: "k", Scopes: []string{"things:read"},
 		RateLimits: []keyplane.RateLimitPolicy{{Name: "unlimited", WindowSeconds: 60, Algorithm: keyplane.TokenBucket}}})

@@ -91,6 +91,7 @@ func New(cfg Config) *Server {
 	s.quotaRoutes()
 	s.usageRoutes()
 	s.planRoutes()
+	s.tokenRoutes()
 	s.auditRoutes()
 	s.memberRoutes()
 	s.webhookRoutes()
@@ -178,6 +179,11 @@ func (s *Server) actorFor(ctx context.Context, header string, role keyplane.Role
 	actor, err := s.svc.Authenticate(ctx, strings.TrimSpace(token))
 	if err != nil {
 		return keyplane.Actor{}, s.problem(ctx, err).(*problem.Problem)
+	}
+	if role == keyplane.RoleVerify && actor.AccountID != "" {
+		// A token for one account manages it; verifying (which sees every
+		// account's keys) is for verify tokens.
+		return keyplane.Actor{}, problem.New(http.StatusForbidden, keyplane.EFORBIDDEN, "this token is scoped to one account and may only manage it; verify with a verify token", nil)
 	}
 	if role == keyplane.RoleAdmin && actor.Role != keyplane.RoleAdmin {
 		return keyplane.Actor{}, problem.New(http.StatusForbidden, keyplane.EFORBIDDEN, "this token has role "+string(actor.Role)+"; it may only call /v1/verify", nil)

@@ -61,11 +61,11 @@ func newKeyplane(t testing.TB) *keyplaneServer {
 	srv.Start()
 	t.Cleanup(srv.Close)
 	sys := keyplane.NewContextWithActor(context.Background(), service.SystemActor)
-	tok, err := svc.CreateToken(sys, "middleware", keyplane.RoleVerify)
+	tok, err := svc.CreateToken(sys, service.TokenInput{Name: "middleware", Role: keyplane.RoleVerify})
 	if err != nil {
 		t.Fatal(err)
 	}
-	admin, err := svc.CreateToken(sys, "admin", keyplane.RoleAdmin)
+	admin, err := svc.CreateToken(sys, service.TokenInput{Name: "admin", Role: keyplane.RoleAdmin})
 	if err != nil {
 		t.Fatal(err)
 	}

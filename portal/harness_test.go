@@ -92,11 +92,11 @@ func newServerWith(t *testing.T, cfg service.Config) *server {
 	srv := httptest.NewServer(httpapi.New(httpapi.Config{Service: svc, Store: store, Logger: log, Version: "test", Now: c.Now, Portal: p, SessionCookie: p.CookieName()}))
 	t.Cleanup(srv.Close)
 	admin := keyplane.NewContextWithActor(context.Background(), service.SystemActor)
-	tok, err := svc.CreateToken(admin, "admin", keyplane.RoleAdmin)
+	tok, err := svc.CreateToken(admin, service.TokenInput{Name: "admin", Role: keyplane.RoleAdmin})
 	if err != nil {
 		t.Fatal(err)
 	}
-	gate, err := svc.CreateToken(admin, "gateway", keyplane.RoleVerify)
+	gate, err := svc.CreateToken(admin, service.TokenInput{Name: "gateway", Role: keyplane.RoleVerify})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,11 +8,12 @@ import (
 	"github.com/keyplane/keyplane"
 )
 
-// ChangesSince lists the keys, accounts and plans updated at or after since,
+// ChangesSince lists the keys, tokens, accounts and plans updated at or after since,
 // in one round trip.
 func (db *DB) ChangesSince(ctx context.Context, since time.Time) ([]keyplane.Change, error) {
 	rows, err := db.pool.Query(ctx, `
 		SELECT 'key', hash, '' FROM keys WHERE updated_at >= $1
+		UNION ALL SELECT 'token', hash, '' FROM operator_tokens WHERE updated_at >= $1
 		UNION ALL SELECT 'account', NULL, id FROM accounts WHERE updated_at >= $1
 		UNION ALL SELECT 'plan', NULL, name FROM plans WHERE updated_at >= $1`, since)
 	if err != nil {
@@ -30,7 +31,7 @@ func (db *DB) ChangesSince(ctx context.Context, since time.Time) ([]keyplane.Cha
 		case "plan":
 			return keyplane.PlanChanged(name), nil
 		}
-		var c keyplane.Change
+		c := keyplane.Change{Token: kind == "token"}
 		copy(c.KeyHash[:], hash)
 		return c, nil
 	})

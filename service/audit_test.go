@@ -169,7 +169,7 @@ func TestEachMutationWritesItsEvent(t *testing.T) {
 	_, err = e.svc.UpdateKey(ctx, rolled.Key.ID, service.KeyUpdate{Name: service.Optional[string]{Set: true, Value: "x"}})
 	wantNone("UpdateKey of a revoked key", err)
 
-	tok, err := e.svc.CreateToken(ctx, "deploy", keyplane.RoleVerify)
+	tok, err := e.svc.CreateToken(ctx, service.TokenInput{Name: "deploy", Role: keyplane.RoleVerify})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,7 +178,7 @@ func TestEachMutationWritesItsEvent(t *testing.T) {
 	if !strings.Contains(string(evs[0].Details), tok.ID) {
 		t.Errorf("token.created details %s do not name the token", evs[0].Details)
 	}
-	_, err = e.svc.CreateToken(ctx, "deploy", "root")
+	_, err = e.svc.CreateToken(ctx, service.TokenInput{Name: "deploy", Role: "root"})
 	wantNone("CreateToken with a bad role", err)
 
 	// No plaintext in any event, and the chains verify.

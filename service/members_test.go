@@ -402,7 +402,7 @@ func TestMemberRoles(t *testing.T) {
 	wantCode(t, err, keyplane.EFORBIDDEN)
 	_, _, err = e.svc.ListAccounts(owner, keyplane.Page{})
 	wantCode(t, err, keyplane.EFORBIDDEN)
-	_, err = e.svc.CreateToken(owner, "t", keyplane.RoleAdmin)
+	_, err = e.svc.CreateToken(owner, service.TokenInput{Name: "t", Role: keyplane.RoleAdmin})
 	wantCode(t, err, keyplane.EFORBIDDEN)
 
 	// An owner promotes the viewer; the change applies to the next request.

@@ -48,7 +48,7 @@ func TestPlaintextNeverStored(t *testing.T) {
 			secrets = append(secrets, p, p[len(p)-36:len(p)-6])
 		}
 	}
-	tok, err := svc.CreateToken(ctx, "t", keyplane.RoleAdmin)
+	tok, err := svc.CreateToken(ctx, service.TokenInput{Name: "t", Role: keyplane.RoleAdmin})
 	if err != nil {
 		t.Fatal(err)
 	}

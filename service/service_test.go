@@ -423,7 +423,7 @@ func TestTokens(t *testing.T) {
 		wantCode(t, err, keyplane.EUNAUTHORIZED)
 	}
 	verifyCtx := keyplane.NewContextWithActor(context.Background(), keyplane.Actor{Kind: "token", Role: keyplane.RoleVerify})
-	_, err = e.svc.CreateToken(verifyCtx, "x", keyplane.RoleAdmin)
+	_, err = e.svc.CreateToken(verifyCtx, service.TokenInput{Name: "x", Role: keyplane.RoleAdmin})
 	wantCode(t, err, keyplane.EFORBIDDEN)
 	// A verify token may do nothing else, whichever transport lets it through.
 	acc := e.account(t, "*")
@@ -439,7 +439,7 @@ func TestTokens(t *testing.T) {
 			t.Errorf("%s with a verify token: %v", name, err)
 		}
 	}
-	_, err = e.svc.CreateToken(e.ctx, "x", "root")
+	_, err = e.svc.CreateToken(e.ctx, service.TokenInput{Name: "x", Role: "root"})
 	wantCode(t, err, keyplane.EINVALID)
 }
 

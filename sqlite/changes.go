@@ -7,21 +7,23 @@ import (
 	"github.com/keyplane/keyplane"
 )
 
-// ChangesSince lists the keys, accounts and plans updated at or after since.
+// ChangesSince lists the keys, tokens, accounts and plans updated at or after since.
 func (db *DB) ChangesSince(ctx context.Context, since time.Time) ([]keyplane.Change, error) {
 	var changes []keyplane.Change
 	at := micros(since)
-	rows, err := db.read.QueryContext(ctx, `SELECT hash FROM keys WHERE updated_at >= ?`, at)
+	rows, err := db.read.QueryContext(ctx, `SELECT hash, 0 FROM keys WHERE updated_at >= ?
+		UNION ALL SELECT hash, 1 FROM operator_tokens WHERE updated_at >= ?`, at, at)
 	if err != nil {
 		return nil, unavailable(err)
 	}
 	for rows.Next() {
 		var h []byte
-		if err := rows.Scan(&h); err != nil {
+		var token bool
+		if err := rows.Scan(&h, &token); err != nil {
 			rows.Close()
 			return nil, unavailable(err)
 		}
-		var c keyplane.Change
+		c := keyplane.Change{Token: token}
 		copy(c.KeyHash[:], h)
 		changes = append(changes, c)
 	}

@@ -512,43 +512,6 @@ func (db *DB) UpdatePlan(ctx context.Context, name string, update func(*keyplane
 	return out, err
 }
 
-// ---- operator tokens
-
-// CreateToken inserts t.
-func (db *DB) CreateToken(ctx context.Context, t *keyplane.Token) error {
-	return db.inTx(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO operator_tokens (id, name, role, hash, created_at) VALUES (?, ?, ?, ?, ?)`,
-			t.ID, t.Name, t.Role, t.Hash[:], micros(t.CreatedAt))
-		return translate(err)
-	})
-}
-
-// TokenByHash returns the token with hash.
-func (db *DB) TokenByHash(ctx context.Context, hash [32]byte) (*keyplane.Token, error) {
-	var t keyplane.Token
-	var h []byte
-	var created int64
-	err := db.read.QueryRowContext(ctx, `SELECT id, name, role, hash, created_at FROM operator_tokens WHERE hash = ?`, hash[:]).
-		Scan(&t.ID, &t.Name, &t.Role, &h, &created)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, keyplane.Errorf(keyplane.ENOTFOUND, "no token with that hash")
-	} else if err != nil {
-		return nil, unavailable(err)
-	}
-	copy(t.Hash[:], h)
-	t.CreatedAt = fromMicros(created)
-	return &t, nil
-}
-
-// CountTokens returns how many operator tokens exist.
-func (db *DB) CountTokens(ctx context.Context) (int, error) {
-	var n int
-	if err := db.read.QueryRowContext(ctx, `SELECT count(*) FROM operator_tokens`).Scan(&n); err != nil {
-		return 0, unavailable(err)
-	}
-	return n, nil
-}
-
 // prefixed qualifies each column of a comma-separated list with p.
 func prefixed(p, columns string) string {
 	fields := strings.Split(columns, ",")

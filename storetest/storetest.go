@@ -64,6 +64,7 @@ var Tests = []Test{
 	{"PlanPagination", testPlanPagination},
 	{"VerifyRecordCarriesPlan", testVerifyRecordCarriesPlan},
 	{"Tokens", testTokens},
+	{"TokenLifecycle", testTokenLifecycle},
 	{"ChangesSince", testChangesSince},
 	{"QuotaAddTotals", testQuotaAddTotals},
 	{"QuotaAddConcurrent", testQuotaAddConcurrent},
@@ -1058,5 +1059,57 @@ func testChangesSince(t *testing.T, s keyplane.Store) {
 	}
 	if got, err := s.ChangesSince(ctx, later.Add(time.Microsecond)); err != nil || len(got) != 0 {
 		t.Fatalf("ChangesSince after every update = %v, %v; want none", got, err)
+	}
+}
+
+// Tokens keep their scope and expiry, list newest first, and update under
+// a lock that counts the other usable operator-wide admin tokens.
+func testTokenLifecycle(t *testing.T, s keyplane.Store) {
+	acc := newAccount(t, s)
+	later := base.Add(time.Hour)
+	admin := &keyplane.Token{ID: id("tok"), Name: "ops", Role: keyplane.RoleAdmin, Hash: hashOf(id("h")), CreatedAt: base, UpdatedAt: base}
+	scoped := &keyplane.Token{ID: id("tok"), Name: "acme", Role: keyplane.RoleAdmin, AccountID: acc.ID, Hash: hashOf(id("h")), CreatedAt: base, UpdatedAt: base, ExpiresAt: &later}
+	for _, tok := range []*keyplane.Token{admin, scoped} {
+		if err := s.CreateToken(ctx, tok); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := s.Token(ctx, scoped.ID)
+	if err != nil || got.AccountID != acc.ID || got.ExpiresAt == nil || !got.ExpiresAt.Equal(later) || got.RevokedAt != nil || !got.UpdatedAt.Equal(base) {
+		t.Fatalf("Token = %+v, %v", got, err)
+	}
+	_, err = s.Token(ctx, id("tok"))
+	wantCode(t, err, keyplane.ENOTFOUND)
+	page, next, err := s.ListTokens(ctx, keyplane.Page{Limit: 1})
+	if err != nil || len(page) != 1 || page[0].ID != scoped.ID || next == "" {
+		t.Fatalf("first page: %v %q %v", page, next, err)
+	}
+	// Whatever admins other tests or migrations made, the count excludes the
+	// token being updated and counts the admin made here.
+	var others int
+	revokedAt := base.Add(time.Minute)
+	updated, err := s.UpdateToken(ctx, scoped.ID, base, func(tok *keyplane.Token, otherAdmins int) error {
+		others = otherAdmins
+		tok.RevokedAt, tok.UpdatedAt = &revokedAt, revokedAt
+		return nil
+	})
+	if err != nil || updated.RevokedAt == nil || others < 1 {
+		t.Fatalf("UpdateToken: %+v, %d other admins, %v", updated, others, err)
+	}
+	if got, _ := s.TokenByHash(ctx, scoped.Hash); got.RevokedAt == nil || !got.RevokedAt.Equal(revokedAt) || !got.UpdatedAt.Equal(revokedAt) {
+		t.Fatalf("after revoking: %+v", got)
+	}
+	if _, err := s.UpdateToken(ctx, admin.ID, base, func(tok *keyplane.Token, _ int) error {
+		tok.RevokedAt = &revokedAt
+		return keyplane.Errorf(keyplane.ECONFLICT, "abort")
+	}); keyplane.ErrorCode(err) != keyplane.ECONFLICT {
+		t.Fatalf("an aborted update: %v", err)
+	}
+	if got, _ := s.Token(ctx, admin.ID); got.RevokedAt != nil {
+		t.Fatal("an aborted update was written")
+	}
+	changes, err := s.ChangesSince(ctx, revokedAt)
+	if err != nil || !slices.Contains(changes, keyplane.TokenChanged(scoped.Hash)) {
+		t.Fatalf("ChangesSince after the revocation: %v, %v", changes, err)
 	}
 }

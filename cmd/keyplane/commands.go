@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"text/tabwriter"
 	"time"
 
 	"github.com/keyplane/keyplane"
@@ -353,37 +355,125 @@ func newMigrateCommand() *cobra.Command {
 
 func newTokenCommand() *cobra.Command {
 	token := &cobra.Command{Use: "token", Short: "Manage operator tokens"}
-	var database, name, role string
+	// withService runs fn on the database as keyplane itself (the system actor).
+	withService := func(cmd *cobra.Command, database string, fn func(ctx context.Context, svc *service.Service) error) error {
+		ctx := cmd.Context()
+		store, err := openStore(ctx, database)
+		if err != nil {
+			return err
+		}
+		defer store.Close()
+		svc, err := service.New(store, service.Config{Bus: cliBus(ctx, store)})
+		if err != nil {
+			return err
+		}
+		if err := fn(keyplane.NewContextWithActor(ctx, service.SystemActor), svc); err != nil {
+			return errors.New(keyplane.ErrorMessage(err))
+		}
+		return nil
+	}
+
+	var database, name, role, account string
+	var expires time.Duration
 	create := &cobra.Command{
 		Use:   "create",
 		Short: "Create an operator token and print it (alone, on stdout)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx := cmd.Context()
-			store, err := openStore(ctx, database)
-			if err != nil {
-				return err
-			}
-			defer store.Close()
-			svc, err := service.New(store, service.Config{})
-			if err != nil {
-				return err
-			}
-			t, err := svc.CreateToken(keyplane.NewContextWithActor(ctx, service.SystemActor), name, keyplane.Role(role))
-			if err != nil {
-				return errors.New(keyplane.ErrorMessage(err))
-			}
-			fmt.Fprintln(cmd.OutOrStdout(), t.Plaintext)
-			return nil
+			return withService(cmd, database, func(ctx context.Context, svc *service.Service) error {
+				in := service.TokenInput{Name: name, Role: keyplane.Role(role), AccountID: account}
+				if expires > 0 {
+					at := time.Now().Add(expires)
+					in.ExpiresAt = &at
+				}
+				t, err := svc.CreateToken(ctx, in)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintln(cmd.OutOrStdout(), t.Plaintext)
+				return nil
+			})
 		},
 	}
 	create.Flags().StringVar(&name, "name", "", "what the token is for (required)")
-	create.Flags().StringVar(&role, "role", "", "admin (everything) or verify (only /v1/verify) (required)")
+	create.Flags().StringVar(&role, "role", "", "admin (manage everything, or one account with --account) or verify (verify keys, report usage, forward-auth) (required)")
+	create.Flags().StringVar(&account, "account", "", "an account id: the admin token manages that account only")
+	create.Flags().DurationVar(&expires, "expires-in", 0, "the token is refused after this long, e.g. 720h; default never")
 	create.MarkFlagRequired("name")
 	create.MarkFlagRequired("role")
 	addDatabaseFlag(create, &database)
-	token.AddCommand(create)
+
+	var listDatabase string
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List operator tokens (never their secrets)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return withService(cmd, listDatabase, func(ctx context.Context, svc *service.Service) error {
+				w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+				fmt.Fprintln(w, "ID\tNAME\tROLE\tACCOUNT\tCREATED\tEXPIRES\tSTATUS")
+				page := keyplane.Page{Limit: 100}
+				for {
+					tokens, next, err := svc.ListTokens(ctx, page)
+					if err != nil {
+						return err
+					}
+					now := time.Now()
+					for _, t := range tokens {
+						expiry, status := "never", "active"
+						if t.ExpiresAt != nil {
+							expiry = t.ExpiresAt.Format(time.RFC3339)
+						}
+						if t.RevokedAt != nil {
+							status = "revoked"
+						} else if !t.Usable(now) {
+							status = "expired"
+						}
+						fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.ID, t.Name, t.Role, cmp.Or(t.AccountID, "-"), t.CreatedAt.Format(time.RFC3339), expiry, status)
+					}
+					if next == "" {
+						return w.Flush()
+					}
+					page.Cursor = next
+				}
+			})
+		},
+	}
+	addDatabaseFlag(list, &listDatabase)
+
+	var revokeDatabase string
+	var force bool
+	revoke := &cobra.Command{
+		Use:   "revoke TOKEN_ID",
+		Short: "Revoke an operator token now (on every instance sharing a PostgreSQL database at once; a SQLite server sees it within --cache-ttl)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return withService(cmd, revokeDatabase, func(ctx context.Context, svc *service.Service) error {
+				t, err := svc.RevokeToken(ctx, args[0], force)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "revoked %s (%s)\n", t.ID, t.Name)
+				return nil
+			})
+		},
+	}
+	revoke.Flags().BoolVar(&force, "force", false, "revoke even the last active admin token")
+	addDatabaseFlag(revoke, &revokeDatabase)
+
+	token.AddCommand(create, list, revoke)
 	return token
+}
+
+// cliBus lets a command's changes reach running servers: over LISTEN/NOTIFY
+// on PostgreSQL (every instance listens there, or catches up on reconnect).
+// A SQLite server has no bus to hear it on and sees the change within its
+// cache TTL.
+func cliBus(ctx context.Context, store keyplane.Store) keyplane.ChangeBus {
+	if pg, ok := store.(*postgres.DB); ok {
+		return pg.ChangeBus("", slog.New(slog.DiscardHandler))
+	}
+	return nil
 }
 
 // retentionFlag is --usage-retention: usage.ParseRetention's format.
