@@ -8,6 +8,7 @@ import type {
   CreateAccountInput,
   CreateKeyInput,
   CreatePlanInput,
+  CreateWebhookInput,
   Invite,
   InviteMemberInput,
   Key,
@@ -17,17 +18,27 @@ import type {
   Page,
   PageQuery,
   Plan,
+  PublishEventInput,
+  PublishEventResult,
+  RecoverWebhookInput,
+  RequeueResult,
   RollKeyInput,
   RollKeyResult,
+  RotateWebhookSecretInput,
+  TestWebhookResult,
   UpdateAccountInput,
   UpdateKeyInput,
   UpdateMemberInput,
   UpdatePlanInput,
+  UpdateWebhookInput,
   UsageEvent,
   UsageQuery,
   UsageReport,
   VerifyRequest,
   VerifyResponse,
+  WebhookEndpoint,
+  WebhookEndpointWithSecret,
+  WebhookMessage,
 } from "./types.js";
 
 export type ClientOptions = TransportOptions;
@@ -68,6 +79,19 @@ export const operationIds = [
   "updatePlan",
   "reportUsage",
   "verifyKey",
+  "listAccountWebhooks",
+  "createAccountWebhook",
+  "listOperatorWebhooks",
+  "createOperatorWebhook",
+  "getWebhook",
+  "updateWebhook",
+  "deleteWebhook",
+  "rotateWebhookSecret",
+  "testWebhook",
+  "listWebhookMessages",
+  "retryMessage",
+  "recoverWebhook",
+  "publishEvent",
 ] as const satisfies readonly (keyof operations)[];
 
 const seg = encodeURIComponent;
@@ -183,6 +207,70 @@ export class KeyplaneClient {
      * latency): at most 1,000 events, recorded whole or refused whole. Not retried.
      */
     report: (events: UsageEvent[], o?: CallOptions) => this.send<{ accepted: number }>("POST", "/v1/usage", { events }, o),
+  };
+
+  /**
+   * webhooks manages webhook endpoints (`whk_…`): an account's, which receive
+   * its keyplane events and the events you publish to it (`events.publish`),
+   * and the operator's own, which receive every account's keyplane events.
+   * Secrets (`whsec_…`) are in the answers to create and rotateSecret only;
+   * verify deliveries with `Webhook` from `@keyplane/node/webhooks`.
+   * Webhook routes answer 503 (KeyplaneUnavailableError) on a server without
+   * a secrets key.
+   */
+  readonly webhooks = {
+    /** create registers an endpoint for an account (at most 20 each); the answer's `secret` is shown this once. */
+    create: (accountId: string, input: CreateWebhookInput, o?: CallOptions) =>
+      this.send<WebhookEndpointWithSecret>("POST", `/v1/accounts/${seg(accountId)}/webhooks`, input, o),
+    /** list is one page of an account's endpoints. */
+    list: async (accountId: string, q: PageQuery = {}, o?: CallOptions) =>
+      page(await this.get<{ data: WebhookEndpoint[] | null; next_cursor: string }>(`/v1/accounts/${seg(accountId)}/webhooks`, { ...q }, o)),
+    /** all iterates every endpoint of an account, page after page. */
+    all: (accountId: string, o?: CallOptions) => this.iterate((cursor) => this.webhooks.list(accountId, { limit: 100, cursor }, o)),
+    /** createOperator registers one of the operator's own endpoints (no account: it receives every account's keyplane events, not published ones); `secret` is shown this once. */
+    createOperator: (input: CreateWebhookInput, o?: CallOptions) => this.send<WebhookEndpointWithSecret>("POST", "/v1/webhooks", input, o),
+    /** listOperator is one page of the operator's own endpoints. */
+    listOperator: async (q: PageQuery = {}, o?: CallOptions) =>
+      page(await this.get<{ data: WebhookEndpoint[] | null; next_cursor: string }>("/v1/webhooks", { ...q }, o)),
+    /** allOperator iterates every one of the operator's own endpoints. */
+    allOperator: (o?: CallOptions) => this.iterate((cursor) => this.webhooks.listOperator({ limit: 100, cursor }, o)),
+    /** get reads an endpoint (never its secret). */
+    get: (id: string, o?: CallOptions) => this.get<WebhookEndpoint>(`/v1/webhooks/${seg(id)}`, undefined, o),
+    /** update changes an endpoint: `events` replaces the list; `enabled: true` also re-enables one keyplane disabled. */
+    update: (id: string, input: UpdateWebhookInput, o?: CallOptions) => this.send<WebhookEndpoint>("PATCH", `/v1/webhooks/${seg(id)}`, input, o),
+    /** delete removes an endpoint and its message log. */
+    delete: (id: string, o?: CallOptions) => this.send<void>("DELETE", `/v1/webhooks/${seg(id)}`, undefined, o),
+    /**
+     * rotateSecret gives an endpoint a new secret, shown in this answer only.
+     * For `overlap_seconds` (default 86400, 0 ends the old one at once, at
+     * most 604800) deliveries carry a signature for each.
+     */
+    rotateSecret: (id: string, input: RotateWebhookSecretInput = {}, o?: CallOptions) =>
+      this.send<WebhookEndpointWithSecret>("POST", `/v1/webhooks/${seg(id)}/rotate-secret`, input, o),
+    /** test sends a `webhook.test` event to this endpoint alone (KeyplaneConflictError if it is disabled). */
+    test: (id: string, o?: CallOptions) => this.send<TestWebhookResult>("POST", `/v1/webhooks/${seg(id)}/test`, undefined, o),
+    /** messages is one page of the messages sent to an endpoint, newest first, each with its attempts. */
+    messages: async (id: string, q: PageQuery = {}, o?: CallOptions) =>
+      page(await this.get<{ data: WebhookMessage[] | null; next_cursor: string }>(`/v1/webhooks/${seg(id)}/messages`, { ...q }, o)),
+    /** allMessages iterates every message sent to an endpoint, newest first. */
+    allMessages: (id: string, o?: CallOptions) => this.iterate((cursor) => this.webhooks.messages(id, { limit: 100, cursor }, o)),
+    /** retryMessage sends a message (`msg_…`) again, once, to the caller's endpoints it went to. */
+    retryMessage: (messageId: string, o?: CallOptions) => this.send<RequeueResult>("POST", `/v1/messages/${seg(messageId)}/retry`, undefined, o),
+    /** recover gives each message raised since `since` whose delivery to this endpoint failed one more attempt. */
+    recover: (id: string, input: RecoverWebhookInput, o?: CallOptions) =>
+      this.send<RequeueResult>("POST", `/v1/webhooks/${seg(id)}/recover`, { since: input.since instanceof Date ? input.since.toISOString() : input.since }, o),
+  };
+
+  readonly events = {
+    /**
+     * publish sends your own event (`invoice.paid`, …) to the account's
+     * endpoints subscribed to its type (operators only; not to the
+     * operator's own endpoints). With the same `idempotency_key` again, the
+     * first message's id and `duplicate: true` (KeyplaneConflictError with
+     * other data). Not retried: pass an idempotency key and retry yourself.
+     */
+    publish: <T extends Record<string, unknown>>(accountId: string, input: PublishEventInput<T>, o?: CallOptions) =>
+      this.send<PublishEventResult>("POST", `/v1/accounts/${seg(accountId)}/events`, input, o),
   };
 
   private async *iterate<T>(fetchPage: (cursor: string | undefined) => Promise<Page<T>>): AsyncGenerator<T> {

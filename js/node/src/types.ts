@@ -61,3 +61,38 @@ export interface PageQuery {
   limit?: number;
   cursor?: string;
 }
+
+/**
+ * WebhookEndpoint is a webhook endpoint (`whk_…`) as keyplane shows it:
+ * never its secret, which only the answers to create and rotateSecret carry
+ * (WebhookEndpointWithSecret). `account_id` is absent for the operator's own
+ * endpoints. `events` is always a list (the document allows null).
+ */
+export type WebhookEndpoint = Fix<Omit<S["WebhookBody"], "secret">, "events", string[]>;
+/** WebhookEndpointWithSecret is the answer to create and rotateSecret: `secret` (`whsec_…`) is shown this once. */
+export type WebhookEndpointWithSecret = WebhookEndpoint & { secret: string };
+export type CreateWebhookInput = S["WebhookFields"];
+/** UpdateWebhookInput: `events` replaces the list (`[]`: every event); keyplane refuses null, which the document allows. */
+export type UpdateWebhookInput = Omit<S["UpdateWebhookInputBody"], "events"> & { events?: string[] };
+export type RotateWebhookSecretInput = S["RotateSecretInputBody"];
+/** RecoverWebhookInput: `since` as RFC 3339, or a Date. */
+export type RecoverWebhookInput = { since: string | Date };
+export type WebhookAttempt = S["AttemptBody"];
+/**
+ * WebhookMessage is a message sent to an endpoint (`msg_…`, its deliveries'
+ * webhook-id) with its attempts, oldest first. `payload` is the body
+ * delivered; `attempts` is always a list (the document allows null).
+ */
+export type WebhookMessage = Omit<S["DeliveryBody"], "attempts" | "payload"> & {
+  attempts: WebhookAttempt[];
+  payload: { type: string; timestamp: string; data: Record<string, unknown> };
+};
+export type WebhookMessageStatus = WebhookMessage["status"];
+/** TestWebhookResult names the `webhook.test` message sent. */
+export type TestWebhookResult = S["TestOutputBody"];
+/** RequeueResult: how many deliveries got one more attempt. */
+export type RequeueResult = S["CountOutputBody"];
+/** PublishEventInput is an operator's own event: `type` like `invoice.paid`, `data` a JSON object (64 KiB at most). */
+export type PublishEventInput<T extends Record<string, unknown> = Record<string, unknown>> = Omit<S["PublishEventInputBody"], "data"> & { data: T };
+/** PublishEventResult: the message id (`msg_…`); `duplicate` when the idempotency key was used before with the same event. */
+export type PublishEventResult = S["PublishEventOutputBody"];
