@@ -275,15 +275,23 @@ func (s *Service) RotateWebhookSecret(ctx context.Context, id string, overlap ti
 	}
 	ctx, trail := audited(ctx)
 	e, err := s.store.UpdateWebhookEndpoint(ctx, id, func(e *keyplane.WebhookEndpoint) error {
+		// Only the secret in use until now overlaps with the new one: a
+		// delivery carries at most two signatures, however often the secret
+		// is rotated within an overlap (secrets still overlapping from an
+		// earlier rotation end now).
 		end := now.Add(overlap)
 		kept := []keyplane.WebhookSecret{}
-		for _, old := range e.ActiveSecrets(now) {
-			if old.ExpiresAt == nil || old.ExpiresAt.After(end) {
-				old.ExpiresAt = &end
+		if active := e.ActiveSecrets(now); overlap > 0 && len(active) > 0 {
+			current := active[0]
+			for _, sec := range active[1:] {
+				if sec.CreatedAt.After(current.CreatedAt) {
+					current = sec
+				}
 			}
-			if overlap > 0 {
-				kept = append(kept, old)
+			if current.ExpiresAt == nil || current.ExpiresAt.After(end) {
+				current.ExpiresAt = &end
 			}
+			kept = append(kept, current)
 		}
 		e.Secrets = append(kept, keyplane.WebhookSecret{Sealed: sealed, CreatedAt: now})
 		e.UpdatedAt = now

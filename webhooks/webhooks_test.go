@@ -282,6 +282,24 @@ func TestRotationSignsWithBothSecrets(t *testing.T) {
 	}
 	verifyIndependently(t, w.Secret, got[0])
 	verifyIndependently(t, rotated.Secret, got[0])
+	// Rotating again within the overlap: still two signatures, the newest
+	// two secrets'; the first one ends.
+	third, err := e.svc.RotateWebhookSecret(e.ctx, w.ID, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.TestWebhook(e.ctx, w.ID); err != nil {
+		t.Fatal(err)
+	}
+	got = r.waitFor(t, 2, 5*time.Second)
+	if sigs := strings.Fields(got[1].header.Get("webhook-signature")); len(sigs) != 2 {
+		t.Fatalf("after a second rotation within the overlap: %d signatures, want 2", len(sigs))
+	}
+	verifyIndependently(t, rotated.Secret, got[1])
+	verifyIndependently(t, third.Secret, got[1])
+	if first, _ := standardwebhooks.NewWebhook(w.Secret); first.Verify(got[1].body, got[1].header) == nil {
+		t.Fatal("the first secret still verifies after two rotations")
+	}
 	// Rotating with no overlap ends the old ones at once.
 	again, err := e.svc.RotateWebhookSecret(e.ctx, w.ID, 0)
 	if err != nil {
@@ -290,13 +308,13 @@ func TestRotationSignsWithBothSecrets(t *testing.T) {
 	if _, err := e.svc.TestWebhook(e.ctx, w.ID); err != nil {
 		t.Fatal(err)
 	}
-	got = r.waitFor(t, 2, 5*time.Second)
-	if sigs := strings.Fields(got[1].header.Get("webhook-signature")); len(sigs) != 1 {
+	got = r.waitFor(t, 3, 5*time.Second)
+	if sigs := strings.Fields(got[2].header.Get("webhook-signature")); len(sigs) != 1 {
 		t.Fatalf("after a rotation without overlap: %d signatures", len(sigs))
 	}
-	verifyIndependently(t, again.Secret, got[1])
-	wh, _ := standardwebhooks.NewWebhook(rotated.Secret)
-	if err := wh.Verify(got[1].body, got[1].header); err == nil {
+	verifyIndependently(t, again.Secret, got[2])
+	wh, _ := standardwebhooks.NewWebhook(third.Secret)
+	if err := wh.Verify(got[2].body, got[2].header); err == nil {
 		t.Fatal("a secret rotated out without overlap still verifies")
 	}
 }
