@@ -45,6 +45,7 @@ func (s *Server) forwardAuthRoutes(mux *http.ServeMux) {
 	header := func(doc string) *huma.Param {
 		return &huma.Param{In: "header", Description: doc, Schema: &huma.Schema{Type: "string"}}
 	}
+	s.roles = append(s.roles, RouteRole{Method: "*", Path: forwardAuthPath, Role: keyplane.RoleVerify})
 	s.api.OpenAPI().AddOperation(&huma.Operation{
 		OperationID: "forwardAuth", Method: http.MethodGet, Path: forwardAuthPath,
 		Summary: "Forward-auth for reverse proxies (any method)",

@@ -484,6 +484,9 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 		"/v1/webhooks/{id}/test":          {"post"},
 		"/v1/messages/{id}/retry":         {"post"},
 		"/v1/accounts/{id}/events":        {"post"},
+		"/v1/tokens":                      {"get", "post"},
+		"/v1/tokens/{id}":                 {"get"},
+		"/v1/tokens/{id}/revoke":          {"post"},
 	}
 	for path, methods := range want {
 		ops, ok := paths[path].(map[string]any)

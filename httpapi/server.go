@@ -28,7 +28,19 @@ type Server struct {
 	forwardAuth   ForwardAuthConfig
 	sessionCookie string // the portal's cookie; "" when the portal is off
 	portalURL     string
+	roles         []RouteRole // what each registered operation requires
 }
+
+// RouteRole is the operator-token role an operation requires: admin, or
+// verify (which admin tokens also pass). docs/api.md's table of roles is
+// checked against these.
+type RouteRole struct {
+	Method, Path string
+	Role         keyplane.Role
+}
+
+// Roles lists the role every operation of the API requires.
+func (s *Server) Roles() []RouteRole { return s.roles }
 
 // Config wires a Server.
 type Config struct {
@@ -123,6 +135,7 @@ func register[I, O any](s *Server, role keyplane.Role, op huma.Operation, h func
 		op.Security = append(op.Security, map[string][]string{"portalSession": {}})
 	}
 	op.Middlewares = append(op.Middlewares, s.authenticate(role))
+	s.roles = append(s.roles, RouteRole{Method: op.Method, Path: op.Path, Role: role})
 	op.Errors = append(op.Errors, http.StatusUnauthorized, http.StatusForbidden, http.StatusServiceUnavailable)
 	huma.Register(s.api, op, func(ctx context.Context, in *I) (*O, error) {
 		out, err := h(ctx, in)

@@ -76,6 +76,7 @@ func (s *Server) verifyRoutes(mux *http.ServeMux) {
 		return map[string]*huma.MediaType{"application/json": {Schema: reg.Schema(reflect.TypeOf(v), true, name)}}
 	}
 	problemBody := map[string]*huma.MediaType{"application/problem+json": {Schema: reg.Schema(reflect.TypeOf(problem.Problem{}), true, "Problem")}}
+	s.roles = append(s.roles, RouteRole{Method: http.MethodPost, Path: "/v1/verify", Role: keyplane.RoleVerify})
 	s.api.OpenAPI().AddOperation(&huma.Operation{
 		OperationID: "verifyKey", Method: http.MethodPost, Path: "/v1/verify",
 		Summary:     "Verify a key: 200 for every outcome",

@@ -139,3 +139,41 @@ func summary(d []time.Duration) string {
 	pct := func(p float64) time.Duration { return s[min(len(s)-1, int(p*float64(len(s))))] }
 	return fmt.Sprintf("n=%d p50=%v p99=%v max=%v", len(s), pct(0.50).Round(10*time.Microsecond), pct(0.99).Round(10*time.Microsecond), s[len(s)-1].Round(10*time.Microsecond))
 }
+
+// TestClusterTokenRevocation: an operator token revoked through one instance
+// is refused by the other within milliseconds (over the change bus), though
+// the other had it cached, and the revoking instance refuses it at once.
+func TestClusterTokenRevocation(t *testing.T) {
+	for _, bus := range []string{"redis", "postgres"} {
+		t.Run(bus, func(t *testing.T) {
+			dbURL := postgrestest.NewDatabase(t)
+			var b [6]byte
+			rand.Read(b[:])
+			args := []string{"--database", dbURL, "--cache-ttl", "10m", "--change-channel", "keyplane_test_" + hex.EncodeToString(b[:])}
+			if bus == "redis" {
+				args = append(args, "--redis", redistest.URL(t))
+			}
+			a := startServer(t, args...)
+			admin := a.token(t)
+			other := startServer(t, args...)
+			var took []time.Duration
+			for range 5 {
+				created := a.call(t, admin, "POST", "/v1/tokens", map[string]any{"name": "api", "role": "verify"}, 201)
+				tok := created["token"].(string)
+				if got := other.status(t, tok, "POST", "/v1/verify", map[string]any{"key": "kp_live_x"}); got != 200 {
+					t.Fatalf("the new token on the other instance: %d", got)
+				}
+				a.call(t, admin, "POST", "/v1/tokens/"+created["id"].(string)+"/revoke", nil, 200)
+				revoked := time.Now()
+				if got := a.status(t, tok, "POST", "/v1/verify", map[string]any{"key": "kp_live_x"}); got != 401 {
+					t.Fatalf("the revoking instance: %d, want 401 at once", got)
+				}
+				waitUntil(t, "the revoked token refused by the other instance", time.Second, func() bool {
+					return other.status(t, tok, "POST", "/v1/verify", map[string]any{"key": "kp_live_x"}) == 401
+				})
+				took = append(took, time.Since(revoked))
+			}
+			t.Logf("token revocation seen by the other instance (%s): %s", bus, summary(took))
+		})
+	}
+}

@@ -115,6 +115,7 @@ func TestDatabaseOutage(t *testing.T) {
 			wg.Wait()
 			t.Logf("%s: database down %v: %d verifications VALID, %d not", bus, up.Sub(down).Round(time.Second), verified.Load(), refused.Load())
 			if n := refused.Load(); n > 0 {
+				t.Logf("logs of %s:\n%s\nlogs of %s:\n%s", a.addr, a.logs.String(), b.addr, b.logs.String())
 				t.Fatalf("%d verifications of cached keys were not VALID during the outage; first: %v", n, firstRefusal.Load())
 			}
 
