@@ -31,7 +31,7 @@ event is printed), 2 the log could not be read.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			store, err := openStore(ctx, database)
+			store, err := openExistingStore(ctx, database)
 			if err != nil {
 				return exitCode(2, err)
 			}
@@ -76,7 +76,7 @@ export can be checked and its chain heads anchored elsewhere).`,
 			if f.To, err = parseTimeFlag("to", to); err != nil {
 				return err
 			}
-			store, err := openStore(ctx, database)
+			store, err := openExistingStore(ctx, database)
 			if err != nil {
 				return err
 			}

@@ -59,6 +59,9 @@ func TestAuditVerifyExitCodes(t *testing.T) {
 // writes it as one JSON object a line, filtered like the API.
 func TestAuditExport(t *testing.T) {
 	db := filepath.Join(t.TempDir(), "export.db")
+	if code, _, errOut := runCLI(t, "migrate", "--database", db); code != 0 {
+		t.Fatal(errOut)
+	}
 	for _, name := range []string{"ci", "deploy"} {
 		if code, _, errOut := runCLI(t, "token", "create", "--name", name, "--role", "verify", "--database", db); code != 0 {
 			t.Fatalf("token create: %s", errOut)

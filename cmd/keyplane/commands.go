@@ -358,7 +358,7 @@ func newTokenCommand() *cobra.Command {
 	// withService runs fn on the database as keyplane itself (the system actor).
 	withService := func(cmd *cobra.Command, database string, fn func(ctx context.Context, svc *service.Service) error) error {
 		ctx := cmd.Context()
-		store, err := openStore(ctx, database)
+		store, err := openExistingStore(ctx, database)
 		if err != nil {
 			return err
 		}

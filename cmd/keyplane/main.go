@@ -3,10 +3,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 )
 
@@ -21,8 +23,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	cmd := newRootCommand(stdout, stderr)
 	cmd.SetArgs(args)
 	if err := cmd.ExecuteContext(ctx); err != nil {
-		fmt.Fprintln(stderr, "keyplane:", err)
+		if !errors.Is(err, errUsageShown) {
+			if strings.HasPrefix(err.Error(), "unknown command") {
+				err = fmt.Errorf("%w (see 'keyplane --help')", err)
+				err = exitCode(2, err)
+			}
+			fmt.Fprintln(stderr, "keyplane:", err)
+		}
 		return exitStatus(err)
 	}
 	return 0
 }
+
+// errUsageShown is returned when the help was printed instead of running
+// anything: there is no error message to add.
+var errUsageShown = errors.New("usage shown")

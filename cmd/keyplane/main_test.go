@@ -23,6 +23,9 @@ func runCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
 
 func TestTokenCreatePrintsOnlyTheToken(t *testing.T) {
 	db := filepath.Join(t.TempDir(), "k.db")
+	if code, _, errOut := runCLI(t, "migrate", "--database", db); code != 0 {
+		t.Fatal(errOut)
+	}
 	code, out, errOut := runCLI(t, "token", "create", "--name", "ci", "--role", "verify", "--database", db)
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
@@ -117,5 +120,43 @@ func TestRedactURL(t *testing.T) {
 		if got := redactURL(in); got != want || strings.Contains(got, "secret") {
 			t.Errorf("redactURL(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// The command line's conventions: help and usage errors exit 2, saying where
+// the help is; --version; a command that reads a database refuses a SQLite
+// file that is not there instead of creating an empty one; a URL of another
+// database is an error, not a file name.
+func TestCommandLineConventions(t *testing.T) {
+	dir := t.TempDir()
+	missing := filepath.Join(dir, "typo.db")
+	for _, c := range []struct {
+		name     string
+		args     []string
+		code     int
+		inStdout string
+		inStderr string
+	}{
+		{"bare", nil, 2, "", "Available Commands"},
+		{"--version", []string{"--version"}, 0, "keyplane ", ""},
+		{"unknown flag", []string{"serve", "--bogus"}, 2, "", "see 'keyplane serve --help'"},
+		{"unknown command", []string{"serv"}, 2, "", "see 'keyplane --help'"},
+		{"audit verify on a missing file", []string{"audit", "verify", "--database", missing}, 2, "", "no such SQLite file"},
+		{"token list on a missing file", []string{"token", "list", "--database", missing}, 1, "", "no such SQLite file"},
+		{"member create on a missing file", []string{"member", "create", "--database", missing, "--account", "acc_x", "--email", "a@b.c", "--role", "owner"}, 1, "", "no such SQLite file"},
+		{"another database's URL", []string{"token", "list", "--database", "mysql://root@127.0.0.1/k"}, 1, "", "unknown kind of database"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			code, out, errOut := runCLI(t, c.args...)
+			if code != c.code || !strings.Contains(out, c.inStdout) || !strings.Contains(errOut, c.inStderr) {
+				t.Fatalf("exit %d (want %d)\nstdout %q (want %q)\nstderr %q (want %q)", code, c.code, out, c.inStdout, errOut, c.inStderr)
+			}
+			if strings.Count(errOut, "keyplane:") > 1 {
+				t.Fatalf("the error was printed more than once: %q", errOut)
+			}
+		})
+	}
+	if _, err := os.Stat(missing); !os.IsNotExist(err) {
+		t.Fatalf("a command created the mistyped database: %v", err)
 	}
 }

@@ -33,7 +33,7 @@ func newMemberCommand() *cobra.Command {
 			} else {
 				password, generated = service.GeneratePassword(), true
 			}
-			store, err := openStore(ctx, database)
+			store, err := openExistingStore(ctx, database)
 			if err != nil {
 				return err
 			}

@@ -15,14 +15,36 @@ import (
 // version is set at build time with -ldflags "-X main.version=…".
 var version = ""
 
+// versionString is the -ldflags version, else the module version and, for a
+// build from a source checkout, the VCS revision it was built from
+// ("dev (rev 1a2b3c4d5e6f, modified)").
 func versionString() string {
 	if version != "" {
 		return version
 	}
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-		return bi.Main.Version
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "dev"
 	}
-	return "dev"
+	v := bi.Main.Version
+	if v == "" || v == "(devel)" {
+		v = "dev"
+	}
+	var rev, modified string
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			if s.Value == "true" {
+				modified = ", modified"
+			}
+		}
+	}
+	if rev != "" && !strings.Contains(v, rev[:min(12, len(rev))]) { // a pseudo-version names it already
+		v += " (rev " + rev[:min(12, len(rev))] + modified + ")"
+	}
+	return v
 }
 
 // envNames maps flags to their environment variables; a flag given on the
@@ -61,14 +83,27 @@ func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 	root := &cobra.Command{
 		Use:           "keyplane",
 		Short:         "Self-hosted API key management: scoped keys, verification, audit",
+		Version:       versionString(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Args:          cobra.NoArgs,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
 			return applyEnv(cmd.Flags())
 		},
+		// Bare keyplane: the help, as a usage error.
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cmd.SetOut(cmd.ErrOrStderr())
+			cmd.Help()
+			return exitCode(2, errUsageShown)
+		},
 	}
+	root.SetVersionTemplate("keyplane {{.Version}}\n")
 	root.SetOut(stdout)
 	root.SetErr(stderr)
+	// A mistyped flag or command says where the help is, and is a usage error.
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return exitCode(2, fmt.Errorf("%w (see '%s --help')", err, c.CommandPath()))
+	})
 	root.AddCommand(newServeCommand(), newMigrateCommand(), newTokenCommand(), newAuditCommand(), newMemberCommand(), &cobra.Command{
 		Use:   "version",
 		Short: "Print the version",
