@@ -328,7 +328,10 @@ func (c *Cache) catchUp(timeout time.Duration) bool {
 		c.log.Warn("cache: could not catch up on missed changes yet; cached keys keep verifying", "since", since.UTC().Format(time.RFC3339), "error", err)
 		return false
 	}
-	c.applyChanges(changes)
+	if err := c.refreshChanged(ctx, changes); err != nil {
+		c.log.Warn("cache: could not reload what changed while the subscription was down; cached keys keep verifying", "since", since.UTC().Format(time.RFC3339), "error", err)
+		return false
+	}
 	c.catchMu.Lock()
 	if c.catchSeq == seq { // else another MissedChanges came meanwhile: it runs next
 		c.catchPending = time.Time{}
@@ -336,6 +339,76 @@ func (c *Cache) catchUp(timeout time.Duration) bool {
 	c.catchMu.Unlock()
 	c.log.Info("cache caught up on changes missed while the subscription was down", "since", since.UTC().Format(time.RFC3339), "changes", len(changes))
 	return true
+}
+
+// refreshChanged reloads, in the background of verification, the cached
+// entries that changes name, and waits for the reloads. Unlike a bus
+// message's invalidation, it keeps each old record until its reload has
+// succeeded: the changes are old news (they happened while the subscription
+// was down, and the margin brings in every key and account changed in the
+// two minutes before), and a database that fails again right now must not
+// turn them into misses that fail closed. A reload that fails reports an
+// error, and the catch-up is tried again. (Accounts' changes bump no
+// generation here: a load that read an account before its change and is
+// still running when the catch-up comes, seconds later, is the one case left
+// to the TTL.)
+func (c *Cache) refreshChanged(ctx context.Context, changes []keyplane.Change) error {
+	var keys, tokens [][32]byte
+	groups := map[changed]bool{}
+	for _, ch := range changes {
+		switch {
+		case ch.Token:
+			if _, ok := c.tokens.GetIfPresent(ch.KeyHash); ok {
+				tokens = append(tokens, ch.KeyHash)
+			}
+		case ch.Plan != "":
+			groups[changed{plan: true, name: ch.Plan}] = true
+		case ch.AccountID != "":
+			groups[changed{name: ch.AccountID}] = true
+		default:
+			if _, ok := c.otter.GetIfPresent(ch.KeyHash); ok {
+				keys = append(keys, ch.KeyHash)
+			} else {
+				c.otter.Invalidate(ch.KeyHash) // nothing to keep: drops a load in flight that read the old row
+			}
+		}
+	}
+	if len(groups) > 0 {
+		for hash, e := range c.otter.All() {
+			if e.rec != nil && (groups[changed{name: e.rec.Key.AccountID}] || groups[changed{plan: true, name: e.rec.Plan}]) {
+				keys = append(keys, hash)
+			}
+		}
+	}
+	var waits []<-chan otter.RefreshResult[[32]byte, entry]
+	for _, k := range keys {
+		waits = append(waits, c.otter.Refresh(ctx, k, c.loader))
+	}
+	var tokenWaits []<-chan otter.RefreshResult[[32]byte, *keyplane.Token]
+	for _, k := range tokens {
+		tokenWaits = append(tokenWaits, c.tokens.Refresh(ctx, k, c.tokenLoader))
+	}
+	for _, w := range waits {
+		select {
+		case r := <-w:
+			if r.Err != nil && !errors.Is(r.Err, otter.ErrNotFound) {
+				return r.Err
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	for _, w := range tokenWaits {
+		select {
+		case r := <-w:
+			if r.Err != nil && !errors.Is(r.Err, otter.ErrNotFound) {
+				return r.Err
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
 }
 
 // retryCatchUp retries catching up until it succeeds or the cache closes.
