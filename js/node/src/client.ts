@@ -8,7 +8,9 @@ import type {
   CreateAccountInput,
   CreateKeyInput,
   CreatePlanInput,
+  CreateTokenInput,
   CreateWebhookInput,
+  CreatedToken,
   Invite,
   InviteMemberInput,
   Key,
@@ -22,10 +24,12 @@ import type {
   PublishEventResult,
   RecoverWebhookInput,
   RequeueResult,
+  RevokeTokenInput,
   RollKeyInput,
   RollKeyResult,
   RotateWebhookSecretInput,
   TestWebhookResult,
+  Token,
   UpdateAccountInput,
   UpdateKeyInput,
   UpdateMemberInput,
@@ -92,6 +96,10 @@ export const operationIds = [
   "retryMessage",
   "recoverWebhook",
   "publishEvent",
+  "listTokens",
+  "createToken",
+  "getToken",
+  "revokeToken",
 ] as const satisfies readonly (keyof operations)[];
 
 const seg = encodeURIComponent;
@@ -271,6 +279,41 @@ export class KeyplaneClient {
      */
     publish: <T extends Record<string, unknown>>(accountId: string, input: PublishEventInput<T>, o?: CallOptions) =>
       this.send<PublishEventResult>("POST", `/v1/accounts/${seg(accountId)}/events`, input, o),
+  };
+
+  /**
+   * tokens manages operator tokens (`tok_…`; the secret is `kpt_…`), the
+   * bearer tokens of keyplane's own API: `admin` (everything, or one account
+   * with `account_id`) and `verify` (verify, usage reports, forward-auth).
+   * Operator-wide admin tokens only: an account-scoped token gets
+   * KeyplaneForbiddenError here.
+   */
+  readonly tokens = {
+    /**
+     * create issues a token; the answer's `token` is the plaintext, shown
+     * this once (keyplane keeps only its SHA-256). An unknown `account_id`,
+     * a scoped verify token or a past `expires_at` is KeyplaneValidationError.
+     */
+    create: (input: CreateTokenInput, o?: CallOptions) =>
+      this.send<CreatedToken>(
+        "POST",
+        "/v1/tokens",
+        { ...input, ...(input.expires_at instanceof Date ? { expires_at: input.expires_at.toISOString() } : {}) },
+        o,
+      ),
+    /** list is one page of the tokens, newest first, each with its `status` (never a secret). */
+    list: async (q: PageQuery = {}, o?: CallOptions) => page(await this.get<{ data: Token[] | null; next_cursor: string }>("/v1/tokens", { ...q }, o)),
+    /** all iterates every token, newest first, page after page. */
+    all: (o?: CallOptions) => this.iterate((cursor) => this.tokens.list({ limit: 100, cursor }, o)),
+    /** get reads a token (never its secret). */
+    get: (id: string, o?: CallOptions) => this.get<Token>(`/v1/tokens/${seg(id)}`, undefined, o),
+    /**
+     * revoke refuses the token from now on, on every instance (the others
+     * within milliseconds). Revoking the last usable operator-wide admin
+     * token is KeyplaneConflictError unless `{ force: true }`. Revoking a
+     * revoked token answers it as it is.
+     */
+    revoke: (id: string, input: RevokeTokenInput = {}, o?: CallOptions) => this.send<Token>("POST", `/v1/tokens/${seg(id)}/revoke`, input, o),
   };
 
   private async *iterate<T>(fetchPage: (cursor: string | undefined) => Promise<Page<T>>): AsyncGenerator<T> {

@@ -62,11 +62,11 @@ export class KeyplaneApiError extends KeyplaneError {
 export class KeyplaneValidationError extends KeyplaneApiError {
   override name = "KeyplaneValidationError";
 }
-/** 401: the token is missing, unknown or revoked. */
+/** 401: the token is missing, unknown, revoked or expired. */
 export class KeyplaneUnauthorizedError extends KeyplaneApiError {
   override name = "KeyplaneUnauthorizedError";
 }
-/** 403: the token may not do this (a verify token on an admin route). */
+/** 403: the token may not do this (a verify token on an admin route, an account-scoped token on an operator-wide one or on verify). */
 export class KeyplaneForbiddenError extends KeyplaneApiError {
   override name = "KeyplaneForbiddenError";
 }

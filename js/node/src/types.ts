@@ -96,3 +96,24 @@ export type RequeueResult = S["CountOutputBody"];
 export type PublishEventInput<T extends Record<string, unknown> = Record<string, unknown>> = Omit<S["PublishEventInputBody"], "data"> & { data: T };
 /** PublishEventResult: the message id (`msg_…`); `duplicate` when the idempotency key was used before with the same event. */
 export type PublishEventResult = S["PublishEventOutputBody"];
+
+/** TokenRole: `admin` manages keyplane (or one account, with `account_id`); `verify` verifies keys, reports usage and answers forward-auth. */
+export type TokenRole = S["TokenBody"]["role"];
+/** TokenStatus: `revoked` wins over `expired`. */
+export type TokenStatus = S["TokenBody"]["status"];
+/**
+ * Token is an operator token (`tok_…`) as keyplane shows it: never the
+ * secret, which only the answer to create carries (CreatedToken).
+ * `account_id` is absent for an operator-wide token.
+ */
+export type Token = S["TokenBody"];
+/** CreatedToken is the answer to create: `token` (`kpt_…`) is the plaintext, shown this once. */
+export type CreatedToken = Token & { token: string };
+/**
+ * CreateTokenInput: `account_id` scopes an admin token to that account
+ * (verify tokens cannot be scoped); `expires_at` as RFC 3339, or a Date.
+ * `role` is one of two (the document says only string).
+ */
+export type CreateTokenInput = Omit<S["CreateTokenInputBody"], "role" | "expires_at"> & { role: TokenRole; expires_at?: string | Date };
+/** RevokeTokenInput: `force` revokes even the last usable operator-wide admin token. */
+export type RevokeTokenInput = S["RevokeTokenInputBody"];
