@@ -29,6 +29,7 @@ import (
 	"github.com/keyplane/keyplane/sqlite"
 	"github.com/keyplane/keyplane/usage"
 	"github.com/keyplane/keyplane/verifyfailures"
+	"github.com/mattn/go-isatty"
 	"github.com/spf13/cobra"
 )
 
@@ -44,6 +45,7 @@ type serveOptions struct {
 	portal, portalSignup, portalCookieSecure                       bool
 	portalURL                                                      string
 	portalSessionIdle, portalSessionMax                            time.Duration
+	firstTokenFile                                                 string
 	webhooks                                                       webhookOptions
 }
 
@@ -85,6 +87,7 @@ func newServeCommand() *cobra.Command {
 	f.BoolVar(&o.portal, "portal", true, "serve the developer portal at /portal/ and accept its session cookie on the API ($KEYPLANE_PORTAL)")
 	f.BoolVar(&o.portalSignup, "portal-signup", false, "let anyone create an account (and become its owner) from the portal ($KEYPLANE_PORTAL_SIGNUP)")
 	f.BoolVar(&o.portalCookieSecure, "portal-cookie-secure", true, "send the session cookie over HTTPS only (__Host- prefix); default true, except when the API (--addr, or --admin-addr in gateway mode) listens on a loopback address ($KEYPLANE_PORTAL_COOKIE_SECURE)")
+	f.StringVar(&o.firstTokenFile, "first-token-file", "", "where the first admin token goes on an empty database; default: the terminal when stdout is one, else DATABASE.first-admin-token (mode 0600) beside a SQLite file, or ./keyplane-first-admin-token ($KEYPLANE_FIRST_TOKEN_FILE)")
 	f.StringVar(&o.portalURL, "portal-url", "", "the portal's public base URL, e.g. https://keys.example.com, for invite links; default: from each request ($KEYPLANE_PORTAL_URL)")
 	f.DurationVar(&o.portalSessionIdle, "portal-session-idle", service.DefaultSessionIdle, "a portal session ends after this long without a request ($KEYPLANE_PORTAL_SESSION_IDLE)")
 	f.DurationVar(&o.portalSessionMax, "portal-session-max", service.DefaultSessionMax, "a portal session ends this long after sign-in, however active ($KEYPLANE_PORTAL_SESSION_MAX)")
@@ -207,13 +210,29 @@ func serve(ctx context.Context, o serveOptions, stdout io.Writer, log *slog.Logg
 	if gw != nil {
 		defer gw.ln.Close()
 	}
-	// Only once the server can start, so the one printing is not lost.
-	first, err := svc.EnsureFirstToken(ctx)
-	if err != nil {
-		return fmt.Errorf("create the first admin token: %w", err)
-	}
-	if first != nil {
-		fmt.Fprintf(stdout, "First admin token (shown only this once; keep it safe):\n%s\n", first.Plaintext)
+	// Only once the server can start, so the one printing is not lost; and
+	// where it goes is opened first, so a token is never made that nobody
+	// can be given.
+	if n, err := store.CountTokens(ctx); err != nil {
+		return err
+	} else if n == 0 {
+		out, path, err := firstTokenDestination(o, stdout)
+		if err != nil {
+			return err
+		}
+		first, err := svc.EnsureFirstToken(ctx)
+		if err == nil && first != nil {
+			_, err = fmt.Fprintf(out, "%s\n", first.Plaintext)
+		}
+		if cerr := out.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fmt.Errorf("create the first admin token: %w", err)
+		}
+		if path != "" {
+			log.Warn("first admin token written to a file only its owner can read: keep the token somewhere safe, then delete the file", "path", path)
+		}
 	}
 	srv := &http.Server{
 		Handler:           mux,
@@ -271,6 +290,33 @@ func serve(ctx context.Context, o serveOptions, stdout io.Writer, log *slog.Logg
 	log.Info("stopped")
 	return nil
 }
+
+// firstTokenDestination is where the first admin token goes, once, and
+// never through the log stream: the terminal when stdout is one, otherwise
+// (a container, a service manager, a pipe: where stdout is collected as
+// logs) a new file only its owner can read, whose path is returned to log.
+func firstTokenDestination(o serveOptions, stdout io.Writer) (io.WriteCloser, string, error) {
+	path := o.firstTokenFile
+	if f, ok := stdout.(*os.File); ok && path == "" && isatty.IsTerminal(f.Fd()) {
+		fmt.Fprintln(stdout, "First admin token (shown only this once; keep it safe):")
+		return nopCloser{stdout}, "", nil
+	}
+	if path == "" {
+		path = "keyplane-first-admin-token"
+		if !isPostgres(o.database) {
+			path = sqlitePath(o.database) + ".first-admin-token"
+		}
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, "", fmt.Errorf("the first admin token: %w (move the old file away, or set --first-token-file)", err)
+	}
+	return f, path, nil
+}
+
+type nopCloser struct{ io.Writer }
+
+func (nopCloser) Close() error { return nil }
 
 // plaintextHTTP2 serves HTTP/1.1 and unencrypted HTTP/2 (h2c), which gRPC
 // clients such as grpcurl -plaintext speak; TLS is the proxy's in front.

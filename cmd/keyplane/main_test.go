@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -158,5 +159,46 @@ func TestCommandLineConventions(t *testing.T) {
 	}
 	if _, err := os.Stat(missing); !os.IsNotExist(err) {
 		t.Fatalf("a command created the mistyped database: %v", err)
+	}
+}
+
+// The first admin token never reaches the log stream: with stdout not a
+// terminal (as in a container) and JSON logs, it is in neither stdout nor
+// stderr, but in a file beside the database that only its owner can read,
+// whose path is logged. A second start makes no new token and no new file.
+func TestFirstTokenNotInTheLogStream(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "first.db")
+	cmd := exec.Command(binary(t), "serve", "--addr", "127.0.0.1:0", "--database", db, "--log-format", "json")
+	var stdout, stderr syncBuffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	waitUntil(t, "the server to listen", 30*time.Second, func() bool { return strings.Contains(stderr.String(), "keyplane listening") })
+	file := db + ".first-admin-token"
+	info, err := os.Stat(file)
+	if err != nil || info.Mode().Perm() != 0o600 {
+		t.Fatalf("token file: %v, %v", info, err)
+	}
+	b, _ := os.ReadFile(file)
+	token := strings.TrimSpace(string(b))
+	if !apikey.ParseToken(token) {
+		t.Fatalf("token file holds %q", b)
+	}
+	for name, out := range map[string]string{"stdout": stdout.String(), "stderr": stderr.String()} {
+		if strings.Contains(out, token) || strings.Contains(out, "kpt_") {
+			t.Fatalf("the token reached %s:\n%s", name, out)
+		}
+	}
+	if !strings.Contains(stderr.String(), `"path":"`+file+`"`) {
+		t.Fatalf("the file's path is not logged:\n%s", stderr.String())
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	cmd.Wait()
+	os.Remove(file)
+	again := startServer(t, "--database", db)
+	if _, err := os.Stat(again.tokenFile); !os.IsNotExist(err) {
+		t.Fatalf("a second start wrote a token again: %v", err)
 	}
 }

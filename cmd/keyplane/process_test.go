@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -51,8 +52,9 @@ func binary(t *testing.T) string {
 type server struct {
 	cmd    *exec.Cmd
 	addr   string
-	stdout *syncBuffer // the first admin token, if it printed one
-	logs   *syncBuffer
+	stdout    *syncBuffer
+	logs      *syncBuffer
+	tokenFile string // where the first admin token is written, if it makes one
 }
 
 type syncBuffer struct {
@@ -71,7 +73,8 @@ func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return 
 // it listens; the test's cleanup kills it.
 func startServer(t *testing.T, args ...string) *server {
 	t.Helper()
-	cmd := exec.Command(binary(t), append([]string{"serve", "--addr", "127.0.0.1:0"}, args...)...)
+	tokenFile := filepath.Join(t.TempDir(), "first-admin-token")
+	cmd := exec.Command(binary(t), append([]string{"serve", "--addr", "127.0.0.1:0", "--first-token-file", tokenFile}, args...)...)
 	stdout := &syncBuffer{}
 	cmd.Stdout = stdout
 	stderr, _ := cmd.StderrPipe()
@@ -79,7 +82,7 @@ func startServer(t *testing.T, args ...string) *server {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	s := &server{cmd: cmd, logs: &syncBuffer{}, stdout: stdout}
+	s := &server{cmd: cmd, logs: &syncBuffer{}, stdout: stdout, tokenFile: tokenFile}
 	addrCh := make(chan string, 1)
 	go func() {
 		re := regexp.MustCompile(`msg="keyplane listening" addr=(\S+)`)
@@ -99,18 +102,15 @@ func startServer(t *testing.T, args ...string) *server {
 	return s
 }
 
-// token is the first admin token the server printed.
+// token is the first admin token the server wrote to its file.
 func (s *server) token(t *testing.T) string {
 	t.Helper()
-	// It is printed before the listening line, but stdout is copied apart.
-	re := regexp.MustCompile(`kpt_[0-9A-Za-z]{36}`)
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		if tok := re.FindString(s.stdout.String()); tok != "" {
-			return tok
-		}
+	re := regexp.MustCompile(`^kpt_[0-9A-Za-z]{36}\n$`)
+	b, err := os.ReadFile(s.tokenFile)
+	if err != nil || !re.Match(b) {
+		t.Fatalf("no first admin token in %s: %q, %v", s.tokenFile, b, err)
 	}
-	t.Fatalf("no admin token printed: %q", s.stdout.String())
-	return ""
+	return strings.TrimSpace(string(b))
 }
 
 // call sends a JSON request and decodes the JSON answer.

@@ -69,6 +69,7 @@ var envNames = map[string]string{
 	"portal-signup":          "KEYPLANE_PORTAL_SIGNUP",
 	"portal-cookie-secure":   "KEYPLANE_PORTAL_COOKIE_SECURE",
 	"portal-url":             "KEYPLANE_PORTAL_URL",
+	"first-token-file":       "KEYPLANE_FIRST_TOKEN_FILE",
 	"portal-session-idle":    "KEYPLANE_PORTAL_SESSION_IDLE",
 	"portal-session-max":     "KEYPLANE_PORTAL_SESSION_MAX",
 	"secrets-key-file":       "KEYPLANE_SECRETS_KEY_FILE",

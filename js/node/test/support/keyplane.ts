@@ -4,7 +4,7 @@
 // token is read from its stdout, the address from its log line
 // msg="keyplane listening" addr=… (as cmd/keyplane/process_test.go does).
 import { spawn, execFileSync, type ChildProcess } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -61,7 +61,8 @@ export class KeyplaneServer {
   static async start(opts: StartOptions = {}): Promise<KeyplaneServer> {
     const dir = mkdtempSync(join(tmpdir(), "keyplane-js-"));
     const database = opts.database ?? join(dir, "k.db");
-    const child = spawn(binary(), ["serve", "--addr", "127.0.0.1:0", "--database", database, ...(opts.args ?? [])], {
+    const tokenFile = join(dir, "first-admin-token");
+    const child = spawn(binary(), ["serve", "--addr", "127.0.0.1:0", "--database", database, "--first-token-file", tokenFile, ...(opts.args ?? [])], {
       stdio: ["ignore", "pipe", "pipe"],
     });
     let stdout = "";
@@ -84,13 +85,15 @@ export class KeyplaneServer {
         fail(new Error(`keyplane exited (${code}) before listening:\n` + logs.join("")));
       });
     });
-    // The token is printed before the listening line, but the pipes are read apart.
+    // The first admin token is written to its file before the listening line
+    // (never to stdout, which is not a terminal here).
     let token = "";
-    for (const deadline = Date.now() + 5000; Date.now() < deadline; await sleep(10)) {
-      token = /kpt_[0-9A-Za-z]{36}/.exec(stdout)?.[0] ?? "";
-      if (token || opts.database) break;
+    try {
+      token = /kpt_[0-9A-Za-z]{36}/.exec(readFileSync(tokenFile, "utf8"))?.[0] ?? "";
+    } catch {
+      // an existing database: no new token
     }
-    if (!token && !opts.database) throw new Error("keyplane printed no admin token");
+    if (!token && !opts.database) throw new Error("keyplane wrote no first admin token:\n" + stdout + logs.join(""));
     return new KeyplaneServer(child, "http://" + addr, token, dir, database, logs);
   }
 
