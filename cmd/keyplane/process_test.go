@@ -50,8 +50,8 @@ func binary(t *testing.T) string {
 
 // server is a running `keyplane serve` process.
 type server struct {
-	cmd    *exec.Cmd
-	addr   string
+	cmd       *exec.Cmd
+	addr      string
 	stdout    *syncBuffer
 	logs      *syncBuffer
 	tokenFile string // where the first admin token is written, if it makes one
