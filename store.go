@@ -43,7 +43,7 @@ type Store interface {
 
 	CreateToken(ctx context.Context, t *Token) error
 	TokenByHash(ctx context.Context, hash [32]byte) (*Token, error)
-	// Token returns a token by id; ListTokens lists them oldest first.
+	// Token returns a token by id; ListTokens lists them newest first.
 	Token(ctx context.Context, id string) (*Token, error)
 	ListTokens(ctx context.Context, page Page) ([]*Token, string, error)
 	// UpdateToken lets update change a token in a transaction with the row

@@ -341,25 +341,37 @@ func (c *Cache) catchUp(timeout time.Duration) bool {
 	return true
 }
 
-// refreshChanged reloads, in the background of verification, the cached
-// entries that changes name, and waits for the reloads. Unlike a bus
-// message's invalidation, it keeps each old record until its reload has
-// succeeded: the changes are old news (they happened while the subscription
-// was down, and the margin brings in every key and account changed in the
-// two minutes before), and a database that fails again right now must not
-// turn them into misses that fail closed. A reload that fails reports an
-// error, and the catch-up is tried again. (Accounts' changes bump no
-// generation here: a load that read an account before its change and is
-// still running when the catch-up comes, seconds later, is the one case left
-// to the TTL.)
+// refreshChanged reloads the cached entries that changes name, reading the
+// store itself and writing what it read over them (a write makes otter drop
+// any TTL refresh in flight, which may have read the row before the change:
+// joining it could keep a revoked record). Unlike a bus message's
+// invalidation, it keeps each old record until its new one is read: the
+// changes are old news (they happened while the subscription was down, and
+// the margin brings in every key and account changed in the two minutes
+// before), and a database that fails again right now must not turn them
+// into misses that fail closed. A read that fails reports an error, and the
+// catch-up is tried again. A changed key or token that is not cached is
+// invalidated, which drops a load in flight that read the old row.
+// (Accounts' changes bump no generation here: a load that read an account
+// before its change and is still running when the catch-up comes, seconds
+// later, is the one case left to the TTL.)
 func (c *Cache) refreshChanged(ctx context.Context, changes []keyplane.Change) error {
-	var keys, tokens [][32]byte
+	var keys [][32]byte
 	groups := map[changed]bool{}
 	for _, ch := range changes {
 		switch {
 		case ch.Token:
-			if _, ok := c.tokens.GetIfPresent(ch.KeyHash); ok {
-				tokens = append(tokens, ch.KeyHash)
+			if _, ok := c.tokens.GetIfPresent(ch.KeyHash); !ok {
+				c.tokens.Invalidate(ch.KeyHash)
+				continue
+			}
+			t, err := c.store.TokenByHash(ctx, ch.KeyHash)
+			if keyplane.ErrorCode(err) == keyplane.ENOTFOUND {
+				c.tokens.Invalidate(ch.KeyHash)
+			} else if err != nil {
+				return err
+			} else {
+				c.tokens.Set(ch.KeyHash, t)
 			}
 		case ch.Plan != "":
 			groups[changed{plan: true, name: ch.Plan}] = true
@@ -369,7 +381,7 @@ func (c *Cache) refreshChanged(ctx context.Context, changes []keyplane.Change) e
 			if _, ok := c.otter.GetIfPresent(ch.KeyHash); ok {
 				keys = append(keys, ch.KeyHash)
 			} else {
-				c.otter.Invalidate(ch.KeyHash) // nothing to keep: drops a load in flight that read the old row
+				c.otter.Invalidate(ch.KeyHash)
 			}
 		}
 	}
@@ -380,33 +392,12 @@ func (c *Cache) refreshChanged(ctx context.Context, changes []keyplane.Change) e
 			}
 		}
 	}
-	var waits []<-chan otter.RefreshResult[[32]byte, entry]
 	for _, k := range keys {
-		waits = append(waits, c.otter.Refresh(ctx, k, c.loader))
-	}
-	var tokenWaits []<-chan otter.RefreshResult[[32]byte, *keyplane.Token]
-	for _, k := range tokens {
-		tokenWaits = append(tokenWaits, c.tokens.Refresh(ctx, k, c.tokenLoader))
-	}
-	for _, w := range waits {
-		select {
-		case r := <-w:
-			if r.Err != nil && !errors.Is(r.Err, otter.ErrNotFound) {
-				return r.Err
-			}
-		case <-ctx.Done():
-			return ctx.Err()
+		e, err := c.load(ctx, k)
+		if err != nil {
+			return err
 		}
-	}
-	for _, w := range tokenWaits {
-		select {
-		case r := <-w:
-			if r.Err != nil && !errors.Is(r.Err, otter.ErrNotFound) {
-				return r.Err
-			}
-		case <-ctx.Done():
-			return ctx.Err()
-		}
+		c.otter.Set(k, e)
 	}
 	return nil
 }

@@ -616,3 +616,82 @@ func TestCatchUpDuringRetryIsNotLost(t *testing.T) {
 		t.Fatalf("after both catch-ups: %s, want revoked (%d catch-up queries)", got, src.calls.Load())
 	}
 }
+
+// stallingTokens lets one token read take its snapshot, then wait.
+type stallingTokens struct {
+	*source
+	armed   atomic.Bool
+	read    chan struct{}
+	release chan struct{}
+}
+
+func (s *stallingTokens) TokenByHash(ctx context.Context, hash [32]byte) (*keyplane.Token, error) {
+	t, err := s.source.TokenByHash(ctx, hash)
+	if s.armed.CompareAndSwap(true, false) {
+		close(s.read)
+		<-s.release
+	}
+	return t, err
+}
+
+// The catch-up finds a revocation whose bus message was lost while a TTL
+// refresh of the same token, which read the row before the revocation, is
+// still in flight: the catch-up must not take that refresh's (usable) token
+// for its own reload, or the revoked token keeps authenticating until the
+// next TTL, and through an outage until ServeStale.
+func TestCatchUpDoesNotJoinAStaleRefresh(t *testing.T) {
+	store := teststore.New(t)
+	src := &stallingTokens{source: &source{Store: store}, read: make(chan struct{}), release: make(chan struct{})}
+	clock := &fakeClock{}
+	clock.nanos.Store(time.Now().UnixNano())
+	c, err := cache.New(src, cache.Config{TTL: 30 * time.Second, ServeStale: 10 * time.Minute, Clock: clock, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	svc, err := service.New(store, service.Config{Records: c, Tokens: c, Cache: c})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := keyplane.NewContextWithActor(context.Background(), service.SystemActor)
+	if _, err := svc.CreateToken(ctx, service.TokenInput{Name: "keep", Role: keyplane.RoleAdmin}); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := svc.CreateToken(ctx, service.TokenInput{Name: "leaked", Role: keyplane.RoleAdmin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.Authenticate(context.Background(), tok.Plaintext); err != nil {
+		t.Fatal(err)
+	}
+	since := time.Now()
+	time.Sleep(2 * time.Millisecond)
+
+	// A TTL refresh starts and reads the row (still usable), then stalls.
+	clock.Add(31 * time.Second)
+	src.armed.Store(true)
+	_, _ = svc.Authenticate(context.Background(), tok.Plaintext)
+	<-src.read
+
+	// The token is revoked on another instance; its bus message is lost.
+	other, _ := service.New(store, service.Config{})
+	if _, err := other.RevokeToken(ctx, tok.ID, false); err != nil {
+		t.Fatal(err)
+	}
+	// The subscription comes back; the catch-up finds the revocation.
+	done := make(chan struct{})
+	go func() { c.MissedChanges(since); close(done) }()
+	time.Sleep(100 * time.Millisecond)
+	close(src.release) // the stale refresh finishes
+	<-done
+	time.Sleep(50 * time.Millisecond)
+
+	// The database falls again before the next TTL refresh.
+	src.failing.Store(true)
+	clock.Add(31 * time.Second)
+	_, _ = svc.Authenticate(context.Background(), tok.Plaintext)
+	time.Sleep(50 * time.Millisecond)
+	if _, err := svc.Authenticate(context.Background(), tok.Plaintext); err == nil {
+		t.Fatal("a revocation the catch-up found was never applied: the revoked token still authenticates")
+	}
+}

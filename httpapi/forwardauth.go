@@ -102,8 +102,8 @@ func (s *Server) serveForwardAuth(w http.ResponseWriter, r *http.Request) {
 				"forward-auth callers send "+admit.HeaderProxyToken+": <operator token> or come from --trusted-proxies", nil))
 			return
 		}
-		if _, err := s.svc.Authenticate(ctx, strings.TrimSpace(token)); err != nil {
-			s.writeForwardAuthProblem(w, mode, s.problem(ctx, err).(*problem.Problem))
+		if _, p := s.actorFor(ctx, "Bearer "+strings.TrimSpace(token), keyplane.RoleVerify); p != nil {
+			s.writeForwardAuthProblem(w, mode, p) // one rule for every verify route: scoped tokens may not
 			return
 		}
 	}

@@ -381,8 +381,9 @@ func limitsByOperator(ctx context.Context, rateLimits, quota bool) error {
 	if err != nil {
 		return err
 	}
-	if a.Kind == "member" && (rateLimits || quota) {
-		return keyplane.Errorf(keyplane.EFORBIDDEN, "only operators set a key's rate limits and quota; members' keys follow the plan's")
+	if (a.Kind == "member" || a.AccountID != "") && (rateLimits || quota) {
+		// An account's own token would lift its plan's limits as a member could.
+		return keyplane.Errorf(keyplane.EFORBIDDEN, "only operators set a key's rate limits and quota; an account's keys follow its plan's")
 	}
 	return nil
 }
