@@ -22,7 +22,7 @@ type Plan struct {
 	// the plan; nil is none.
 	KeyPolicy *KeyPolicy
 	CreatedAt time.Time
-	UpdatedAt     time.Time
+	UpdatedAt time.Time
 }
 
 // KeyPolicy is what a plan requires of its accounts' keys.
