@@ -92,16 +92,19 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.handler.
 
 // securityHeaders: pages load nothing but their own stylesheet and script;
 // no page may be framed; no URL (invite and reset links carry a token)
-// leaks in a Referer to another site; nothing is cached, least of all a page showing a new key.
+// leaks in a Referer, only the origin; nothing is cached, least of all a page showing a new key.
 func securityHeaders(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		hd := w.Header()
 		hd.Set("Content-Security-Policy", "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 		hd.Set("X-Content-Type-Options", "nosniff")
-		// same-origin, not no-referrer: with no-referrer browsers send
+		// strict-origin, not no-referrer: with no-referrer browsers send
 		// "Origin: null" on the portal's own forms, and over plain HTTP
 		// (no Sec-Fetch-Site) the cross-origin check then refuses them.
-		hd.Set("Referrer-Policy", "same-origin")
+		// Not same-origin either: that sends the full URL, token and all,
+		// when an invite or reset page loads its stylesheet, into the
+		// access log of any proxy that logs Referer.
+		hd.Set("Referrer-Policy", "strict-origin")
 		hd.Set("X-Frame-Options", "DENY")
 		if !strings.HasPrefix(r.URL.Path, "/portal/static/") {
 			hd.Set("Cache-Control", "no-store")
