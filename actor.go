@@ -10,6 +10,7 @@ type Actor struct {
 	Role       Role       // for tokens
 	AccountID  string     // set for members: they see only this account
 	MemberRole MemberRole // for members
+	SessionID  string     // for members: the portal session acting, if any
 }
 
 // CanSee reports whether the actor may see an account's resources. Callers turn

@@ -29,6 +29,12 @@ const (
 	AuditMemberJoined    = "member.joined"
 	AuditMemberUpdated   = "member.updated"
 	AuditInviteCancelled = "member.invite_cancelled"
+	// A member changed their own password (with the current one).
+	AuditMemberPasswordChanged = "member.password_changed"
+	// An owner or the operator made a reset link; a reset link was used.
+	AuditMemberResetIssued   = "member.password_reset_issued"
+	AuditMemberPasswordReset = "member.password_reset"
+	AuditMemberDeleted       = "member.deleted"
 )
 
 // MemberStatus is whether a member may sign in.
@@ -69,6 +75,19 @@ type Invite struct {
 	UsedAt    *time.Time
 }
 
+// PasswordReset lets one member set a new password by following a link,
+// once, before it expires. Only the SHA-256 of the link's token is kept.
+type PasswordReset struct {
+	ID        string
+	MemberID  string
+	AccountID string
+	Hash      [32]byte
+	CreatedBy string // the actor's id
+	CreatedAt time.Time
+	ExpiresAt time.Time
+	UsedAt    *time.Time
+}
+
 // Session is a signed-in member's portal session. Only the SHA-256 of its
 // cookie's token is kept. It ends at ExpiresAt, or earlier once it has been
 // idle too long (the service decides how long, from LastSeenAt).
@@ -101,6 +120,19 @@ type MemberStore interface {
 	// ListMembers lists an account's members by id; the cursor is the last id.
 	ListMembers(ctx context.Context, accountID string, page Page) ([]*Member, string, error)
 	UpdateMember(ctx context.Context, id string, update func(*Member) error) (*Member, error)
+	// DeleteMember removes a member with their sessions and reset links,
+	// after check approves it; it refuses (ECONFLICT) to remove an active
+	// owner when no other active owner is left. The check and the delete are
+	// atomic.
+	DeleteMember(ctx context.Context, id string, check func(*Member) error) error
+
+	// CreatePasswordReset inserts r.
+	CreatePasswordReset(ctx context.Context, r *PasswordReset) error
+	PasswordResetByHash(ctx context.Context, hash [32]byte) (*PasswordReset, error)
+	// UsePasswordReset locks the reset with hash and its member and lets use
+	// check the reset, mark it used and set the member's password; both are
+	// written, and every session of the member deleted, in one transaction.
+	UsePasswordReset(ctx context.Context, hash [32]byte, use func(*PasswordReset, *Member) error) (*Member, error)
 
 	CreateInvite(ctx context.Context, inv *Invite) error
 	// PendingInvites lists an account's unused invites that expire after now,
@@ -121,6 +153,9 @@ type MemberStore interface {
 	DeleteSession(ctx context.Context, id string) error
 	// DeleteMemberSessions signs a member out everywhere.
 	DeleteMemberSessions(ctx context.Context, memberID string) error
+	// DeleteOtherMemberSessions signs a member out everywhere but the
+	// session keepID (empty keeps none).
+	DeleteOtherMemberSessions(ctx context.Context, memberID, keepID string) error
 	// DeleteStaleSessions removes sessions past their expiry at now or last
 	// seen before idleSince, and returns how many it removed.
 	DeleteStaleSessions(ctx context.Context, now, idleSince time.Time) (int, error)

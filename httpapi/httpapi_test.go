@@ -451,29 +451,31 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 	}
 	paths := doc["paths"].(map[string]any)
 	want := map[string][]string{
-		"/v1/accounts":              {"get", "post"},
-		"/v1/accounts/{id}":         {"get", "patch"},
-		"/v1/accounts/{id}/keys":    {"get", "post"},
-		"/v1/keys/{id}":             {"get", "patch"},
-		"/v1/keys/{id}/revoke":      {"post"},
-		"/v1/keys/{id}/roll":        {"post"},
-		"/v1/keys/{id}/quota":       {"get"},
-		"/v1/keys/{id}/quota/reset": {"post"},
-		"/v1/keys/{id}/usage":       {"get"},
-		"/v1/accounts/{id}/usage":   {"get"},
-		"/v1/usage":                 {"post"},
-		"/v1/verify":                {"post"},
-		"/v1/forward-auth":          {"get"},
-		"/v1/plans":                 {"get", "post"},
-		"/v1/plans/{name}":          {"get", "patch"},
-		"/v1/audit":                 {"get"},
-		"/v1/accounts/{id}/audit":   {"get"},
-		"/healthz":                  {"get"},
-		"/readyz":                   {"get"},
-		"/v1/accounts/{id}/members": {"get", "post"},
-		"/v1/accounts/{id}/invites": {"get"},
-		"/v1/members/{id}":          {"patch"},
-		"/v1/invites/{id}":          {"delete"},
+		"/v1/accounts":                    {"get", "post"},
+		"/v1/accounts/{id}":               {"get", "patch"},
+		"/v1/accounts/{id}/keys":          {"get", "post"},
+		"/v1/keys/{id}":                   {"get", "patch"},
+		"/v1/keys/{id}/revoke":            {"post"},
+		"/v1/keys/{id}/roll":              {"post"},
+		"/v1/keys/{id}/quota":             {"get"},
+		"/v1/keys/{id}/quota/reset":       {"post"},
+		"/v1/keys/{id}/usage":             {"get"},
+		"/v1/accounts/{id}/usage":         {"get"},
+		"/v1/usage":                       {"post"},
+		"/v1/verify":                      {"post"},
+		"/v1/forward-auth":                {"get"},
+		"/v1/plans":                       {"get", "post"},
+		"/v1/plans/{name}":                {"get", "patch"},
+		"/v1/audit":                       {"get"},
+		"/v1/accounts/{id}/audit":         {"get"},
+		"/healthz":                        {"get"},
+		"/readyz":                         {"get"},
+		"/v1/accounts/{id}/members":       {"get", "post"},
+		"/v1/accounts/{id}/invites":       {"get"},
+		"/v1/members/{id}":                {"patch", "delete"},
+		"/v1/members/{id}/password":       {"post"},
+		"/v1/members/{id}/password-reset": {"post"},
+		"/v1/invites/{id}":                {"delete"},
 
 		"/v1/accounts/{id}/webhooks":      {"get", "post"},
 		"/v1/webhooks":                    {"get", "post"},
@@ -934,4 +936,58 @@ func TestFullDiskAnswers503(t *testing.T) {
 	if !strings.Contains(logs.String(), "status=503") || strings.Contains(logs.String(), "status=500") {
 		t.Fatalf("log:\n%s", logs.String())
 	}
+}
+
+// A plan's key_policy binds the keys of its accounts: created and rolled
+// keys must expire, within the plan's maximum lifetime; a refusal is a 400
+// naming expires_at.
+func TestPlanKeyPolicyOverHTTP(t *testing.T) {
+	h := newHarness(t)
+	p := h.want(h.admin_("POST", "/v1/plans", map[string]any{"name": "strict", "key_policy": map[string]any{"require_expiry": true, "max_lifetime_days": 30}}), 201)
+	if kp, _ := p["key_policy"].(map[string]any); kp["require_expiry"] != true || kp["max_lifetime_days"] != 30.0 {
+		t.Fatalf("created: %v", p)
+	}
+	if got := h.want(h.admin_("GET", "/v1/plans/strict", nil), 200); got["key_policy"] == nil {
+		t.Fatalf("read back: %v", got)
+	}
+	if got := h.want(h.admin_("GET", "/v1/plans/default", nil), 200); got["key_policy"] != nil {
+		t.Fatalf("default plan: %v", got)
+	}
+	acc := h.want(h.admin_("POST", "/v1/accounts", map[string]any{"name": "Acme", "plan": "strict", "allowed_scopes": []string{"*"}}), 201)["id"].(string)
+	day := 24 * time.Hour
+	at := func(d time.Duration) string { return time.Now().Add(d).UTC().Format(time.RFC3339) }
+	refused := func(r response, what string) {
+		t.Helper()
+		if r.status != 400 {
+			t.Fatalf("%s: %d, want 400: %s", what, r.status, r.body)
+		}
+		if p := assertProblem(t, r); !strings.Contains(fmt.Sprint(p["errors"]), "expires_at") {
+			t.Fatalf("%s: the problem does not name expires_at: %s", what, r.body)
+		}
+	}
+	refused(h.admin_("POST", "/v1/accounts/"+acc+"/keys", map[string]any{"name": "forever"}), "no expiry")
+	refused(h.admin_("POST", "/v1/accounts/"+acc+"/keys", map[string]any{"name": "long", "expires_at": at(31 * day)}), "31 days")
+	k := h.key(acc, map[string]any{"expires_at": at(29 * day)})
+	id := k["id"].(string)
+	refused(h.admin_("PATCH", "/v1/keys/"+id, `{"expires_at": null}`), "update to no expiry")
+	// A roll keeps the expiry, which is within the policy counted from now.
+	next := h.want(h.admin_("POST", "/v1/keys/"+id+"/roll", map[string]any{"overlap_seconds": 60}), 201)["key"].(map[string]any)
+	if next["expires_at"] == nil {
+		t.Fatalf("successor without expiry: %v", next)
+	}
+	id = next["id"].(string)
+	refused(h.admin_("POST", "/v1/keys/"+id+"/roll", map[string]any{"overlap_seconds": 0, "expires_at": at(31 * day)}), "roll to 31 days")
+	// The plan tightens: the successor may not inherit an expiry beyond it.
+	h.want(h.admin_("PATCH", "/v1/plans/strict", map[string]any{"key_policy": map[string]any{"require_expiry": true, "max_lifetime_days": 7}}), 200)
+	refused(h.admin_("POST", "/v1/keys/"+id+"/roll", map[string]any{"overlap_seconds": 0}), "roll keeping 29 days under 7")
+	h.want(h.admin_("POST", "/v1/keys/"+id+"/roll", map[string]any{"overlap_seconds": 0, "expires_at": at(6 * day)}), 201)
+	// Out-of-range policies name the field; null removes the policy.
+	r := h.admin_("PATCH", "/v1/plans/strict", map[string]any{"key_policy": map[string]any{"max_lifetime_days": -1}})
+	if r.status != 400 || !strings.Contains(string(r.body), "max_lifetime_days") {
+		t.Fatalf("bad policy: %d %s", r.status, r.body)
+	}
+	if got := h.want(h.admin_("PATCH", "/v1/plans/strict", `{"key_policy": null}`), 200); got["key_policy"] != nil {
+		t.Fatalf("removed: %v", got)
+	}
+	h.key(acc, map[string]any{"name": "forever now"})
 }

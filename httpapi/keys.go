@@ -61,7 +61,8 @@ type listKeysOutput struct {
 type rollKeyInput struct {
 	KeyPath
 	Body struct {
-		OverlapSeconds int64 `json:"overlap_seconds" minimum:"0" maximum:"604800" doc:"How long the old key keeps working: 0 revokes it now, at most 604800 (7 days)"`
+		OverlapSeconds int64      `json:"overlap_seconds" minimum:"0" maximum:"604800" doc:"How long the old key keeps working: 0 revokes it now, at most 604800 (7 days)"`
+		ExpiresAt      *time.Time `json:"expires_at,omitempty" doc:"The new key's expiry; absent keeps the old key's. On a plan with a key_policy it must keep to the policy, counted from now"`
 	}
 }
 
@@ -138,7 +139,7 @@ func (s *Server) keyRoutes() {
 		})
 	register(s, keyplane.RoleAdmin, huma.Operation{OperationID: "rollKey", Method: http.MethodPost, Path: "/v1/keys/{id}/roll", Summary: "Replace a key with a new one of the same configuration", Tags: tags, DefaultStatus: http.StatusCreated, Errors: []int{http.StatusNotFound, http.StatusConflict}},
 		func(ctx context.Context, in *rollKeyInput) (*rollKeyOutput, error) {
-			r, err := s.svc.RollKey(ctx, in.ID, time.Duration(in.Body.OverlapSeconds)*time.Second)
+			r, err := s.svc.RollKeyWith(ctx, in.ID, service.RollInput{Overlap: time.Duration(in.Body.OverlapSeconds) * time.Second, ExpiresAt: in.Body.ExpiresAt})
 			if err != nil {
 				return nil, err
 			}

@@ -95,6 +95,40 @@ type listInvitesOutput struct {
 	}
 }
 
+type changePasswordInput struct {
+	MemberPath
+	Body struct {
+		CurrentPassword string `json:"current_password" maxLength:"1024" doc:"The member's current password"`
+		NewPassword     string `json:"new_password" maxLength:"1024" doc:"At least 12 characters"`
+	}
+}
+
+type issueResetInput struct {
+	MemberPath
+	origin string
+}
+
+// Resolve remembers the request's origin, for the reset link when no
+// public portal URL is configured.
+func (in *issueResetInput) Resolve(ctx huma.Context) []error {
+	scheme := "http"
+	if ctx.TLS() != nil {
+		scheme = "https"
+	}
+	in.origin = scheme + "://" + ctx.Host()
+	return nil
+}
+
+type resetOutput struct {
+	Body struct {
+		ID        string    `json:"id"`
+		MemberID  string    `json:"member_id"`
+		Email     string    `json:"email"`
+		ExpiresAt time.Time `json:"expires_at"`
+		ResetURL  string    `json:"reset_url" doc:"The single-use link, valid for one hour, that lets the member set a new password; shown only here"`
+	}
+}
+
 type InvitePath struct {
 	ID string `path:"id" maxLength:"64" doc:"Invite id"`
 }
@@ -148,6 +182,36 @@ func (s *Server) memberRoutes() {
 				return nil, err
 			}
 			return &memberOutput{Body: memberBody(m)}, nil
+		})
+	register(s, keyplane.RoleAdmin, huma.Operation{OperationID: "deleteMember", Method: http.MethodDelete, Path: "/v1/members/{id}",
+		Summary: "Delete a member", Description: "Their sessions end at once and their reset links stop working. Operators and owners of the member's account; the account's last owner cannot be deleted (409).",
+		Tags: tags, DefaultStatus: http.StatusNoContent, Errors: []int{http.StatusNotFound, http.StatusConflict}},
+		func(ctx context.Context, in *MemberPath) (*struct{}, error) {
+			return nil, s.svc.DeleteMember(ctx, in.ID)
+		})
+	register(s, keyplane.RoleAdmin, huma.Operation{OperationID: "changeMemberPassword", Method: http.MethodPost, Path: "/v1/members/{id}/password",
+		Summary: "Change your own password", Description: "With a portal session of the member, and the current password. Every other session of the member ends; this one stays. Wrong current passwords are throttled (429).",
+		Tags: tags, DefaultStatus: http.StatusNoContent, Errors: []int{http.StatusNotFound, http.StatusForbidden, http.StatusTooManyRequests}},
+		func(ctx context.Context, in *changePasswordInput) (*struct{}, error) {
+			_, err := s.svc.ChangePassword(ctx, in.ID, in.Body.CurrentPassword, in.Body.NewPassword)
+			return nil, err
+		})
+	register(s, keyplane.RoleAdmin, huma.Operation{OperationID: "issuePasswordReset", Method: http.MethodPost, Path: "/v1/members/{id}/password-reset",
+		Summary: "Make a password reset link", Description: "Returns a single-use reset_url, valid for one hour. Operators and owners of the member's account.",
+		Tags: tags, DefaultStatus: http.StatusCreated, Errors: []int{http.StatusNotFound, http.StatusConflict}},
+		func(ctx context.Context, in *issueResetInput) (*resetOutput, error) {
+			r, err := s.svc.IssuePasswordReset(ctx, in.ID)
+			if err != nil {
+				return nil, err
+			}
+			base := s.portalURL
+			if base == "" {
+				base = in.origin
+			}
+			out := &resetOutput{}
+			out.Body.ID, out.Body.MemberID, out.Body.Email, out.Body.ExpiresAt = r.ID, r.MemberID, r.Email, r.ExpiresAt
+			out.Body.ResetURL = service.ResetURL(base, r.Token)
+			return out, nil
 		})
 	register(s, keyplane.RoleAdmin, huma.Operation{OperationID: "listInvites", Method: http.MethodGet, Path: "/v1/accounts/{id}/invites",
 		Summary: "List an account's pending invites", Tags: tags, Errors: []int{http.StatusNotFound}},

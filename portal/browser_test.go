@@ -25,7 +25,7 @@ import (
 const chromium = "/usr/bin/chromium"
 
 // startBrowser starts Chromium or skips (fails with CI=true) when it is missing.
-func startBrowser(t *testing.T) context.Context {
+func startBrowser(t *testing.T, extra ...chromedp.ExecAllocatorOption) context.Context {
 	t.Helper()
 	path := chromium
 	if _, err := os.Stat(path); err != nil {
@@ -54,6 +54,7 @@ func startBrowser(t *testing.T) context.Context {
 		chromedp.Flag("disable-dev-shm-usage", true),
 		chromedp.WindowSize(1280, 900),
 	}
+	opts = append(opts, extra...)
 	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	t.Cleanup(cancelAlloc)
 	browserCtx, cancelBrowser := chromedp.NewContext(allocCtx)
@@ -410,4 +411,35 @@ func TestBrowser(t *testing.T) {
 			t.Fatalf("notice %q", got)
 		}
 	})
+}
+
+// The portal over plain HTTP on an address that is not loopback (as with
+// --portal-cookie-secure=false on a LAN): Chromium sends no Sec-Fetch-Site
+// to such an origin, so the cross-origin check rests on Origin, which the
+// referrer policy must not blank to "null". A second loopback address with
+// a host name that is not localhost stands in for the LAN address: Chromium
+// treats neither as a secure context.
+func TestBrowserPlainHTTP(t *testing.T) {
+	s := newServerAt(t, service.Config{}, "127.0.0.2:0")
+	_, port, _ := strings.Cut(strings.TrimPrefix(s.url, "http://"), ":")
+	browser := startBrowser(t, chromedp.Flag("host-resolver-rules", "MAP portal.test 127.0.0.2"))
+	m := s.member(s.account().ID, keyplane.MemberOwner)
+	ctx := tab(t, browser)
+	base := "http://portal.test:" + port
+	run(t, ctx,
+		chromedp.Navigate(base+"/portal/keys"),
+		chromedp.WaitVisible(chromedp.CSS(`#email`)),
+		chromedp.SendKeys(chromedp.CSS(`#email`), m.Email),
+		chromedp.SendKeys(chromedp.CSS(`#password`), pw),
+		chromedp.Submit(chromedp.CSS(`#password`)),
+		chromedp.WaitVisible(chromedp.CSS(`.who, p.error`)),
+	)
+	if body := html(t, ctx); !strings.Contains(body, `class="who"`) {
+		t.Fatalf("not signed in over plain HTTP on %s:\n%s", base, body)
+	}
+	// A form that needs the session works too (token and Origin both).
+	run(t, ctx, chromedp.Navigate(base+"/portal/keys/new"), chromedp.WaitVisible(chromedp.CSS(`#name`)),
+		chromedp.SendKeys(chromedp.CSS(`#name`), "lan key"),
+		chromedp.Click(chromedp.CSS(`form button.primary`)),
+		chromedp.WaitVisible(chromedp.CSS(`#secret`)))
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
@@ -73,6 +74,12 @@ func newServer(t *testing.T) *server { return newServerWith(t, service.Config{})
 // newServerWith starts a server whose service has cfg's portal and webhook settings.
 func newServerWith(t *testing.T, cfg service.Config) *server {
 	t.Helper()
+	return newServerAt(t, cfg, "")
+}
+
+// newServerAt is newServerWith listening on addr ("" is 127.0.0.1:0).
+func newServerAt(t *testing.T, cfg service.Config, addr string) *server {
+	t.Helper()
 	store := teststore.New(t)
 	c := &clock{t: time.Now().UTC()}
 	meter := usage.New(store, usage.Config{FlushInterval: time.Hour, Now: c.Now})
@@ -89,7 +96,16 @@ func newServerWith(t *testing.T, cfg service.Config) *server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(httpapi.New(httpapi.Config{Service: svc, Store: store, Logger: log, Version: "test", Now: c.Now, Portal: p, SessionCookie: p.CookieName()}))
+	srv := httptest.NewUnstartedServer(httpapi.New(httpapi.Config{Service: svc, Store: store, Logger: log, Version: "test", Now: c.Now, Portal: p, SessionCookie: p.CookieName()}))
+	if addr != "" {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv.Listener.Close()
+		srv.Listener = ln
+	}
+	srv.Start()
 	t.Cleanup(srv.Close)
 	admin := keyplane.NewContextWithActor(context.Background(), service.SystemActor)
 	tok, err := svc.CreateToken(admin, service.TokenInput{Name: "admin", Role: keyplane.RoleAdmin})

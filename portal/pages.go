@@ -41,6 +41,12 @@ func (h *Handler) routes() {
 	m.HandleFunc("POST /portal/members/invite", h.requireSession(h.inviteMember))
 	m.HandleFunc("POST /portal/members/{id}", h.requireSession(h.updateMember))
 	m.HandleFunc("POST /portal/invites/{id}/cancel", h.requireSession(h.cancelInvite))
+	m.HandleFunc("POST /portal/members/{id}/delete", h.requireSession(h.deleteMember))
+	m.HandleFunc("POST /portal/members/{id}/reset", h.requireSession(h.issueReset))
+	m.HandleFunc("GET /portal/account/password", h.requireSession(h.passwordPage))
+	m.HandleFunc("POST /portal/account/password", h.requireSession(h.changePassword))
+	m.HandleFunc("GET /portal/reset", h.resetPage)
+	m.HandleFunc("POST /portal/reset", h.resetPassword)
 
 	m.HandleFunc("GET /portal/webhooks", h.requireSession(h.webhooksPage))
 	m.HandleFunc("POST /portal/webhooks", h.requireSession(h.createWebhook))
@@ -84,6 +90,9 @@ func (h *Handler) signInPage(w http.ResponseWriter, r *http.Request) {
 	}
 	if r.URL.Query().Get("out") != "" {
 		v.Notice = "You are signed out."
+	}
+	if r.URL.Query().Get("done") == "reset" {
+		v.Notice = notices["reset"]
 	}
 	h.render(w, r, http.StatusOK, "signin", v)
 }
@@ -261,10 +270,13 @@ func (h *Handler) keysPage(w http.ResponseWriter, r *http.Request, v *view) {
 
 // notices are the messages a redirect after a change may show.
 var notices = map[string]string{
-	"revoked": "The key was revoked. It stopped working on every instance.",
-	"invited": "Invite created.",
-	"updated": "Member updated.",
-	"cancel":  "Invite cancelled; its link no longer works.",
+	"revoked":  "The key was revoked. It stopped working on every instance.",
+	"invited":  "Invite created.",
+	"updated":  "Member updated.",
+	"cancel":   "Invite cancelled; its link no longer works.",
+	"deleted":  "Member deleted; they were signed out everywhere.",
+	"password": "Password changed. Your other sessions were signed out.",
+	"reset":    "Password set. Sign in with it.",
 
 	"tested":          "A webhook.test event is on its way; its delivery shows below in a moment.",
 	"retried":         "The message will be sent again, once.",
@@ -438,8 +450,11 @@ type membersData struct {
 	Roles   []keyplane.MemberRole
 	NewLink string // an invite's link, shown once
 	NewTo   string
-	Email   string
-	Role    string
+	// A password reset link, shown once.
+	ResetLink string
+	ResetTo   string
+	Email     string
+	Role      string
 }
 
 var roles = []keyplane.MemberRole{keyplane.MemberOwner, keyplane.MemberDeveloper, keyplane.MemberViewer}
@@ -596,4 +611,100 @@ func (h *Handler) auditPage(w http.ResponseWriter, r *http.Request, v *view) {
 	}
 	v.Title, v.Nav, v.Data = "Audit log", "audit", d
 	h.render(w, r, http.StatusOK, "audit", v)
+}
+
+// ---- credentials
+
+func (h *Handler) deleteMember(w http.ResponseWriter, r *http.Request, v *view) {
+	if err := h.svc.DeleteMember(r.Context(), r.PathValue("id")); err != nil {
+		h.fail(w, r, v, err)
+		return
+	}
+	http.Redirect(w, r, "/portal/members?done=deleted", http.StatusSeeOther)
+}
+
+func (h *Handler) issueReset(w http.ResponseWriter, r *http.Request, v *view) {
+	reset, err := h.svc.IssuePasswordReset(r.Context(), r.PathValue("id"))
+	if err != nil {
+		h.fail(w, r, v, err)
+		return
+	}
+	d, err := h.membersData(r, v)
+	if err != nil {
+		h.fail(w, r, v, err)
+		return
+	}
+	d.ResetLink, d.ResetTo = service.ResetURL(h.inviteBase(r), reset.Token), reset.Email
+	v.Title, v.Nav, v.Data = "Members", "members", d
+	h.render(w, r, http.StatusCreated, "members", v)
+}
+
+func (h *Handler) passwordPage(w http.ResponseWriter, r *http.Request, v *view) {
+	v.Title = "Change your password"
+	v.Notice = notices[r.URL.Query().Get("done")]
+	h.render(w, r, http.StatusOK, "password", v)
+}
+
+func (h *Handler) changePassword(w http.ResponseWriter, r *http.Request, v *view) {
+	v.Title = "Change your password"
+	pw := r.PostFormValue("password")
+	if pw != r.PostFormValue("password_again") {
+		v.Error, v.Fields = "The two new passwords differ.", map[string]string{"password_again": "must be the same as the password"}
+		h.render(w, r, http.StatusBadRequest, "password", v)
+		return
+	}
+	_, err := h.svc.ChangePassword(r.Context(), v.Session.Member.ID, r.PostFormValue("current_password"), pw)
+	switch keyplane.ErrorCode(err) {
+	case "":
+		http.Redirect(w, r, "/portal/account/password?done=password", http.StatusSeeOther)
+	case keyplane.EINVALID, keyplane.ETOOMANY:
+		v.Error, v.Fields = "The password was not changed: "+keyplane.ErrorMessage(err), fieldErrors(err)
+		if f := v.Fields; f != nil && f["new_password"] != "" {
+			f["password"] = f["new_password"]
+		}
+		h.render(w, r, problem.StatusOf(err), "password", v)
+	default:
+		h.fail(w, r, v, err)
+	}
+}
+
+type resetData struct {
+	Token string
+	Email string
+	Reset *keyplane.PasswordReset
+}
+
+func (h *Handler) resetPage(w http.ResponseWriter, r *http.Request) {
+	token := r.URL.Query().Get("token")
+	reset, email, err := h.svc.PasswordResetByToken(r.Context(), token)
+	if err != nil {
+		h.fail(w, r, nil, err)
+		return
+	}
+	h.render(w, r, http.StatusOK, "reset", &view{Title: "Set a new password", Data: resetData{Token: token, Email: email, Reset: reset}})
+}
+
+func (h *Handler) resetPassword(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+	token, pw := r.PostFormValue("token"), r.PostFormValue("password")
+	reset, email, err := h.svc.PasswordResetByToken(r.Context(), token)
+	if err != nil {
+		h.fail(w, r, nil, err)
+		return
+	}
+	again := func(status int, msg string, fields map[string]string) {
+		h.render(w, r, status, "reset", &view{Title: "Set a new password", Error: msg, Fields: fields, Data: resetData{Token: token, Email: email, Reset: reset}})
+	}
+	if pw != r.PostFormValue("password_again") {
+		again(http.StatusBadRequest, "The two passwords differ.", map[string]string{"password_again": "must be the same as the password"})
+		return
+	}
+	if _, err := h.svc.ResetPassword(r.Context(), token, pw); keyplane.ErrorCode(err) == keyplane.EINVALID {
+		again(http.StatusBadRequest, keyplane.ErrorMessage(err), fieldErrors(err))
+		return
+	} else if err != nil {
+		h.fail(w, r, nil, err)
+		return
+	}
+	http.Redirect(w, r, "/portal/signin?done=reset", http.StatusSeeOther)
 }

@@ -79,7 +79,7 @@ func New(cfg Config) (*Handler, error) {
 	// token bound to the session, see requireSession.
 	cop := http.NewCrossOriginProtection()
 	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h.renderError(w, r, nil, http.StatusForbidden, "This form was sent from another site, so it was refused. Open the portal and try again.")
+		h.renderError(w, r, nil, http.StatusForbidden, crossOriginMessage(r))
 	}))
 	h.handler = securityHeaders(cop.Handler(h.mux))
 	return h, nil
@@ -91,20 +91,40 @@ func (h *Handler) CookieName() string { return h.cookie }
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.handler.ServeHTTP(w, r) }
 
 // securityHeaders: pages load nothing but their own stylesheet and script;
-// no page may be framed; no URL (invite links carry a token) leaks in a
-// Referer; nothing is cached, least of all a page showing a new key.
+// no page may be framed; no URL (invite and reset links carry a token)
+// leaks in a Referer, only the origin; nothing is cached, least of all a page showing a new key.
 func securityHeaders(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		hd := w.Header()
 		hd.Set("Content-Security-Policy", "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 		hd.Set("X-Content-Type-Options", "nosniff")
-		hd.Set("Referrer-Policy", "no-referrer")
+		// strict-origin, not no-referrer: with no-referrer browsers send
+		// "Origin: null" on the portal's own forms, and over plain HTTP
+		// (no Sec-Fetch-Site) the cross-origin check then refuses them.
+		// Not same-origin either: that sends the full URL, token and all,
+		// when an invite or reset page loads its stylesheet, into the
+		// access log of any proxy that logs Referer.
+		hd.Set("Referrer-Policy", "strict-origin")
 		hd.Set("X-Frame-Options", "DENY")
 		if !strings.HasPrefix(r.URL.Path, "/portal/static/") {
 			hd.Set("Cache-Control", "no-store")
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// crossOriginMessage says why a form was refused as cross-origin, from the
+// headers the check looked at.
+func crossOriginMessage(r *http.Request) string {
+	const retry = " Nothing was changed."
+	if site := r.Header.Get("Sec-Fetch-Site"); site != "" {
+		return "This form was sent from another site (the browser says Sec-Fetch-Site: " + site + "), so it was refused: only the portal's own pages may send it. Open the portal at its own address and try again." + retry
+	}
+	origin := r.Header.Get("Origin")
+	if origin == "null" {
+		return "This form was refused because the browser did not say which site sent it (Origin: null), so it may have come from another site. Open the portal at its own address, with no browser extension rewriting referrers, and try again." + retry
+	}
+	return "This form was sent from " + origin + " but the portal is at " + r.Host + ", so it was refused as coming from another site. Open the portal at " + r.Host + " and try again; behind a reverse proxy, the proxy must pass the original Host header." + retry
 }
 
 func (h *Handler) parseTemplates() error {

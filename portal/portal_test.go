@@ -485,6 +485,19 @@ func TestCrossSiteSignInRefused(t *testing.T) {
 	if p.header.Get("Set-Cookie") != "" {
 		t.Fatal("a cross-site sign-in set a cookie")
 	}
+	wantBody(t, p, "sent from https://evil.example but the portal is at "+strings.TrimPrefix(s.url, "http://"))
+	// Origin: null (a page with no-referrer, a sandboxed frame) says so.
+	req, _ = http.NewRequest("POST", s.url+"/portal/signin", strings.NewReader(url.Values{"email": {m.Email}, "password": {pw}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", "null")
+	p = b.do(req)
+	wantStatus(t, p, http.StatusForbidden)
+	wantBody(t, p, "did not say which site sent it (Origin: null)")
+	// The pages send their origin as referrer (never a path: links carry
+	// tokens), so their own forms carry an Origin.
+	if got := b.get("/portal/signin").header.Get("Referrer-Policy"); got != "strict-origin" {
+		t.Fatalf("Referrer-Policy %q", got)
+	}
 }
 
 // With the portal off there are no pages, and a session cookie is no

@@ -63,6 +63,13 @@ func quotaJSON(q *keyplane.Quota) []byte {
 	return mustJSON(q)
 }
 
+func keyPolicyJSON(kp *keyplane.KeyPolicy) []byte {
+	if kp == nil {
+		return nil
+	}
+	return mustJSON(kp)
+}
+
 func mustJSON(v any) []byte {
 	b, err := json.Marshal(v)
 	if err != nil {

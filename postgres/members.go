@@ -287,3 +287,119 @@ func (db *DB) DeleteStaleSessions(ctx context.Context, now, idleSince time.Time)
 	}
 	return int(tag.RowsAffected()), nil
 }
+
+// DeleteMember removes a member, its sessions and reset links, keeping an
+// active owner in its account: the account's row is locked first, as in
+// UpdateMember, so two owners cannot delete each other at once.
+func (db *DB) DeleteMember(ctx context.Context, id string, check func(*keyplane.Member) error) error {
+	return db.inTx(ctx, func(tx pgx.Tx) error {
+		m, err := memberWhere(ctx, tx, `id = $1`, id)
+		if err != nil {
+			return err
+		}
+		if _, err := accountByID(ctx, tx, m.AccountID, forUpdate); err != nil {
+			return err
+		}
+		if m, err = memberWhere(ctx, tx, `id = $1 FOR UPDATE`, id); err != nil {
+			return err
+		}
+		if err := check(m); err != nil {
+			return err
+		}
+		if m.Role == keyplane.MemberOwner {
+			var others int
+			if err := tx.QueryRow(ctx, `SELECT count(*) FROM members WHERE account_id = $1 AND id <> $2 AND role = $3 AND status = $4`,
+				m.AccountID, id, keyplane.MemberOwner, keyplane.MemberActive).Scan(&others); err != nil {
+				return translate(err)
+			}
+			if others == 0 {
+				return keyplane.Errorf(keyplane.ECONFLICT, "this is the account's last owner; make another member owner first")
+			}
+		}
+		for _, q := range []string{`DELETE FROM member_sessions WHERE member_id = $1`, `DELETE FROM member_password_resets WHERE member_id = $1`} {
+			if _, err := tx.Exec(ctx, q, id); err != nil {
+				return translate(err)
+			}
+		}
+		tag, err := tx.Exec(ctx, `DELETE FROM members WHERE id = $1`, id)
+		if err != nil {
+			return translate(err)
+		}
+		if tag.RowsAffected() == 0 {
+			return keyplane.Errorf(keyplane.ENOTFOUND, "member not found")
+		}
+		return nil
+	})
+}
+
+// DeleteOtherMemberSessions removes every session of a member but keepID.
+func (db *DB) DeleteOtherMemberSessions(ctx context.Context, memberID, keepID string) error {
+	_, err := db.pool.Exec(ctx, `DELETE FROM member_sessions WHERE member_id = $1 AND id <> $2`, memberID, keepID)
+	return translate(err)
+}
+
+// ---- password resets
+
+const resetColumns = `id, member_id, account_id, hash, created_by, created_at, expires_at, used_at`
+
+// CreatePasswordReset inserts r.
+func (db *DB) CreatePasswordReset(ctx context.Context, r *keyplane.PasswordReset) error {
+	return db.inTx(ctx, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `INSERT INTO member_password_resets (`+resetColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+			r.ID, r.MemberID, r.AccountID, r.Hash[:], r.CreatedBy, r.CreatedAt, r.ExpiresAt, r.UsedAt)
+		return translate(err)
+	})
+}
+
+// PasswordResetByHash returns the reset whose token has hash.
+func (db *DB) PasswordResetByHash(ctx context.Context, hash [32]byte) (*keyplane.PasswordReset, error) {
+	return resetWhere(ctx, db.pool, `hash = $1`, hash[:])
+}
+
+func resetWhere(ctx context.Context, q queryer, where string, arg any) (*keyplane.PasswordReset, error) {
+	var r keyplane.PasswordReset
+	var h []byte
+	var created, expires time.Time
+	var used *time.Time
+	err := q.QueryRow(ctx, `SELECT `+resetColumns+` FROM member_password_resets WHERE `+where, arg).
+		Scan(&r.ID, &r.MemberID, &r.AccountID, &h, &r.CreatedBy, &created, &expires, &used)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, keyplane.Errorf(keyplane.ENOTFOUND, "password reset not found")
+	} else if err != nil {
+		return nil, translate(err)
+	}
+	copy(r.Hash[:], h)
+	r.CreatedAt, r.ExpiresAt, r.UsedAt = utc(created), utc(expires), utcPtr(used)
+	return &r, nil
+}
+
+// UsePasswordReset marks a reset used, sets its member's password and ends
+// the member's sessions, together.
+func (db *DB) UsePasswordReset(ctx context.Context, hash [32]byte, use func(*keyplane.PasswordReset, *keyplane.Member) error) (*keyplane.Member, error) {
+	var out *keyplane.Member
+	err := db.inTx(ctx, func(tx pgx.Tx) error {
+		r, err := resetWhere(ctx, tx, `hash = $1 FOR UPDATE`, hash[:])
+		if err != nil {
+			return err
+		}
+		m, err := memberWhere(ctx, tx, `id = $1 FOR UPDATE`, r.MemberID)
+		if err != nil {
+			return err
+		}
+		if err := use(r, m); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `UPDATE member_password_resets SET used_at = $1 WHERE id = $2`, r.UsedAt, r.ID); err != nil {
+			return translate(err)
+		}
+		if _, err := tx.Exec(ctx, `UPDATE members SET password_hash = $1, updated_at = $2 WHERE id = $3`, m.PasswordHash, m.UpdatedAt, m.ID); err != nil {
+			return translate(err)
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM member_sessions WHERE member_id = $1`, m.ID); err != nil {
+			return translate(err)
+		}
+		out = m
+		return nil
+	})
+	return out, err
+}

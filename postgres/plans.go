@@ -11,14 +11,20 @@ import (
 	"github.com/keyplane/keyplane"
 )
 
-const planColumns = `name, rate_limits, quota, max_keys, allowed_scopes, created_at, updated_at`
+const planColumns = `name, rate_limits, quota, max_keys, allowed_scopes, created_at, updated_at, key_policy`
 
 func scanPlan(row pgx.Row) (*keyplane.Plan, error) {
 	var p keyplane.Plan
-	var limits, quota []byte
+	var limits, quota, policy []byte
 	var created, updated time.Time
-	if err := row.Scan(&p.Name, &limits, &quota, &p.MaxKeys, &p.AllowedScopes, &created, &updated); err != nil {
+	if err := row.Scan(&p.Name, &limits, &quota, &p.MaxKeys, &p.AllowedScopes, &created, &updated, &policy); err != nil {
 		return nil, err
+	}
+	if policy != nil {
+		p.KeyPolicy = new(keyplane.KeyPolicy)
+		if err := json.Unmarshal(policy, p.KeyPolicy); err != nil {
+			return nil, fmt.Errorf("plan %s: key_policy: %w", p.Name, err)
+		}
 	}
 	if err := decodePlanColumns(&p, limits, quota); err != nil {
 		return nil, fmt.Errorf("plan %s: %w", p.Name, err)
@@ -44,8 +50,8 @@ func decodePlanColumns(p *keyplane.Plan, limits, quota []byte) error {
 // CreatePlan inserts p.
 func (db *DB) CreatePlan(ctx context.Context, p *keyplane.Plan) error {
 	return db.inTx(ctx, func(tx pgx.Tx) error {
-		_, err := tx.Exec(ctx, `INSERT INTO plans (`+planColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
-			p.Name, rateLimitsJSON(p.RateLimits), quotaJSON(p.Quota), p.MaxKeys, stringsOrEmpty(p.AllowedScopes), p.CreatedAt, p.UpdatedAt)
+		_, err := tx.Exec(ctx, `INSERT INTO plans (`+planColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+			p.Name, rateLimitsJSON(p.RateLimits), quotaJSON(p.Quota), p.MaxKeys, stringsOrEmpty(p.AllowedScopes), p.CreatedAt, p.UpdatedAt, keyPolicyJSON(p.KeyPolicy))
 		return translate(err)
 	})
 }
@@ -95,8 +101,8 @@ func (db *DB) UpdatePlan(ctx context.Context, name string, update func(*keyplane
 		}
 		p.Name = name                                     // the row to write is the one locked, whatever the callback did
 		p.AllowedScopes = stringsOrEmpty(p.AllowedScopes) // as a read would return it
-		_, err = tx.Exec(ctx, `UPDATE plans SET rate_limits = $1, quota = $2, max_keys = $3, allowed_scopes = $4, updated_at = $5 WHERE name = $6`,
-			rateLimitsJSON(p.RateLimits), quotaJSON(p.Quota), p.MaxKeys, p.AllowedScopes, p.UpdatedAt, p.Name)
+		_, err = tx.Exec(ctx, `UPDATE plans SET rate_limits = $1, quota = $2, max_keys = $3, allowed_scopes = $4, updated_at = $5, key_policy = $6 WHERE name = $7`,
+			rateLimitsJSON(p.RateLimits), quotaJSON(p.Quota), p.MaxKeys, p.AllowedScopes, p.UpdatedAt, keyPolicyJSON(p.KeyPolicy), p.Name)
 		out = p
 		return translate(err)
 	})

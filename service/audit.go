@@ -140,7 +140,7 @@ func changedFields(set map[string]bool) []string {
 
 // fieldOrder is the order fields are listed in events, whatever the map's.
 var fieldOrder = []string{"name", "plan", "status", "scopes", "allowed_scopes", "allowed_cidrs", "rate_limits", "quota", "max_keys",
-	"metadata", "expires_at", "enabled"}
+	"key_policy", "metadata", "expires_at", "enabled"}
 
 // actorIDPattern is the shape of the ids actors have: tok_…, mem_…, system.
 var actorIDPattern = regexp.MustCompile(`^[a-z0-9_]{1,64}$`)

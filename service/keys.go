@@ -88,6 +88,9 @@ func (s *Service) CreateKey(ctx context.Context, accountID string, in KeyInput) 
 	}
 	validQuota(&v, in.Quota)
 	withinPlan(&v, "scopes", k.Scopes, plan)
+	if in.ExpiresAt == nil || k.ExpiresAt != nil { // a past expiry has been refused already
+		keyExpiryWithinPolicy(&v, plan, k.ExpiresAt, now)
+	}
 	if !in.Environment.Valid() {
 		v.Add("environment", "%q: want live or test", in.Environment)
 	}
@@ -223,6 +226,13 @@ func (s *Service) UpdateKey(ctx context.Context, id string, up KeyUpdate) (*keyp
 		if up.ExpiresAt.Set && k.RolledToID != "" {
 			return keyplane.Errorf(keyplane.ECONFLICT, "key %q was rolled; its expiry is the end of the overlap window", id)
 		}
+		if up.ExpiresAt.Set {
+			var v keyplane.Validation
+			keyExpiryWithinPolicy(&v, plan, expires, k.CreatedAt)
+			if err := v.Err(); err != nil {
+				return err
+			}
+		}
 		if up.Name.Set {
 			k.Name = name
 		}
@@ -313,16 +323,46 @@ type RolledKey struct {
 // RollKey replaces a key with a new one of the same configuration. The old key
 // keeps working for overlap (0 revokes it now, at most 7 days), then expires.
 func (s *Service) RollKey(ctx context.Context, id string, overlap time.Duration) (*RolledKey, error) {
+	return s.RollKeyWith(ctx, id, RollInput{Overlap: overlap})
+}
+
+// RollInput is how to roll a key.
+type RollInput struct {
+	// Overlap is how long the old key keeps working: 0 revokes it now, at
+	// most MaxRollOverlap.
+	Overlap time.Duration
+	// ExpiresAt is the successor's expiry; nil keeps the old key's.
+	ExpiresAt *time.Time
+}
+
+// RollKeyWith is RollKey with a new expiry for the successor. On a plan with
+// a key policy the successor's expiry must keep to it, counted from now.
+func (s *Service) RollKeyWith(ctx context.Context, id string, in RollInput) (*RolledKey, error) {
+	overlap := in.Overlap
 	if overlap < 0 || overlap > MaxRollOverlap {
 		return nil, keyplane.Invalid("overlap_seconds", "must be between 0 and %d (7 days)", int(MaxRollOverlap/time.Second))
 	}
-	if _, err := s.Key(ctx, id); err != nil {
+	current, err := s.Key(ctx, id)
+	if err != nil {
 		return nil, err
 	}
 	if err := requireKeyManager(ctx); err != nil {
 		return nil, err
 	}
+	account, err := s.store.Account(ctx, current.AccountID)
+	if err != nil {
+		return nil, err
+	}
+	plan, err := s.planOf(ctx, account)
+	if err != nil {
+		return nil, err
+	}
 	now := s.now()
+	var v keyplane.Validation
+	expires := validExpiry(&v, in.ExpiresAt, now)
+	if err := v.Err(); err != nil {
+		return nil, err
+	}
 	var plaintext string
 	ctx, trail := audited(ctx)
 	old, next, err := s.store.RollKey(ctx, id, func(old *keyplane.Key) (*keyplane.Key, error) {
@@ -338,6 +378,14 @@ func (s *Service) RollKey(ctx context.Context, id string, overlap time.Duration)
 		next.ID, next.Hash, next.Hint = newID("key"), apikey.Hash(plaintext), apikey.Hint(plaintext)
 		next.CreatedAt, next.UpdatedAt, next.LastUsedAt = now, now, nil
 		next.RolledFromID, next.RolledToID = old.ID, ""
+		if in.ExpiresAt != nil {
+			next.ExpiresAt = expires
+		}
+		var v keyplane.Validation
+		keyExpiryWithinPolicy(&v, plan, next.ExpiresAt, now)
+		if err := v.Err(); err != nil {
+			return nil, err
+		}
 
 		old.RolledToID, old.UpdatedAt = next.ID, now
 		if overlap == 0 {

@@ -106,7 +106,7 @@ func TestSignInAndSessions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := keyplane.Actor{Kind: "member", ID: m.ID, AccountID: e.acc.ID, MemberRole: keyplane.MemberDeveloper}
+	want := keyplane.Actor{Kind: "member", ID: m.ID, AccountID: e.acc.ID, MemberRole: keyplane.MemberDeveloper, SessionID: in.Session.ID}
 	if ps.Actor != want {
 		t.Fatalf("actor %+v, want %+v", ps.Actor, want)
 	}

@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"time"
 
 	"github.com/keyplane/keyplane"
 )
@@ -17,6 +18,7 @@ type PlanInput struct {
 	Quota         *keyplane.Quota
 	MaxKeys       int
 	AllowedScopes []string
+	KeyPolicy     *keyplane.KeyPolicy // nil is none
 }
 
 // PlanUpdate changes the fields that are set.
@@ -25,6 +27,43 @@ type PlanUpdate struct {
 	Quota         Optional[*keyplane.Quota]
 	MaxKeys       Optional[int]
 	AllowedScopes Optional[[]string]
+	KeyPolicy     Optional[*keyplane.KeyPolicy]
+}
+
+// maxKeyLifetimeDays bounds a key policy's max_lifetime_days: ten years.
+const maxKeyLifetimeDays = 3650
+
+func validKeyPolicy(v *keyplane.Validation, kp *keyplane.KeyPolicy) *keyplane.KeyPolicy {
+	if kp == nil {
+		return nil
+	}
+	if kp.MaxLifetimeDays < 0 || kp.MaxLifetimeDays > maxKeyLifetimeDays {
+		v.Add("key_policy.max_lifetime_days", "must be between 0 (no limit) and %d", maxKeyLifetimeDays)
+	}
+	out := *kp
+	return &out
+}
+
+// keyExpiryWithinPolicy checks a key's expiry against its plan's key
+// policy: a key must expire when the plan requires it, and within the
+// plan's maximum lifetime counted from born (its creation or roll). A
+// maximum lifetime implies an expiry.
+func keyExpiryWithinPolicy(v *keyplane.Validation, plan *keyplane.Plan, expires *time.Time, born time.Time) {
+	kp := plan.KeyPolicy
+	if kp == nil {
+		return
+	}
+	limit := kp.MaxLifetime()
+	switch {
+	case expires == nil && limit > 0:
+		v.Add("expires_at", "is required: the %q plan's key policy lets keys live at most %d days; set an expiry before %s",
+			plan.Name, kp.MaxLifetimeDays, born.Add(limit).UTC().Format(time.RFC3339))
+	case expires == nil && kp.RequireExpiry:
+		v.Add("expires_at", "is required: the %q plan's key policy requires every key to expire", plan.Name)
+	case expires != nil && limit > 0 && expires.After(born.Add(limit)):
+		v.Add("expires_at", "%s is too late: the %q plan's key policy lets keys live at most %d days, so at the latest %s",
+			expires.UTC().Format(time.RFC3339), plan.Name, kp.MaxLifetimeDays, born.Add(limit).UTC().Format(time.RFC3339))
+	}
 }
 
 func validMaxKeys(v *keyplane.Validation, n int) {
@@ -54,6 +93,7 @@ func (s *Service) CreatePlan(ctx context.Context, in PlanInput) (*keyplane.Plan,
 		Quota:         in.Quota,
 		MaxKeys:       in.MaxKeys,
 		AllowedScopes: validScopes(&v, "allowed_scopes", in.AllowedScopes, nil),
+		KeyPolicy:     validKeyPolicy(&v, in.KeyPolicy),
 	}
 	validQuota(&v, in.Quota)
 	validMaxKeys(&v, in.MaxKeys)
@@ -62,7 +102,7 @@ func (s *Service) CreatePlan(ctx context.Context, in PlanInput) (*keyplane.Plan,
 	}
 	p.CreatedAt = s.now()
 	p.UpdatedAt = p.CreatedAt
-	ctx, _ = audited(ctx, s.event(ctx, keyplane.AuditPlanCreated, "", "", map[string]any{"name": p.Name, "max_keys": p.MaxKeys}))
+	ctx, _ = audited(ctx, s.event(ctx, keyplane.AuditPlanCreated, "", "", map[string]any{"name": p.Name, "max_keys": p.MaxKeys, "key_policy": p.KeyPolicy}))
 	if err := s.store.CreatePlan(ctx, p); err != nil {
 		if keyplane.ErrorCode(err) == keyplane.ECONFLICT {
 			return nil, keyplane.Errorf(keyplane.ECONFLICT, "a plan named %q exists", in.Name)
@@ -110,10 +150,14 @@ func (s *Service) UpdatePlan(ctx context.Context, name string, up PlanUpdate) (*
 	if up.AllowedScopes.Set {
 		scopes = validScopes(&v, "allowed_scopes", up.AllowedScopes.Value, nil)
 	}
+	var policy *keyplane.KeyPolicy
+	if up.KeyPolicy.Set {
+		policy = validKeyPolicy(&v, up.KeyPolicy.Value)
+	}
 	if err := v.Err(); err != nil {
 		return nil, err
 	}
-	set := map[string]bool{"rate_limits": up.RateLimits.Set, "quota": up.Quota.Set, "max_keys": up.MaxKeys.Set, "allowed_scopes": up.AllowedScopes.Set}
+	set := map[string]bool{"rate_limits": up.RateLimits.Set, "quota": up.Quota.Set, "max_keys": up.MaxKeys.Set, "allowed_scopes": up.AllowedScopes.Set, "key_policy": up.KeyPolicy.Set}
 	ctx, _ = audited(ctx, s.event(ctx, keyplane.AuditPlanUpdated, "", "", map[string]any{"name": name, "fields": changedFields(set)}))
 	p, err := s.store.UpdatePlan(ctx, name, func(p *keyplane.Plan) error {
 		if up.RateLimits.Set {
@@ -127,6 +171,9 @@ func (s *Service) UpdatePlan(ctx context.Context, name string, up PlanUpdate) (*
 		}
 		if up.AllowedScopes.Set {
 			p.AllowedScopes = scopes
+		}
+		if up.KeyPolicy.Set {
+			p.KeyPolicy = policy
 		}
 		p.UpdatedAt = s.now()
 		return nil

@@ -270,7 +270,7 @@ func (s *Service) AuthenticateSession(ctx context.Context, token string) (*Porta
 		ses.LastSeenAt = now
 	}
 	return &PortalSession{
-		Actor:   keyplane.Actor{Kind: "member", ID: m.ID, AccountID: m.AccountID, MemberRole: m.Role},
+		Actor:   keyplane.Actor{Kind: "member", ID: m.ID, AccountID: m.AccountID, MemberRole: m.Role, SessionID: ses.ID},
 		Member:  m,
 		Session: ses,
 	}, nil

@@ -122,7 +122,11 @@ func TestKeyEventsCommitWithTheChange(t *testing.T) {
 	if _, err := svc.RevokeKey(admin, rolled.Key.ID); err != nil { // again: no change, no event
 		t.Fatal(err)
 	}
-	if _, err := svc.CreateMember(admin, acc.ID, service.MemberInput{Email: "dev@example.com", Role: keyplane.MemberDeveloper, Password: "correct horse battery staple"}); err != nil {
+	m, err := svc.CreateMember(admin, acc.ID, service.MemberInput{Email: "dev@example.com", Role: keyplane.MemberDeveloper, Password: "correct horse battery staple"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.DeleteMember(admin, m.ID); err != nil {
 		t.Fatal(err)
 	}
 	ds, _, err := store.ListWebhookDeliveries(admin, w.ID, keyplane.Page{Limit: 100})
@@ -138,7 +142,7 @@ func TestKeyEventsCommitWithTheChange(t *testing.T) {
 			}
 		}
 	}
-	want := []string{"key.created", "key.updated", "key.rolled", "key.revoked", "member.created"}
+	want := []string{"key.created", "key.updated", "key.rolled", "key.revoked", "member.created", "member.deleted"}
 	if len(types) != len(want) {
 		t.Fatalf("events %v, want %v", types, want)
 	}

@@ -322,3 +322,108 @@ func deleted(res sql.Result, err error, notFound string) error {
 	}
 	return nil
 }
+
+// DeleteMember removes a member, its sessions and reset links, keeping an
+// active owner in its account.
+func (db *DB) DeleteMember(ctx context.Context, id string, check func(*keyplane.Member) error) error {
+	return db.inTx(ctx, func(tx *sql.Tx) error {
+		m, err := memberWhere(ctx, tx, `id = ?`, id)
+		if err != nil {
+			return err
+		}
+		if err := check(m); err != nil {
+			return err
+		}
+		if m.Role == keyplane.MemberOwner {
+			var others int
+			if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM members WHERE account_id = ? AND id <> ? AND role = ? AND status = ?`,
+				m.AccountID, id, keyplane.MemberOwner, keyplane.MemberActive).Scan(&others); err != nil {
+				return translate(err)
+			}
+			if others == 0 {
+				return keyplane.Errorf(keyplane.ECONFLICT, "this is the account's last owner; make another member owner first")
+			}
+		}
+		for _, q := range []string{`DELETE FROM member_sessions WHERE member_id = ?`, `DELETE FROM member_password_resets WHERE member_id = ?`} {
+			if _, err := tx.ExecContext(ctx, q, id); err != nil {
+				return translate(err)
+			}
+		}
+		res, err := tx.ExecContext(ctx, `DELETE FROM members WHERE id = ?`, id)
+		return deleted(res, err, "member not found")
+	})
+}
+
+// DeleteOtherMemberSessions removes every session of a member but keepID.
+func (db *DB) DeleteOtherMemberSessions(ctx context.Context, memberID, keepID string) error {
+	return db.inTx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `DELETE FROM member_sessions WHERE member_id = ? AND id <> ?`, memberID, keepID)
+		return translate(err)
+	})
+}
+
+// ---- password resets
+
+const resetColumns = `id, member_id, account_id, hash, created_by, created_at, expires_at, used_at`
+
+// CreatePasswordReset inserts r.
+func (db *DB) CreatePasswordReset(ctx context.Context, r *keyplane.PasswordReset) error {
+	return db.inTx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO member_password_resets (`+resetColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+			r.ID, r.MemberID, r.AccountID, r.Hash[:], r.CreatedBy, micros(r.CreatedAt), micros(r.ExpiresAt), microsPtr(r.UsedAt))
+		return translate(err)
+	})
+}
+
+// PasswordResetByHash returns the reset whose token has hash.
+func (db *DB) PasswordResetByHash(ctx context.Context, hash [32]byte) (*keyplane.PasswordReset, error) {
+	return resetByHash(ctx, db.read, hash)
+}
+
+func resetByHash(ctx context.Context, q querier, hash [32]byte) (*keyplane.PasswordReset, error) {
+	var r keyplane.PasswordReset
+	var h []byte
+	var created, expires int64
+	var used sql.NullInt64
+	err := q.QueryRowContext(ctx, `SELECT `+resetColumns+` FROM member_password_resets WHERE hash = ?`, hash[:]).
+		Scan(&r.ID, &r.MemberID, &r.AccountID, &h, &r.CreatedBy, &created, &expires, &used)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, keyplane.Errorf(keyplane.ENOTFOUND, "password reset not found")
+	} else if err != nil {
+		return nil, readErr(err)
+	}
+	copy(r.Hash[:], h)
+	r.CreatedAt, r.ExpiresAt, r.UsedAt = fromMicros(created), fromMicros(expires), fromMicrosPtr(used)
+	return &r, nil
+}
+
+// UsePasswordReset marks a reset used, sets its member's password and ends
+// the member's sessions, together.
+func (db *DB) UsePasswordReset(ctx context.Context, hash [32]byte, use func(*keyplane.PasswordReset, *keyplane.Member) error) (*keyplane.Member, error) {
+	var out *keyplane.Member
+	err := db.inTx(ctx, func(tx *sql.Tx) error {
+		r, err := resetByHash(ctx, tx, hash)
+		if err != nil {
+			return err
+		}
+		m, err := memberWhere(ctx, tx, `id = ?`, r.MemberID)
+		if err != nil {
+			return err
+		}
+		if err := use(r, m); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE member_password_resets SET used_at = ? WHERE id = ?`, microsPtr(r.UsedAt), r.ID); err != nil {
+			return translate(err)
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE members SET password_hash = ?, updated_at = ? WHERE id = ?`, m.PasswordHash, micros(m.UpdatedAt), m.ID); err != nil {
+			return translate(err)
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM member_sessions WHERE member_id = ?`, m.ID); err != nil {
+			return translate(err)
+		}
+		out = m
+		return nil
+	})
+	return out, err
+}

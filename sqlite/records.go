@@ -58,6 +58,13 @@ func quotaJSON(q *keyplane.Quota) sql.NullString {
 	return sql.NullString{String: mustJSON(q), Valid: true}
 }
 
+func keyPolicyJSON(kp *keyplane.KeyPolicy) sql.NullString {
+	if kp == nil {
+		return sql.NullString{}
+	}
+	return sql.NullString{String: mustJSON(kp), Valid: true}
+}
+
 func stringsOrEmpty(s []string) []string {
 	if s == nil {
 		return []string{}
@@ -409,15 +416,21 @@ func (db *DB) VerifyRecord(ctx context.Context, hash [32]byte) (*keyplane.Verify
 
 // ---- plans
 
-const planColumns = `name, rate_limits, quota, max_keys, allowed_scopes, created_at, updated_at`
+const planColumns = `name, rate_limits, quota, max_keys, allowed_scopes, created_at, updated_at, key_policy`
 
 func scanPlan(row scanner) (*keyplane.Plan, error) {
 	var p keyplane.Plan
-	var limits, quota sql.NullString
+	var limits, quota, policy sql.NullString
 	var scopes string
 	var created, updated int64
-	if err := row.Scan(&p.Name, &limits, &quota, &p.MaxKeys, &scopes, &created, &updated); err != nil {
+	if err := row.Scan(&p.Name, &limits, &quota, &p.MaxKeys, &scopes, &created, &updated, &policy); err != nil {
 		return nil, err
+	}
+	if policy.Valid {
+		p.KeyPolicy = new(keyplane.KeyPolicy)
+		if err := json.Unmarshal([]byte(policy.String), p.KeyPolicy); err != nil {
+			return nil, fmt.Errorf("sqlite: plan %s: key_policy: %w", p.Name, err)
+		}
 	}
 	if err := decodePlanJSON(&p, limits, quota, scopes); err != nil {
 		return nil, fmt.Errorf("sqlite: plan %s: %w", p.Name, err)
@@ -444,9 +457,9 @@ func decodePlanJSON(p *keyplane.Plan, limits, quota sql.NullString, scopes strin
 // CreatePlan inserts p.
 func (db *DB) CreatePlan(ctx context.Context, p *keyplane.Plan) error {
 	return db.inTx(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO plans (`+planColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		_, err := tx.ExecContext(ctx, `INSERT INTO plans (`+planColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
 			p.Name, rateLimitsJSON(p.RateLimits), quotaJSON(p.Quota), p.MaxKeys, mustJSON(stringsOrEmpty(p.AllowedScopes)),
-			micros(p.CreatedAt), micros(p.UpdatedAt))
+			micros(p.CreatedAt), micros(p.UpdatedAt), keyPolicyJSON(p.KeyPolicy))
 		return translate(err)
 	})
 }
@@ -504,8 +517,8 @@ func (db *DB) UpdatePlan(ctx context.Context, name string, update func(*keyplane
 		}
 		p.Name = name                                     // the row to write is the one locked, whatever the callback did
 		p.AllowedScopes = stringsOrEmpty(p.AllowedScopes) // as a read would return it
-		_, err = tx.ExecContext(ctx, `UPDATE plans SET rate_limits = ?, quota = ?, max_keys = ?, allowed_scopes = ?, updated_at = ? WHERE name = ?`,
-			rateLimitsJSON(p.RateLimits), quotaJSON(p.Quota), p.MaxKeys, mustJSON(p.AllowedScopes), micros(p.UpdatedAt), p.Name)
+		_, err = tx.ExecContext(ctx, `UPDATE plans SET rate_limits = ?, quota = ?, max_keys = ?, allowed_scopes = ?, updated_at = ?, key_policy = ? WHERE name = ?`,
+			rateLimitsJSON(p.RateLimits), quotaJSON(p.Quota), p.MaxKeys, mustJSON(p.AllowedScopes), micros(p.UpdatedAt), keyPolicyJSON(p.KeyPolicy), p.Name)
 		out = p
 		return translate(err)
 	})

@@ -761,6 +761,31 @@ func testPlanRoundTrip(t *testing.T, s keyplane.Store) {
 	if got.RateLimits == nil || len(got.RateLimits) != 0 {
 		t.Fatalf("empty rate limits read back as %#v", got.RateLimits)
 	}
+	if got.KeyPolicy != nil {
+		t.Fatalf("a plan without a key policy read back with %+v", got.KeyPolicy)
+	}
+
+	// A key policy is kept, changed and removed.
+	strict := newPlan("strict")
+	strict.KeyPolicy = &keyplane.KeyPolicy{RequireExpiry: true, MaxLifetimeDays: 90}
+	mustCreatePlan(t, s, strict)
+	got, err = s.Plan(ctx, strict.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertPlanEqual(t, got, strict)
+	for _, kp := range []*keyplane.KeyPolicy{{MaxLifetimeDays: 7}, nil} {
+		if _, err := s.UpdatePlan(ctx, strict.Name, func(p *keyplane.Plan) error { p.KeyPolicy = kp; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		got, err = s.Plan(ctx, strict.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if (got.KeyPolicy == nil) != (kp == nil) || kp != nil && *got.KeyPolicy != *kp {
+			t.Fatalf("key policy %+v read back as %+v", kp, got.KeyPolicy)
+		}
+	}
 }
 
 func testDefaultPlanExists(t *testing.T, s keyplane.Store) {

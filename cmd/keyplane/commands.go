@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -251,6 +252,10 @@ func serve(ctx context.Context, o serveOptions, stdout io.Writer, log *slog.Logg
 	defer stopWebhooks()
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
+	if o.portal && !loopback(o.apiAddr()) && (!o.portalCookieSecure || strings.HasPrefix(o.portalURL, "http://")) {
+		log.Warn("the portal is served over plain HTTP on an address other than loopback: members' passwords and session cookies cross the network readable by anyone on the way; put a proxy that terminates TLS in front and keep --portal-cookie-secure=true",
+			"addr", ln.Addr().String(), "portal_cookie_secure", o.portalCookieSecure, "portal_url", o.portalURL)
+	}
 	log.Info("keyplane listening", "addr", ln.Addr().String(), "version", versionString(), "database", describeDatabase(o.database), "mode", mode(o, bus))
 	if gw != nil {
 		gw.serve(log, o.gate.upstream)
