@@ -27,6 +27,7 @@ const (
 	AuditKeyEnabled         = "key.enabled"
 	AuditKeyRolled          = "key.rolled"
 	AuditKeyRevoked         = "key.revoked"
+	AuditKeyLeaked          = "key.leaked"
 	AuditTokenCreated       = "token.created"
 	AuditQuotaReset         = "quota.reset"
 	AuditMemberSignedIn     = "member.signed_in"
