@@ -456,6 +456,7 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 		"/v1/accounts/{id}/keys":    {"get", "post"},
 		"/v1/keys/{id}":             {"get", "patch"},
 		"/v1/keys/{id}/revoke":      {"post"},
+		"/v1/keys/leaked":           {"post"},
 		"/v1/keys/{id}/roll":        {"post"},
 		"/v1/keys/{id}/quota":       {"get"},
 		"/v1/keys/{id}/quota/reset": {"post"},
