@@ -55,6 +55,7 @@ var envNames = map[string]string{
 	"webhook-timeout":          "KEYPLANE_WEBHOOK_TIMEOUT",
 	"webhook-poll-interval":    "KEYPLANE_WEBHOOK_POLL_INTERVAL",
 	"webhook-retention":        "KEYPLANE_WEBHOOK_RETENTION",
+	"token":                    "KEYPLANE_TOKEN",
 	"leak-action":              "KEYPLANE_LEAK_ACTION",
 	"github-scanning-keys-url": "KEYPLANE_GITHUB_SCANNING_KEYS_URL",
 }
@@ -71,7 +72,7 @@ func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newServeCommand(), newMigrateCommand(), newTokenCommand(), newAuditCommand(), newMemberCommand(), &cobra.Command{
+	root.AddCommand(newServeCommand(), newMigrateCommand(), newTokenCommand(), newAuditCommand(), newMemberCommand(), newScanCommand(), &cobra.Command{
 		Use:   "version",
 		Short: "Print the version",
 		Args:  cobra.NoArgs,
