@@ -137,7 +137,7 @@ func TestGitHubSecretScanning(t *testing.T) {
 	if err := json.Unmarshal(b, &answers); err != nil {
 		t.Fatal(err)
 	}
-	want := []secretscan.Answer{{plaintext, "keyplane_api_key", "true_positive"}, {unknown, "keyplane_api_key", "false_positive"}}
+	want := []secretscan.Answer{{TokenRaw: plaintext, TokenType: "keyplane_api_key", Label: "true_positive"}, {TokenRaw: unknown, TokenType: "keyplane_api_key", Label: "false_positive"}}
 	if len(answers) != 2 || answers[0] != want[0] || answers[1] != want[1] {
 		t.Fatalf("answers %+v", answers)
 	}

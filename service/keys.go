@@ -328,7 +328,11 @@ func (s *Service) RollKey(ctx context.Context, id string, overlap time.Duration)
 	old, next, err := s.store.RollKey(ctx, id, func(old *keyplane.Key) (*keyplane.Key, error) {
 		switch st := old.Status(now); st {
 		case keyplane.KeyRevoked, keyplane.KeyExpired:
-			return nil, keyplane.Errorf(keyplane.ECONFLICT, "key %q is %s and cannot be rolled", id, st)
+			// A leaked key that was revoked for it may still be replaced, at
+			// once: that is the way back for its owner.
+			if st != keyplane.KeyRevoked || old.LeakedAt == nil || overlap != 0 {
+				return nil, keyplane.Errorf(keyplane.ECONFLICT, "key %q is %s and cannot be rolled", id, st)
+			}
 		}
 		if old.RolledToID != "" {
 			return nil, keyplane.Errorf(keyplane.ECONFLICT, "key %q was already rolled to %q; roll that key instead", id, old.RolledToID)
@@ -338,10 +342,17 @@ func (s *Service) RollKey(ctx context.Context, id string, overlap time.Duration)
 		next.ID, next.Hash, next.Hint = newID("key"), apikey.Hash(plaintext), apikey.Hint(plaintext)
 		next.CreatedAt, next.UpdatedAt, next.LastUsedAt = now, now, nil
 		next.RolledFromID, next.RolledToID = old.ID, ""
+		// The successor of a leaked key is clean: not revoked, not leaked,
+		// and enabled even if the leak disabled the old one.
+		if old.LeakedAt != nil {
+			next.RevokedAt, next.LeakedAt, next.LeakSource, next.LeakURL, next.Enabled = nil, nil, "", "", true
+		}
 
 		old.RolledToID, old.UpdatedAt = next.ID, now
 		if overlap == 0 {
-			old.RevokedAt = &now
+			if old.RevokedAt == nil {
+				old.RevokedAt = &now
+			}
 		} else if end := now.Add(overlap); old.ExpiresAt == nil || end.Before(*old.ExpiresAt) {
 			old.ExpiresAt = &end
 		}
