@@ -271,3 +271,39 @@ func BenchmarkScanTree(b *testing.B) {
 		}
 	}
 }
+
+// TestWriteBenchTree writes the tree of docs/benchmarks.md to
+// $KEYPLANE_BENCH_TREE: 1,000 files of Go-like filler (about 50 MB) with
+// 10,000 look-alikes and 3 real keys, whose hints it prints.
+func TestWriteBenchTree(t *testing.T) {
+	root := os.Getenv("KEYPLANE_BENCH_TREE")
+	if root == "" {
+		t.Skip("set KEYPLANE_BENCH_TREE to a directory")
+	}
+	filler := strings.Repeat("\tif err := doSomething(ctx, user_id, request_time); err != nil { return fmt.Errorf(\"do_something: %w\", err) }\n", 8)
+	for f := range 1000 {
+		var b strings.Builder
+		b.WriteString("package bench\n\n")
+		for i := range 10 {
+			for range 6 {
+				b.WriteString(filler)
+			}
+			fmt.Fprintf(&b, "const token%d = \"%s\"\n", i, lookAlike("kp"))
+		}
+		dir := filepath.Join(root, fmt.Sprintf("pkg%02d", f%20))
+		os.MkdirAll(dir, 0o755)
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("file%04d.go", f)), []byte(b.String()), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, p := range []string{"pkg01/file0001.go", "pkg07/file0507.go", "pkg19/file0999.go"} {
+		key := apikey.New("kp", "live")
+		f, err := os.OpenFile(filepath.Join(root, p), os.O_APPEND|os.O_WRONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(f, "var realKey%d = \"%s\"\n", i, key)
+		f.Close()
+		t.Logf("real key %s in %s", apikey.Hint(key), p)
+	}
+}
