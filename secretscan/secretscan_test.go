@@ -111,11 +111,15 @@ func TestLimiter(t *testing.T) {
 	now := time.Now()
 	a, b := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("2001:db8::1")
 	b2 := netip.MustParseAddr("2001:db8::2") // same /64
-	if !l.Allow(a, now) || !l.Allow(a, now) || l.Allow(a, now) {
-		t.Fatal("IPv4: want 2 allowed, then refused")
+	for i, want := range []bool{true, true, false} {
+		if got := l.Allow(a, now); got != want {
+			t.Fatalf("IPv4 request %d: allowed %v", i, got)
+		}
 	}
-	if !l.Allow(b, now) || !l.Allow(b2, now) || l.Allow(b, now) {
-		t.Fatal("IPv6: one /64 shares the limit")
+	for i, addr := range []netip.Addr{b, b2, b} {
+		if got := l.Allow(addr, now); got != (i < 2) {
+			t.Fatalf("IPv6 request %d (one /64 shares the limit): allowed %v", i, got)
+		}
 	}
 	if !l.Allow(a, now.Add(time.Minute)) {
 		t.Fatal("a new window allows again")
