@@ -27,6 +27,7 @@ const (
 	AuditKeyEnabled         = "key.enabled"
 	AuditKeyRolled          = "key.rolled"
 	AuditKeyRevoked         = "key.revoked"
+	AuditKeyLeaked          = "key.leaked"
 	AuditTokenCreated       = "token.created"
 	AuditTokenRevoked       = "token.revoked"
 	AuditQuotaReset         = "quota.reset"

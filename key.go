@@ -61,7 +61,31 @@ type Key struct {
 	TotalRequests int64
 	RolledFromID  string // the key this one replaced
 	RolledToID    string // the key that replaced this one
+	// LeakedAt is when the key was first reported as leaked (by GitHub's
+	// secret scanning or a report); nil if never. A second report changes
+	// nothing.
+	LeakedAt   *time.Time
+	LeakSource string // who reported it: LeakSourceGitHub or LeakSourceReport
+	LeakURL    string // where it was found, as the reporter said; may be empty
 }
+
+// Who reported a leaked key.
+const (
+	LeakSourceGitHub = "github"
+	LeakSourceReport = "report"
+)
+
+// LeakAction is what happens to a key reported as leaked.
+type LeakAction string
+
+const (
+	LeakRevoke  LeakAction = "revoke"  // revoke it now, for good (the default)
+	LeakDisable LeakAction = "disable" // disable it; the owner may enable it again
+	LeakNotify  LeakAction = "notify"  // only record it, audit it and raise key.leaked
+)
+
+// Valid reports whether a is a known action.
+func (a LeakAction) Valid() bool { return a == LeakRevoke || a == LeakDisable || a == LeakNotify }
 
 // Status derives the key's status at now. The order matters: a revoked key is
 // revoked whatever else is true of it.

@@ -195,3 +195,25 @@ func Hint(s string) string {
 	head := s[:len(s)-SecretLen+4]
 	return head + "…" + s[len(s)-4:]
 }
+
+// ValidSecretBytes reports whether b is 36 base62 characters whose last 6
+// are the checksum of the first 30: the test a scanner applies to each
+// candidate. It does not allocate.
+func ValidSecretBytes(b []byte) bool {
+	if len(b) != SecretLen {
+		return false
+	}
+	for _, c := range b {
+		if !base62Char[c] {
+			return false
+		}
+	}
+	n := crc32.ChecksumIEEE(b[:RandomLen])
+	for i := SecretLen - 1; i >= RandomLen; i-- {
+		if b[i] != Alphabet[n%62] {
+			return false
+		}
+		n /= 62
+	}
+	return true
+}

@@ -195,3 +195,25 @@ func TestContainsSecret(t *testing.T) {
 		}
 	}
 }
+
+func TestValidSecretBytes(t *testing.T) {
+	if !ValidSecretBytes([]byte("zQWBuTSOoRi4A9spHcVY5ncnsDkxkJ0mLq17")) {
+		t.Fatal("GitHub's example")
+	}
+	for range 1000 {
+		k := New("kp", "live")
+		if !ValidSecretBytes([]byte(k[8:])) {
+			t.Fatalf("%s", k)
+		}
+		bad := []byte(k[8:])
+		bad[3] ^= 1
+		if _, ok := Parse(k[:11]+string(bad[3])+k[12:], "kp"); ValidSecretBytes(bad) != ok {
+			t.Fatalf("ValidSecretBytes and Parse disagree on %s", bad)
+		}
+	}
+	for _, s := range []string{"", "zQWBuTSOoRi4A9spHcVY5ncnsDkxkJ0mLq1", "zQWBuTSOoRi4A9spHcVY5ncnsDkxkJ0mLq1!", "zQWBuTSOoRi4A9spHcVY5ncnsDkxkJ0mLq18"} {
+		if ValidSecretBytes([]byte(s)) {
+			t.Fatalf("%q accepted", s)
+		}
+	}
+}

@@ -476,6 +476,7 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 		"/v1/members/{id}/password":       {"post"},
 		"/v1/members/{id}/password-reset": {"post"},
 		"/v1/invites/{id}":                {"delete"},
+		"/v1/keys/leaked":                 {"post"},
 
 		"/v1/accounts/{id}/webhooks":      {"get", "post"},
 		"/v1/webhooks":                    {"get", "post"},

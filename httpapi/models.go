@@ -179,6 +179,9 @@ type KeyBody struct {
 	TotalRequests int64                 `json:"total_requests" doc:"Verifications of the key over its life, as of the last usage flush"`
 	RolledFromID  string                `json:"rolled_from_id,omitempty"`
 	RolledToID    string                `json:"rolled_to_id,omitempty"`
+	LeakedAt      *time.Time            `json:"leaked_at,omitempty" doc:"When the key was first reported as leaked"`
+	LeakSource    string                `json:"leak_source,omitempty" enum:"github,report" doc:"Who reported the leak: GitHub's secret scanning or POST /v1/keys/leaked"`
+	LeakURL       string                `json:"leak_url,omitempty" doc:"Where the key was found, as reported"`
 }
 
 func keyBody(k *keyplane.Key, now time.Time) KeyBody {
@@ -192,6 +195,7 @@ func keyBody(k *keyplane.Key, now time.Time) KeyBody {
 		RateLimits: policiesToBody(k.RateLimits), Quota: quotaToBody(k.Quota), Metadata: JSONObject(k.MetadataJSON()),
 		Enabled: k.Enabled, CreatedAt: k.CreatedAt, UpdatedAt: k.UpdatedAt, ExpiresAt: k.ExpiresAt, RevokedAt: k.RevokedAt,
 		LastUsedAt: k.LastUsedAt, TotalRequests: k.TotalRequests, RolledFromID: k.RolledFromID, RolledToID: k.RolledToID,
+		LeakedAt: k.LeakedAt, LeakSource: k.LeakSource, LeakURL: k.LeakURL,
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"github.com/keyplane/keyplane"
 	"github.com/keyplane/keyplane/admit"
 	"github.com/keyplane/keyplane/problem"
+	"github.com/keyplane/keyplane/secretscan"
 	"github.com/keyplane/keyplane/service"
 )
 
@@ -29,6 +30,9 @@ type Server struct {
 	sessionCookie string // the portal's cookie; "" when the portal is off
 	portalURL     string
 	roles         []RouteRole // what each registered operation requires
+
+	scanKeys  *secretscan.KeySet
+	scanLimit *secretscan.Limiter
 }
 
 // RouteRole is the operator-token role an operation requires: admin, or
@@ -61,12 +65,22 @@ type Config struct {
 	// PortalURL is the portal's public base URL (https://keys.example.com)
 	// for invite links; empty derives it from each request.
 	PortalURL string
+
+	// GitHubScanningKeys turns on POST /v1/secret-scanning/github, GitHub's
+	// secret scanning partner endpoint, checking signatures against these
+	// keys; nil leaves it off. GitHubScanningLimit bounds requests per
+	// source address (default 60 a minute).
+	GitHubScanningKeys  *secretscan.KeySet
+	GitHubScanningLimit *secretscan.Limiter
 }
 
 // New returns the API's handler.
 func New(cfg Config) *Server {
 	s := &Server{svc: cfg.Service, store: cfg.Store, log: cfg.Logger, now: cfg.Now, gate: cfg.Gate, forwardAuth: cfg.ForwardAuth,
-		portalURL: strings.TrimSuffix(cfg.PortalURL, "/")}
+		portalURL: strings.TrimSuffix(cfg.PortalURL, "/"), scanKeys: cfg.GitHubScanningKeys, scanLimit: cfg.GitHubScanningLimit}
+	if s.scanLimit == nil {
+		s.scanLimit = secretscan.NewLimiter(60, time.Minute)
+	}
 	if cfg.Portal != nil {
 		s.sessionCookie = cfg.SessionCookie
 	}
@@ -100,6 +114,7 @@ func New(cfg Config) *Server {
 	s.healthRoutes()
 	s.accountRoutes()
 	s.keyRoutes()
+	s.leakRoutes()
 	s.quotaRoutes()
 	s.usageRoutes()
 	s.planRoutes()
@@ -109,6 +124,7 @@ func New(cfg Config) *Server {
 	s.webhookRoutes()
 	s.verifyRoutes(mux)
 	s.forwardAuthRoutes(mux)
+	s.secretScanningRoutes(mux)
 	mux.Handle("/", unmatched(mux))
 	api := jsonByDefault(mux)
 	if cfg.Portal == nil {

@@ -585,7 +585,7 @@ func (d auditData) Who(a keyplane.AuditActor) string {
 
 // auditTypes are the events an account's log holds, for the filter.
 var auditTypes = []string{
-	keyplane.AuditKeyCreated, keyplane.AuditKeyUpdated, keyplane.AuditKeyRolled, keyplane.AuditKeyRevoked,
+	keyplane.AuditKeyCreated, keyplane.AuditKeyUpdated, keyplane.AuditKeyRolled, keyplane.AuditKeyRevoked, keyplane.AuditKeyLeaked,
 	keyplane.AuditKeyDisabled, keyplane.AuditKeyEnabled, keyplane.AuditQuotaReset,
 	keyplane.AuditMemberSignedIn, keyplane.AuditMemberSignedOut, keyplane.AuditMemberSignInFailed,
 	keyplane.AuditMemberCreated, keyplane.AuditMemberInvited, keyplane.AuditMemberJoined, keyplane.AuditMemberUpdated, keyplane.AuditInviteCancelled,

@@ -14,7 +14,8 @@ import (
 )
 
 const keyColumns = `id, account_id, name, environment, hash, hint, scopes, allowed_cidrs, rate_limits, quota, metadata,
-	enabled, created_at, updated_at, expires_at, revoked_at, last_used_at, rolled_from_id, rolled_to_id`
+	enabled, created_at, updated_at, expires_at, revoked_at, last_used_at, rolled_from_id, rolled_to_id,
+	leaked_at, leak_source, leak_url`
 
 func scanKey(row pgx.Row, extra ...any) (*keyplane.Key, error) {
 	var k keyplane.Key
@@ -22,9 +23,9 @@ func scanKey(row pgx.Row, extra ...any) (*keyplane.Key, error) {
 	var cidrs []string
 	var from, to *string
 	var created, updated time.Time
-	var expires, revoked, lastUsed *time.Time
+	var expires, revoked, lastUsed, leaked *time.Time
 	dest := append([]any{&k.ID, &k.AccountID, &k.Name, &k.Environment, &hash, &k.Hint, &k.Scopes, &cidrs, &limits, &quota, &metadata,
-		&k.Enabled, &created, &updated, &expires, &revoked, &lastUsed, &from, &to}, extra...)
+		&k.Enabled, &created, &updated, &expires, &revoked, &lastUsed, &from, &to, &leaked, &k.LeakSource, &k.LeakURL}, extra...)
 	if err := row.Scan(dest...); err != nil {
 		return nil, err
 	}
@@ -39,6 +40,7 @@ func scanKey(row pgx.Row, extra ...any) (*keyplane.Key, error) {
 	k.CreatedAt, k.UpdatedAt = utc(created), utc(updated)
 	k.ExpiresAt, k.RevokedAt, k.LastUsedAt = utcPtr(expires), utcPtr(revoked), utcPtr(lastUsed)
 	k.RolledFromID, k.RolledToID = stringOrEmpty(from), stringOrEmpty(to)
+	k.LeakedAt = utcPtr(leaked)
 	return &k, nil
 }
 
@@ -74,18 +76,19 @@ func cidrStrings(ps []netip.Prefix) []string {
 
 func insertKey(ctx context.Context, tx pgx.Tx, k *keyplane.Key) error {
 	_, err := tx.Exec(ctx, `INSERT INTO keys (`+keyColumns+`)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)`,
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)`,
 		k.ID, k.AccountID, k.Name, k.Environment, k.Hash[:], k.Hint, stringsOrEmpty(k.Scopes), cidrStrings(k.AllowedCIDRs),
 		rateLimitsJSON(k.RateLimits), quotaJSON(k.Quota), string(k.MetadataJSON()), k.Enabled, k.CreatedAt, k.UpdatedAt,
-		k.ExpiresAt, k.RevokedAt, k.LastUsedAt, nullIfEmpty(k.RolledFromID), nullIfEmpty(k.RolledToID))
+		k.ExpiresAt, k.RevokedAt, k.LastUsedAt, nullIfEmpty(k.RolledFromID), nullIfEmpty(k.RolledToID), k.LeakedAt, k.LeakSource, k.LeakURL)
 	return translate(err)
 }
 
 func updateKeyRow(ctx context.Context, tx pgx.Tx, k *keyplane.Key) error {
 	_, err := tx.Exec(ctx, `UPDATE keys SET name = $1, scopes = $2, allowed_cidrs = $3, rate_limits = $4, quota = $5, metadata = $6,
-		enabled = $7, updated_at = $8, expires_at = $9, revoked_at = $10, rolled_to_id = $11 WHERE id = $12`,
+		enabled = $7, updated_at = $8, expires_at = $9, revoked_at = $10, rolled_to_id = $11, leaked_at = $12, leak_source = $13, leak_url = $14
+		WHERE id = $15`,
 		k.Name, stringsOrEmpty(k.Scopes), cidrStrings(k.AllowedCIDRs), rateLimitsJSON(k.RateLimits), quotaJSON(k.Quota),
-		string(k.MetadataJSON()), k.Enabled, k.UpdatedAt, k.ExpiresAt, k.RevokedAt, nullIfEmpty(k.RolledToID), k.ID)
+		string(k.MetadataJSON()), k.Enabled, k.UpdatedAt, k.ExpiresAt, k.RevokedAt, nullIfEmpty(k.RolledToID), k.LeakedAt, k.LeakSource, k.LeakURL, k.ID)
 	return translate(err)
 }
 

@@ -368,7 +368,11 @@ func (s *Service) RollKeyWith(ctx context.Context, id string, in RollInput) (*Ro
 	old, next, err := s.store.RollKey(ctx, id, func(old *keyplane.Key) (*keyplane.Key, error) {
 		switch st := old.Status(now); st {
 		case keyplane.KeyRevoked, keyplane.KeyExpired:
-			return nil, keyplane.Errorf(keyplane.ECONFLICT, "key %q is %s and cannot be rolled", id, st)
+			// A leaked key that was revoked for it may still be replaced, at
+			// once: that is the way back for its owner.
+			if st != keyplane.KeyRevoked || old.LeakedAt == nil || overlap != 0 {
+				return nil, keyplane.Errorf(keyplane.ECONFLICT, "key %q is %s and cannot be rolled", id, st)
+			}
 		}
 		if old.RolledToID != "" {
 			return nil, keyplane.Errorf(keyplane.ECONFLICT, "key %q was already rolled to %q; roll that key instead", id, old.RolledToID)
@@ -386,10 +390,17 @@ func (s *Service) RollKeyWith(ctx context.Context, id string, in RollInput) (*Ro
 		if err := v.Err(); err != nil {
 			return nil, err
 		}
+		// The successor of a leaked key is clean: not revoked, not leaked,
+		// and enabled even if the leak disabled the old one.
+		if old.LeakedAt != nil {
+			next.RevokedAt, next.LeakedAt, next.LeakSource, next.LeakURL, next.Enabled = nil, nil, "", "", true
+		}
 
 		old.RolledToID, old.UpdatedAt = next.ID, now
 		if overlap == 0 {
-			old.RevokedAt = &now
+			if old.RevokedAt == nil {
+				old.RevokedAt = &now
+			}
 		} else if end := now.Add(overlap); old.ExpiresAt == nil || end.Before(*old.ExpiresAt) {
 			old.ExpiresAt = &end
 		}

@@ -66,6 +66,10 @@ type Config struct {
 	// WebhookWake is called after a change that may have raised webhook
 	// events, to wake this instance's dispatcher; nil waits for its poll.
 	WebhookWake func()
+
+	// LeakAction is what happens to a key reported as leaked; default
+	// keyplane.LeakRevoke.
+	LeakAction keyplane.LeakAction
 }
 
 // Service implements keyplane's operations on a store.
@@ -95,6 +99,8 @@ type Service struct {
 	secrets              keyplane.SecretSealer
 	webhooksAllowPrivate bool
 	webhookWake          func()
+
+	leakAction keyplane.LeakAction
 }
 
 // New returns a Service on store.
@@ -120,6 +126,13 @@ func New(store keyplane.Store, cfg Config) (*Service, error) {
 		s.sessionMax = DefaultSessionMax
 	}
 	s.signins = newSigninThrottle()
+	s.leakAction = cfg.LeakAction
+	if s.leakAction == "" {
+		s.leakAction = keyplane.LeakRevoke
+	}
+	if !s.leakAction.Valid() {
+		return nil, fmt.Errorf("leak action %q: want revoke, disable or notify", s.leakAction)
+	}
 	if s.prefix == "" {
 		s.prefix = apikey.DefaultPrefix
 	}

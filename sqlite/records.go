@@ -189,7 +189,8 @@ func (db *DB) UpdateAccount(ctx context.Context, id string, update func(*keyplan
 // ---- keys
 
 const keyColumns = `id, account_id, name, environment, hash, hint, scopes, allowed_cidrs, rate_limits, quota, metadata,
-	enabled, created_at, updated_at, expires_at, revoked_at, last_used_at, rolled_from_id, rolled_to_id`
+	enabled, created_at, updated_at, expires_at, revoked_at, last_used_at, rolled_from_id, rolled_to_id,
+	leaked_at, leak_source, leak_url`
 
 func scanKey(row scanner, extra ...any) (*keyplane.Key, error) {
 	var k keyplane.Key
@@ -197,9 +198,9 @@ func scanKey(row scanner, extra ...any) (*keyplane.Key, error) {
 	var scopes, cidrs, metadata string
 	var limits, quota, from, to sql.NullString
 	var created, updated int64
-	var expires, revoked, lastUsed sql.NullInt64
+	var expires, revoked, lastUsed, leaked sql.NullInt64
 	dest := append([]any{&k.ID, &k.AccountID, &k.Name, &k.Environment, &hash, &k.Hint, &scopes, &cidrs, &limits, &quota, &metadata,
-		&k.Enabled, &created, &updated, &expires, &revoked, &lastUsed, &from, &to}, extra...)
+		&k.Enabled, &created, &updated, &expires, &revoked, &lastUsed, &from, &to, &leaked, &k.LeakSource, &k.LeakURL}, extra...)
 	if err := row.Scan(dest...); err != nil {
 		return nil, err
 	}
@@ -214,6 +215,7 @@ func scanKey(row scanner, extra ...any) (*keyplane.Key, error) {
 	k.CreatedAt, k.UpdatedAt = fromMicros(created), fromMicros(updated)
 	k.ExpiresAt, k.RevokedAt, k.LastUsedAt = fromMicrosPtr(expires), fromMicrosPtr(revoked), fromMicrosPtr(lastUsed)
 	k.RolledFromID, k.RolledToID = from.String, to.String
+	k.LeakedAt = fromMicrosPtr(leaked)
 	return &k, nil
 }
 
@@ -247,18 +249,20 @@ func cidrStrings(ps []netip.Prefix) []string {
 }
 
 func insertKey(ctx context.Context, tx *sql.Tx, k *keyplane.Key) error {
-	_, err := tx.ExecContext(ctx, `INSERT INTO keys (`+keyColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	_, err := tx.ExecContext(ctx, `INSERT INTO keys (`+keyColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		k.ID, k.AccountID, k.Name, k.Environment, k.Hash[:], k.Hint, mustJSON(stringsOrEmpty(k.Scopes)), mustJSON(cidrStrings(k.AllowedCIDRs)),
 		rateLimitsJSON(k.RateLimits), quotaJSON(k.Quota), string(k.MetadataJSON()), k.Enabled, micros(k.CreatedAt), micros(k.UpdatedAt),
-		microsPtr(k.ExpiresAt), microsPtr(k.RevokedAt), microsPtr(k.LastUsedAt), nullString(k.RolledFromID), nullString(k.RolledToID))
+		microsPtr(k.ExpiresAt), microsPtr(k.RevokedAt), microsPtr(k.LastUsedAt), nullString(k.RolledFromID), nullString(k.RolledToID),
+		microsPtr(k.LeakedAt), k.LeakSource, k.LeakURL)
 	return translate(err)
 }
 
 func updateKeyRow(ctx context.Context, tx *sql.Tx, k *keyplane.Key) error {
 	_, err := tx.ExecContext(ctx, `UPDATE keys SET name = ?, scopes = ?, allowed_cidrs = ?, rate_limits = ?, quota = ?, metadata = ?,
-		enabled = ?, updated_at = ?, expires_at = ?, revoked_at = ?, rolled_to_id = ? WHERE id = ?`,
+		enabled = ?, updated_at = ?, expires_at = ?, revoked_at = ?, rolled_to_id = ?, leaked_at = ?, leak_source = ?, leak_url = ? WHERE id = ?`,
 		k.Name, mustJSON(stringsOrEmpty(k.Scopes)), mustJSON(cidrStrings(k.AllowedCIDRs)), rateLimitsJSON(k.RateLimits), quotaJSON(k.Quota),
-		string(k.MetadataJSON()), k.Enabled, micros(k.UpdatedAt), microsPtr(k.ExpiresAt), microsPtr(k.RevokedAt), nullString(k.RolledToID), k.ID)
+		string(k.MetadataJSON()), k.Enabled, micros(k.UpdatedAt), microsPtr(k.ExpiresAt), microsPtr(k.RevokedAt), nullString(k.RolledToID),
+		microsPtr(k.LeakedAt), k.LeakSource, k.LeakURL, k.ID)
 	return translate(err)
 }
 

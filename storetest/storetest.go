@@ -46,6 +46,7 @@ var Tests = []Test{
 	{"KeyHashUnique", testKeyHashUnique},
 	{"KeyUpdate", testKeyUpdate},
 	{"KeyUpdateAborts", testKeyUpdateAborts},
+	{"KeyLeak", testKeyLeak},
 	{"KeyListPaginationAndIsolation", testKeyListPagination},
 	{"KeyListStatusFilter", testKeyListStatusFilter},
 	{"KeyCap", testKeyCap},
@@ -301,7 +302,7 @@ func normalise(k *keyplane.Key) keyplane.Key {
 		return &v
 	}
 	c.CreatedAt, c.UpdatedAt = *tr(&c.CreatedAt), *tr(&c.UpdatedAt)
-	c.ExpiresAt, c.RevokedAt, c.LastUsedAt = tr(c.ExpiresAt), tr(c.RevokedAt), tr(c.LastUsedAt)
+	c.ExpiresAt, c.RevokedAt, c.LastUsedAt, c.LeakedAt = tr(c.ExpiresAt), tr(c.RevokedAt), tr(c.LastUsedAt), tr(c.LeakedAt)
 	var buf bytes.Buffer
 	if json.Compact(&buf, c.Metadata) == nil {
 		c.Metadata = buf.Bytes()
@@ -350,6 +351,40 @@ func testKeyUpdate(t *testing.T, s keyplane.Store) {
 	}
 	_, err = s.UpdateKey(ctx, "key_missing", func(*keyplane.Key) error { return nil })
 	wantCode(t, err, keyplane.ENOTFOUND)
+}
+
+// testKeyLeak: the leak fields are stored by an update and read back by
+// Key, ListKeys and VerifyRecord; a new key has none.
+func testKeyLeak(t *testing.T, s keyplane.Store) {
+	a := newAccount(t, s)
+	k := mustCreateKey(t, s, newKey(a.ID))
+	if got, err := s.Key(ctx, k.ID); err != nil || got.LeakedAt != nil || got.LeakSource != "" || got.LeakURL != "" {
+		t.Fatalf("new key: %+v, %v", got, err)
+	}
+	at := base.Add(time.Minute)
+	got, err := s.UpdateKey(ctx, k.ID, func(k *keyplane.Key) error {
+		k.LeakedAt, k.LeakSource, k.LeakURL, k.UpdatedAt = &at, keyplane.LeakSourceGitHub, "https://github.com/o/r/blob/abc/x.go", at
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reread, err := s.Key(ctx, k.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertKeyEqual(t, reread, got)
+	if reread.LeakedAt == nil || !reread.LeakedAt.Equal(at) || reread.LeakSource != keyplane.LeakSourceGitHub || reread.LeakURL != "https://github.com/o/r/blob/abc/x.go" {
+		t.Fatalf("leak not stored: %+v", reread)
+	}
+	keys, _, err := s.ListKeys(ctx, keyplane.KeyFilter{AccountID: a.ID, Now: at, Page: keyplane.Page{Limit: 10}})
+	if err != nil || len(keys) != 1 || keys[0].LeakedAt == nil || keys[0].LeakSource != keyplane.LeakSourceGitHub {
+		t.Fatalf("ListKeys: %+v, %v", keys, err)
+	}
+	r, err := s.VerifyRecord(ctx, k.Hash)
+	if err != nil || r.Key.LeakedAt == nil || r.Key.LeakURL != reread.LeakURL {
+		t.Fatalf("VerifyRecord: %+v, %v", r, err)
+	}
 }
 
 func testKeyUpdateAborts(t *testing.T, s keyplane.Store) {

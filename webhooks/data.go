@@ -23,6 +23,9 @@ type KeyData struct {
 	// Rolls link a key to the one it replaced or was replaced by.
 	RolledFromID string `json:"rolled_from_id,omitempty"`
 	RolledToID   string `json:"rolled_to_id,omitempty"`
+	// A key reported as leaked: when, by whom, where.
+	LeakedAt   *time.Time `json:"leaked_at,omitempty"`
+	LeakSource string     `json:"leak_source,omitempty"`
 }
 
 // KeyDataOf describes k at now.
@@ -33,7 +36,8 @@ func KeyDataOf(k *keyplane.Key, now time.Time) KeyData {
 	}
 	return KeyData{ID: k.ID, AccountID: k.AccountID, Name: k.Name, Hint: k.Hint, Environment: string(k.Environment),
 		Status: string(k.Status(now)), Scopes: scopes, Enabled: k.Enabled, CreatedAt: k.CreatedAt, ExpiresAt: k.ExpiresAt,
-		RevokedAt: k.RevokedAt, RolledFromID: k.RolledFromID, RolledToID: k.RolledToID}
+		RevokedAt: k.RevokedAt, RolledFromID: k.RolledFromID, RolledToID: k.RolledToID,
+		LeakedAt: k.LeakedAt, LeakSource: k.LeakSource}
 }
 
 // KeyEvent is the event of type typ about k; extra fields go beside "key".

@@ -26,6 +26,7 @@ import (
 	"github.com/keyplane/keyplane/quota"
 	"github.com/keyplane/keyplane/ratelimit"
 	"github.com/keyplane/keyplane/redis"
+	"github.com/keyplane/keyplane/secretscan"
 	"github.com/keyplane/keyplane/service"
 	"github.com/keyplane/keyplane/sqlite"
 	"github.com/keyplane/keyplane/usage"
@@ -48,6 +49,7 @@ type serveOptions struct {
 	portalSessionIdle, portalSessionMax                            time.Duration
 	firstTokenFile                                                 string
 	webhooks                                                       webhookOptions
+	leakAction, githubScanningKeysURL                              string
 }
 
 func newServeCommand() *cobra.Command {
@@ -89,6 +91,8 @@ func newServeCommand() *cobra.Command {
 	f.BoolVar(&o.portalSignup, "portal-signup", false, "let anyone create an account (and become its owner) from the portal ($KEYPLANE_PORTAL_SIGNUP)")
 	f.BoolVar(&o.portalCookieSecure, "portal-cookie-secure", true, "send the session cookie over HTTPS only (__Host- prefix); default true, except when the API (--addr, or --admin-addr in gateway mode) listens on a loopback address ($KEYPLANE_PORTAL_COOKIE_SECURE)")
 	f.StringVar(&o.firstTokenFile, "first-token-file", "", "where the first admin token goes on an empty database; default: the terminal when stdout is one, else DATABASE.first-admin-token (mode 0600) beside a SQLite file, or ./keyplane-first-admin-token ($KEYPLANE_FIRST_TOKEN_FILE)")
+	f.StringVar(&o.leakAction, "leak-action", string(keyplane.LeakRevoke), "what happens to a key reported as leaked (GitHub secret scanning, POST /v1/keys/leaked): revoke, disable or notify ($KEYPLANE_LEAK_ACTION)")
+	f.StringVar(&o.githubScanningKeysURL, "github-scanning-keys-url", secretscan.DefaultKeysURL, "where GitHub's secret scanning signing keys are fetched from; empty turns POST /v1/secret-scanning/github off ($KEYPLANE_GITHUB_SCANNING_KEYS_URL)")
 	f.StringVar(&o.portalURL, "portal-url", "", "the portal's public base URL, e.g. https://keys.example.com, for invite links; default: from each request ($KEYPLANE_PORTAL_URL)")
 	f.DurationVar(&o.portalSessionIdle, "portal-session-idle", service.DefaultSessionIdle, "a portal session ends after this long without a request ($KEYPLANE_PORTAL_SESSION_IDLE)")
 	f.DurationVar(&o.portalSessionMax, "portal-session-max", service.DefaultSessionMax, "a portal session ends this long after sign-in, however active ($KEYPLANE_PORTAL_SESSION_MAX)")
@@ -177,7 +181,8 @@ func serve(ctx context.Context, o serveOptions, stdout io.Writer, log *slog.Logg
 	svc, err := service.New(store, service.Config{KeyPrefix: o.prefix, Now: clock.Now, Records: records, Tokens: records, Cache: records, Bus: bus,
 		Limiter: limiter, Throttle: throttle, Quotas: quotas, Usage: meter, UsageReports: usage.NewReporter(store), VerifyFailures: failures,
 		Signup: o.portalSignup, SessionIdle: o.portalSessionIdle, SessionMax: o.portalSessionMax,
-		WebhookSecrets: secrets, WebhooksAllowPrivate: o.webhooks.allowPrivate, WebhookWake: dispatcher.Wake})
+		WebhookSecrets: secrets, WebhooksAllowPrivate: o.webhooks.allowPrivate, WebhookWake: dispatcher.Wake,
+		LeakAction: keyplane.LeakAction(o.leakAction)})
 	if err != nil {
 		return err
 	}
@@ -187,6 +192,9 @@ func serve(ctx context.Context, o serveOptions, stdout io.Writer, log *slog.Logg
 	}
 	reloadOnHangup(ctx, rules, log)
 	apiConfig := httpapi.Config{Service: svc, Store: store, Logger: log, Version: versionString(), Gate: gate, ForwardAuth: forwardAuth, PortalURL: o.portalURL}
+	if o.githubScanningKeysURL != "" {
+		apiConfig.GitHubScanningKeys = secretscan.NewKeySet(secretscan.KeysConfig{URL: o.githubScanningKeysURL})
+	}
 	if o.portal {
 		p, err := portal.New(portal.Config{Service: svc, Logger: log, CookieSecure: o.portalCookieSecure, PortalURL: o.portalURL})
 		if err != nil {
