@@ -100,6 +100,10 @@ export const operationIds = [
   "createToken",
   "getToken",
   "revokeToken",
+  "reportLeakedKey",
+  "deleteMember",
+  "changeMemberPassword",
+  "issuePasswordReset",
 ] as const satisfies readonly (keyof operations)[];
 
 const seg = encodeURIComponent;
@@ -182,6 +186,13 @@ export class KeyplaneClient {
     get: (id: string, o?: CallOptions) => this.get<Key>(`/v1/keys/${seg(id)}`, undefined, o),
     update: (id: string, input: UpdateKeyInput, o?: CallOptions) => this.send<Key>("PATCH", `/v1/keys/${seg(id)}`, input, o),
     revoke: (id: string, o?: CallOptions) => this.send<Key>("POST", `/v1/keys/${seg(id)}/revoke`, undefined, o),
+    /**
+     * reportLeaked reports a key found where it should not be; the server
+     * revokes, disables or only flags it (its --leak-action). Reporting again
+     * changes nothing (`first_report: false`). Not retried.
+     */
+    reportLeaked: (input: { key: string; source_url?: string }, o?: CallOptions) =>
+      this.send<{ key: Key; first_report: boolean; action: "revoke" | "disable" | "notify" }>("POST", "/v1/keys/leaked", input, o),
     /** roll issues a successor; the old key keeps working for overlap_seconds. */
     roll: (id: string, input: RollKeyInput, o?: CallOptions) => this.send<RollKeyResult>("POST", `/v1/keys/${seg(id)}/roll`, input, o),
     quota: (id: string, o?: CallOptions) => this.get<KeyQuotaUsage>(`/v1/keys/${seg(id)}/quota`, undefined, o),
@@ -200,6 +211,14 @@ export class KeyplaneClient {
 
   readonly members = {
     update: (id: string, input: UpdateMemberInput, o?: CallOptions) => this.send<Member>("PATCH", `/v1/members/${seg(id)}`, input, o),
+    /** delete removes a member (not an account's last owner: 409); their sessions end at once. Not retried. */
+    delete: (id: string, o?: CallOptions) => this.send<void>("DELETE", `/v1/members/${seg(id)}`, undefined, o),
+    /** changePassword changes a member's own password: only with that member's portal session (403 otherwise). Not retried. */
+    changePassword: (id: string, input: { current_password: string; new_password: string }, o?: CallOptions) =>
+      this.send<void>("POST", `/v1/members/${seg(id)}/password`, input, o),
+    /** issuePasswordReset makes a single-use reset link, valid for an hour; `reset_url` is in this answer only. Not retried. */
+    issuePasswordReset: (id: string, o?: CallOptions) =>
+      this.send<{ id: string; member_id: string; email: string; expires_at: string; reset_url: string }>("POST", `/v1/members/${seg(id)}/password-reset`, undefined, o),
     cancelInvite: (id: string, o?: CallOptions) => this.send<void>("DELETE", `/v1/invites/${seg(id)}`, undefined, o),
   };
 

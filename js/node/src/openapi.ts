@@ -264,6 +264,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/keys/leaked": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Report a leaked key; it is revoked, disabled or only flagged as the server is configured */
+        post: operations["reportLeakedKey"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/keys/{id}": {
         parameters: {
             query?: never;
@@ -380,7 +397,11 @@ export interface paths {
         get?: never;
         put?: never;
         post?: never;
-        delete?: never;
+        /**
+         * Delete a member
+         * @description Their sessions end at once and their reset links stop working. Operators and owners of the member's account; the account's last owner cannot be deleted (409).
+         */
+        delete: operations["deleteMember"];
         options?: never;
         head?: never;
         /**
@@ -388,6 +409,46 @@ export interface paths {
          * @description Operators and owners of the member's account. An account always keeps an active owner (409).
          */
         patch: operations["updateMember"];
+        trace?: never;
+    };
+    "/v1/members/{id}/password": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Change your own password
+         * @description With a portal session of the member, and the current password. Every other session of the member ends; this one stays. Wrong current passwords are throttled (429).
+         */
+        post: operations["changeMemberPassword"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/members/{id}/password-reset": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Make a password reset link
+         * @description Returns a single-use reset_url, valid for one hour. Operators and owners of the member's account.
+         */
+        post: operations["issuePasswordReset"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
         trace?: never;
     };
     "/v1/messages/{id}/retry": {
@@ -441,6 +502,26 @@ export interface paths {
         head?: never;
         /** Update a plan; it applies to every key of the plan from its next request */
         patch: operations["updatePlan"];
+        trace?: never;
+    };
+    "/v1/secret-scanning/github": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * GitHub secret scanning partner endpoint: keys GitHub found in public code
+         * @description Authenticated by GitHub's ECDSA signature over the body (Github-Public-Key-Identifier, Github-Public-Key-Signature), not a token. Each key of this deployment that exists is reported as leaked and answered true_positive; anything else false_positive.
+         */
+        post: operations["githubSecretScanning"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
         trace?: never;
     };
     "/v1/tokens": {
@@ -666,6 +747,11 @@ export interface components {
             /** Format: date-time */
             updated_at: string;
         };
+        Answer: {
+            label: string;
+            token_raw: string;
+            token_type: string;
+        };
         AttemptBody: {
             /** Format: double */
             duration_ms: number;
@@ -716,6 +802,12 @@ export interface components {
             /** @example key.revoked */
             type: string;
             user_agent?: string;
+        };
+        ChangePasswordInputBody: {
+            /** @description The member's current password */
+            current_password: string;
+            /** @description At least 12 characters */
+            new_password: string;
         };
         CountOutputBody: {
             /**
@@ -768,6 +860,8 @@ export interface components {
         CreatePlanInputBody: {
             /** @description Default ["*"] */
             allowed_scopes?: string[] | null;
+            /** @description Absent is none */
+            key_policy?: components["schemas"]["KeyPolicyBody"];
             /**
              * Format: int64
              * @description Default 25
@@ -907,6 +1001,18 @@ export interface components {
              * @description The key's last verification, as of the last usage flush (within about a second)
              */
             last_used_at?: string;
+            /**
+             * @description Who reported the leak: GitHub's secret scanning or POST /v1/keys/leaked
+             * @enum {string}
+             */
+            leak_source?: "github" | "report";
+            /** @description Where the key was found, as reported */
+            leak_url?: string;
+            /**
+             * Format: date-time
+             * @description When the key was first reported as leaked
+             */
+            leaked_at?: string;
             /** @description A JSON object of at most 4 KiB, returned by verify */
             metadata: {
                 [key: string]: unknown;
@@ -930,6 +1036,15 @@ export interface components {
             total_requests: number;
             /** Format: date-time */
             updated_at: string;
+        };
+        KeyPolicyBody: {
+            /**
+             * Format: int64
+             * @description Keys must expire at most this many days after they are created or rolled (implies an expiry); 0 or absent is no limit
+             */
+            max_lifetime_days?: number;
+            /** @description Keys must have an expires_at */
+            require_expiry: boolean;
         };
         LatencyBody: {
             /**
@@ -987,6 +1102,12 @@ export interface components {
             /** @description Pass as cursor to get the next page; empty on the last page */
             next_cursor: string;
         };
+        Match: {
+            source: string;
+            token: string;
+            type: string;
+            url: string;
+        };
         MemberBody: {
             account_id: string;
             /** Format: date-time */
@@ -1005,6 +1126,8 @@ export interface components {
             allowed_scopes: string[] | null;
             /** Format: date-time */
             created_at: string;
+            /** @description What keys of accounts on the plan must keep to; null is nothing */
+            key_policy: components["schemas"]["KeyPolicyBody"];
             /**
              * Format: int64
              * @description Active keys per account
@@ -1160,6 +1283,23 @@ export interface components {
             /** Format: int64 */
             REVOKED: number;
         };
+        ReportLeakInputBody: {
+            /** @description The leaked key, as found */
+            key: string;
+            /** @description Where it was found: an http(s) URL of at most 2048 bytes */
+            source_url?: string;
+        };
+        ReportLeakOutputBody: {
+            /**
+             * @description What the server does with a leaked key (--leak-action)
+             * @enum {string}
+             */
+            action: "revoke" | "disable" | "notify";
+            /** @description False when the key had been reported before: nothing changed */
+            first_report: boolean;
+            /** @description The key as it now is */
+            key: components["schemas"]["KeyBody"];
+        };
         ReportUsageInputBody: {
             /** @description Recorded whole, or refused whole with every problem named */
             events: components["schemas"]["UsageEventBody"][] | null;
@@ -1171,11 +1311,25 @@ export interface components {
              */
             accepted: number;
         };
+        ResetOutputBody: {
+            email: string;
+            /** Format: date-time */
+            expires_at: string;
+            id: string;
+            member_id: string;
+            /** @description The single-use link, valid for one hour, that lets the member set a new password; shown only here */
+            reset_url: string;
+        };
         RevokeTokenInputBody: {
             /** @description Revoke even the last active operator-wide admin token */
             force?: boolean;
         };
         RollKeyInputBody: {
+            /**
+             * Format: date-time
+             * @description The new key's expiry; absent keeps the old key's. On a plan with a key_policy it must keep to the policy, counted from now
+             */
+            expires_at?: string;
             /**
              * Format: int64
              * @description How long the old key keeps working: 0 revokes it now, at most 604800 (7 days)
@@ -1277,6 +1431,16 @@ export interface components {
         };
         UpdatePlanInputBody: {
             allowed_scopes?: string[] | null;
+            /** @description null removes the policy (existing keys keep their expiry) */
+            key_policy?: {
+                /**
+                 * Format: int64
+                 * @description Keys must expire at most this many days after they are created or rolled (implies an expiry); 0 or absent is no limit
+                 */
+                max_lifetime_days?: number;
+                /** @description Keys must have an expires_at */
+                require_expiry: boolean;
+            } | null;
             /** Format: int64 */
             max_keys?: number;
             /** @description null removes the quota */
@@ -2939,6 +3103,93 @@ export interface operations {
             };
         };
     };
+    reportLeakedKey: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ReportLeakInputBody"];
+            };
+        };
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ReportLeakOutputBody"];
+                };
+            };
+            /** @description Bad Request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Internal Server Error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Service Unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     getKey: {
         parameters: {
             query?: never;
@@ -3518,6 +3769,90 @@ export interface operations {
             };
         };
     };
+    deleteMember: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Member id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description No Content */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Internal Server Error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Service Unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     updateMember: {
         parameters: {
             query?: never;
@@ -3541,6 +3876,180 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["MemberBody"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Internal Server Error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Service Unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    changeMemberPassword: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Member id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ChangePasswordInputBody"];
+            };
+        };
+        responses: {
+            /** @description No Content */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too Many Requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Internal Server Error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Service Unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    issuePasswordReset: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Member id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Created */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ResetOutputBody"];
                 };
             };
             /** @description Unauthorized */
@@ -3981,6 +4490,75 @@ export interface operations {
                 };
             };
             /** @description Service Unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    githubSecretScanning: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["Match"][] | null;
+            };
+        };
+        responses: {
+            /** @description One answer per match */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Answer"][] | null;
+                };
+            };
+            /** @description The body is not a JSON array of matches */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Bad or missing signature; nothing changed */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Body over 1 MiB */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many requests from this address */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description GitHub's keys or the database cannot be reached; GitHub retries */
             503: {
                 headers: {
                     [name: string]: unknown;

@@ -97,6 +97,11 @@ export class KeyplaneServer {
     return new KeyplaneServer(child, "http://" + addr, token, dir, database, logs);
   }
 
+  /** createMember runs `keyplane member create` on the server's database and returns the generated password. */
+  createMember(accountId: string, email: string, role: "owner" | "developer" | "viewer"): string {
+    return execFileSync(binary(), ["member", "create", "--account", accountId, "--email", email, "--role", role, "--database", this.database], { encoding: "utf8" }).trim();
+  }
+
   /** createToken runs `keyplane token create` on the server's database and returns the token. */
   createToken(role: "admin" | "verify", name = "test-" + role): string {
     return execFileSync(binary(), ["token", "create", "--name", name, "--role", role, "--database", this.database], { encoding: "utf8" }).trim();
