@@ -514,17 +514,7 @@ func (d *deletingSource) TokenByHash(ctx context.Context, hash [32]byte) (*keypl
 func TestDeletedTokenStopsAfterTTL(t *testing.T) {
 	store := teststore.New(t)
 	src := &deletingSource{source: &source{Store: store}}
-	clock := &fakeClock{}
-	clock.nanos.Store(time.Now().UnixNano())
-	c, err := cache.New(src, cache.Config{TTL: 30 * time.Second, ServeStale: 10 * time.Minute, Clock: clock, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	svc, err := service.New(store, service.Config{Records: c, Tokens: c, Cache: c})
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, clock, svc := serviceOver(t, store, src)
 	ctx := keyplane.NewContextWithActor(context.Background(), service.SystemActor)
 	tok, err := svc.CreateToken(ctx, service.TokenInput{Name: "leaked", Role: keyplane.RoleAdmin})
 	if err != nil {
@@ -642,17 +632,7 @@ func (s *stallingTokens) TokenByHash(ctx context.Context, hash [32]byte) (*keypl
 func TestCatchUpDoesNotJoinAStaleRefresh(t *testing.T) {
 	store := teststore.New(t)
 	src := &stallingTokens{source: &source{Store: store}, read: make(chan struct{}), release: make(chan struct{})}
-	clock := &fakeClock{}
-	clock.nanos.Store(time.Now().UnixNano())
-	c, err := cache.New(src, cache.Config{TTL: 30 * time.Second, ServeStale: 10 * time.Minute, Clock: clock, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	svc, err := service.New(store, service.Config{Records: c, Tokens: c, Cache: c})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, clock, svc := serviceOver(t, store, src)
 	ctx := keyplane.NewContextWithActor(context.Background(), service.SystemActor)
 	if _, err := svc.CreateToken(ctx, service.TokenInput{Name: "keep", Role: keyplane.RoleAdmin}); err != nil {
 		t.Fatal(err)
@@ -694,4 +674,22 @@ func TestCatchUpDoesNotJoinAStaleRefresh(t *testing.T) {
 	if _, err := svc.Authenticate(context.Background(), tok.Plaintext); err == nil {
 		t.Fatal("a revocation the catch-up found was never applied: the revoked token still authenticates")
 	}
+}
+
+// serviceOver is a service on store whose cache reads through src, on a
+// settable clock (TTL 30 s, serve-stale 10 min).
+func serviceOver(t *testing.T, store keyplane.Store, src cache.Source) (*cache.Cache, *fakeClock, *service.Service) {
+	t.Helper()
+	clock := &fakeClock{}
+	clock.nanos.Store(time.Now().UnixNano())
+	c, err := cache.New(src, cache.Config{TTL: 30 * time.Second, ServeStale: 10 * time.Minute, Clock: clock, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	svc, err := service.New(store, service.Config{Records: c, Tokens: c, Cache: c})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, clock, svc
 }

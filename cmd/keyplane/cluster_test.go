@@ -25,13 +25,7 @@ import (
 func TestClusterPropagation(t *testing.T) {
 	for _, bus := range []string{"redis", "postgres"} {
 		t.Run(bus, func(t *testing.T) {
-			dbURL := postgrestest.NewDatabase(t)
-			var b [6]byte
-			rand.Read(b[:])
-			args := []string{"--database", dbURL, "--cache-ttl", "10m", "--change-channel", "keyplane_test_" + hex.EncodeToString(b[:])}
-			if bus == "redis" {
-				args = append(args, "--redis", redistest.URL(t))
-			}
+			args := clusterArgs(t, bus)
 			a := startServer(t, args...)
 			token := a.token(t)
 			other := startServer(t, args...)
@@ -146,13 +140,7 @@ func summary(d []time.Duration) string {
 func TestClusterTokenRevocation(t *testing.T) {
 	for _, bus := range []string{"redis", "postgres"} {
 		t.Run(bus, func(t *testing.T) {
-			dbURL := postgrestest.NewDatabase(t)
-			var b [6]byte
-			rand.Read(b[:])
-			args := []string{"--database", dbURL, "--cache-ttl", "10m", "--change-channel", "keyplane_test_" + hex.EncodeToString(b[:])}
-			if bus == "redis" {
-				args = append(args, "--redis", redistest.URL(t))
-			}
+			args := clusterArgs(t, bus)
 			a := startServer(t, args...)
 			admin := a.token(t)
 			other := startServer(t, args...)
@@ -176,4 +164,18 @@ func TestClusterTokenRevocation(t *testing.T) {
 			t.Logf("token revocation seen by the other instance (%s): %s", bus, summary(took))
 		})
 	}
+}
+
+// clusterArgs are the flags of instances sharing a new PostgreSQL database
+// and a change channel of their own, over Redis or LISTEN/NOTIFY (bus), with
+// a cache TTL of 10 minutes: only the bus can explain a quick refusal.
+func clusterArgs(t *testing.T, bus string) []string {
+	t.Helper()
+	var b [6]byte
+	rand.Read(b[:])
+	args := []string{"--database", postgrestest.NewDatabase(t), "--cache-ttl", "10m", "--change-channel", "keyplane_test_" + hex.EncodeToString(b[:])}
+	if bus == "redis" {
+		args = append(args, "--redis", redistest.URL(t))
+	}
+	return args
 }

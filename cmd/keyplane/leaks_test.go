@@ -8,7 +8,6 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"io"
@@ -22,7 +21,6 @@ import (
 	"time"
 
 	"github.com/keyplane/keyplane/apikey"
-	"github.com/keyplane/keyplane/postgres/postgrestest"
 )
 
 // scanBin runs the built binary's scan with stdin, returning the exit
@@ -103,11 +101,7 @@ func TestGitHubLeakRefusedOnTheOtherInstance(t *testing.T) {
 	keys := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(doc) }))
 	t.Cleanup(keys.Close)
 
-	dbURL := postgrestest.NewDatabase(t)
-	var b [6]byte
-	rand.Read(b[:])
-	args := []string{"--database", dbURL, "--cache-ttl", "10m", "--change-channel", "keyplane_test_" + hex.EncodeToString(b[:]),
-		"--github-scanning-keys-url", keys.URL}
+	args := append(clusterArgs(t, "postgres"), "--github-scanning-keys-url", keys.URL)
 	a := startServer(t, args...)
 	token := a.token(t)
 	other := startServer(t, args...)
